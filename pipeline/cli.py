@@ -1,0 +1,30 @@
+"""`python -m pipeline <stage> key=value ...`: one subcommand per DVC stage."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+STAGES = ("download", "tokenize", "train", "evaluate", "benchmark", "report")
+USAGE = f"usage: python -m pipeline {{{','.join(STAGES)}}} [group=choice] [dotted.key=value ...]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        print("groups: profile, task, model, trainer, logger (see conf/); e.g.\n"
+              "  python -m pipeline train model=lstm task=ptb trainer.max_epochs=1")
+        return 0 if argv else 2
+    stage, overrides = argv[0], argv[1:]
+    if stage not in STAGES:
+        print(f"unknown stage '{stage}'; choose one of: {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    from pipeline.config import ConfigError, load
+
+    try:
+        cfg = load(overrides)
+        importlib.import_module(f"pipeline.stages.{stage}").main(cfg)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,51 @@
+"""Environment fingerprint stored with every result, so numbers are never compared blind."""
+from __future__ import annotations
+
+import platform
+import subprocess
+
+import torch
+
+from pipeline.config import ROOT
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def attention_kernel(device: torch.device) -> str:
+    if device.type == "cuda":
+        b = torch.backends.cuda
+        enabled = [n for n, on in (("flash", b.flash_sdp_enabled()), ("mem_efficient", b.mem_efficient_sdp_enabled()),
+                                   ("math", b.math_sdp_enabled())) if on]
+        return "sdpa(" + ",".join(enabled) + ")"
+    return "sdpa(cpu fused kernel)"
+
+
+def fingerprint(device: torch.device | None = None) -> dict:
+    device = device or torch.device("cpu")
+    return {
+        "git_sha": git_sha(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "cpu": cpu_name(),
+        "threads": torch.get_num_threads(),
+        "attention_kernel": attention_kernel(device),
+    }

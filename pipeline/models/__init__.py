@@ -1,0 +1,1 @@
+"""Sequence backbones: one contract (models/base.py), registered by decorator (models/registry.py)."""

@@ -1,0 +1,86 @@
+"""Attention and feed-forward blocks, and positional encodings, for `stack` backbones.
+
+Multi-head attention calls F.scaled_dot_product_attention, which picks the fused kernel available
+(flash / memory-efficient on CUDA, a fused C++ kernel on CPU).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.models.base import Block, zero_padding
+from pipeline.models.cnn import TemporalConv
+from pipeline.models.registry import register_block
+
+
+def rotary(x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Rotary position embedding (Su et al. 2021, RoFormer) on (B, H, L, Dh), rotate-half form."""
+    half = x.shape[-1] // 2
+    freqs = 10000 ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = (torch.arange(x.shape[-2], device=x.device, dtype=torch.float32) + offset)[:, None] * freqs
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def sinusoidal_positions(length: int, d_model: int, device=None) -> torch.Tensor:
+    """Fixed sinusoids of Vaswani et al. (2017), (L, D)."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(length, d_model, device=device)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : d_model // 2]
+    return pe
+
+
+@register_block("attention")
+class MultiHeadAttention(Block):
+    def __init__(self, cfg, causal):
+        super().__init__(cfg, causal)
+        d, self.n_heads = cfg.d_model, cfg.n_heads
+        if d % self.n_heads:
+            raise ValueError(f"model.d_model={d} is not divisible by model.n_heads={self.n_heads}")
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.use_rotary = cfg.positional == "rotary"
+        self.dropout = cfg.dropout
+
+    def forward(self, x, mask=None):
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        if self.use_rotary:
+            q, k = rotary(q), rotary(k)
+        attn_mask = None
+        if not self.causal and mask is not None and not bool(mask.all()):
+            attn_mask = mask[:, None, None, :]  # keys only: padded queries still see real keys
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, L, D))
+
+
+@register_block("ffn")
+class FeedForward(Block):
+    def __init__(self, cfg, causal):
+        super().__init__(cfg, causal)
+        self.up = nn.Linear(cfg.d_model, cfg.ffn_mult * cfg.d_model)
+        self.down = nn.Linear(cfg.ffn_mult * cfg.d_model, cfg.d_model)
+
+    def forward(self, x, mask=None):
+        return self.down(F.gelu(self.up(x)))
+
+
+@register_block("conv")
+class LocalConv(Block):
+    """Depthwise local convolution then a pointwise mix: the convolutional half of conv+attention hybrids."""
+
+    def __init__(self, cfg, causal):
+        super().__init__(cfg, causal)
+        self.depthwise = TemporalConv(cfg.d_model, cfg.d_model, cfg.kernel_size, 1, causal, groups=cfg.d_model)
+        self.pointwise = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, x, mask=None):
+        x = zero_padding(x, None if self.causal else mask)
+        return self.pointwise(F.gelu(self.depthwise(x)))

@@ -1,0 +1,79 @@
+"""The backbone contract every architecture implements (in the manner of s4's SequenceModule).
+
+    forward(x: FloatTensor[B, L, D], mask: BoolTensor[B, L] | None) -> FloatTensor[B, L, D]
+
+`mask` is True at real tokens; sequences are right-padded. A backbone is built either causal
+(output t sees inputs <= t; used for language modelling) or bidirectional (used for
+classification), and knows nothing of vocabularies, tasks or losses. Backbones with an O(1)
+recurrent form also implement `init_state(batch_size)` and `step(x_t, state) -> (y_t, state)`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.config import ConfigError, ModelConfig
+from pipeline.models import registry
+
+
+class Backbone(nn.Module):
+    causal_capable: bool = True
+    bidirectional_capable: bool = True
+    registry_name: str = ""
+
+    def __init__(self, cfg: ModelConfig, causal: bool):
+        super().__init__()
+        self.cfg = cfg
+        self.d_model = cfg.d_model
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def width_step(cls, cfg: ModelConfig) -> int:
+        """Granularity of d_model that the sizing search may choose from."""
+        return 8
+
+    @property
+    def has_step(self) -> bool:
+        return type(self).step is not Backbone.step
+
+    def init_state(self, batch_size: int, device: torch.device | None = None) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
+
+    def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
+
+
+class Block(nn.Module):
+    """A sublayer of a `stack` backbone: (B, L, D) -> (B, L, D), without norm or residual."""
+
+    def __init__(self, cfg: ModelConfig, causal: bool):
+        super().__init__()
+        self.cfg = cfg
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def zero_padding(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero padded positions so that they cannot leak into real ones through convolutions."""
+    return x if mask is None else x * mask.unsqueeze(-1).to(x.dtype)
+
+
+def build_backbone(cfg: ModelConfig, causal: bool) -> Backbone:
+    cls = registry.backbone_class(cfg.backbone)
+    if causal and not cls.causal_capable:
+        raise ConfigError(f"model '{cfg.name}' ({cfg.backbone}) cannot run causally, so it cannot serve "
+                          f"language modelling; pick a causal model")
+    if not causal and not cls.bidirectional_capable:
+        causal = True  # a causal-only model still classifies, reading left to right
+    return cls(cfg, causal)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,85 @@
+"""Backbone and block registries, filled by decorators at import time.
+
+`@register_backbone("lstm", LSTMConfig)` puts a class and its config schema in one place, so the set
+of valid `model.backbone` values can never drift from the code. Blocks are the residual sublayers a
+hybrid stack is built from (`layers: [conv, attention, ffn]`).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+_BACKBONES: dict[str, tuple[type, type]] = {}
+_BLOCKS: dict[str, type] = {}
+# Modules whose import registers models; listed once so `import pipeline.models.registry` is enough.
+_MODEL_MODULES = ("rnn", "cnn", "attention", "hybrid")
+_loaded = False
+
+
+def register_backbone(name: str, config_cls: type) -> Callable[[type], type]:
+    def wrap(cls: type) -> type:
+        if name in _BACKBONES:
+            raise ValueError(f"backbone '{name}' registered twice ({_BACKBONES[name][0]} and {cls})")
+        _BACKBONES[name] = (cls, config_cls)
+        cls.registry_name = name
+        return cls
+
+    return wrap
+
+
+def register_block(name: str) -> Callable[[type], type]:
+    def wrap(cls: type) -> type:
+        if name in _BLOCKS:
+            raise ValueError(f"block '{name}' registered twice")
+        _BLOCKS[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for mod in _MODEL_MODULES:
+            importlib.import_module(f"pipeline.models.{mod}")
+
+
+def names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_BACKBONES)
+
+
+def block_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_BLOCKS)
+
+
+def _unknown(kind: str, name: str, valid: list[str], source: str = "") -> KeyError:
+    where = f"{source}: " if source else ""
+    return KeyError(f"{where}unknown {kind} '{name}'; registered: {', '.join(valid)}")
+
+
+def backbone_class(name: str) -> type:
+    _ensure_loaded()
+    if name not in _BACKBONES:
+        raise _unknown("backbone", name, names())
+    return _BACKBONES[name][0]
+
+
+def block_class(name: str) -> type:
+    _ensure_loaded()
+    if name not in _BLOCKS:
+        raise _unknown("block", name, block_names())
+    return _BLOCKS[name]
+
+
+def config_class(name: str, source: str = "") -> type:
+    from pipeline.config import ConfigError
+
+    _ensure_loaded()
+    if name not in _BACKBONES:
+        raise ConfigError(f"{source + ': ' if source else ''}unknown backbone '{name}'; "
+                          f"registered: {', '.join(names())}")
+    return _BACKBONES[name][1]

@@ -1,0 +1,154 @@
+"""evaluate stage: test-split metric per length bucket, plus inference speed and memory per length.
+
+Reads each seed's best checkpoint, runs Lightning's test loop (the same bucketed metric as
+validation), then times forward passes over real test tokens at each bucket's upper length.
+Writes runs/<task>/<model>/eval.json (full result, schema below) and metrics.json (headline
+numbers for `dvc metrics show`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from pipeline import buckets
+from pipeline.config import ROOT, Config, ConfigError, run_dir, to_dict
+from pipeline.data.datamodule import SequenceDataModule, read_meta, tokenized_dir
+from pipeline.measure import env, flops, memory, speed
+from pipeline.tasks.base import TaskModule
+from pipeline.tasks.registry import task_class
+
+SCHEMA_VERSION = 1
+
+
+def load_checkpoint(cfg: Config, seed: int) -> TaskModule:
+    path = run_dir(cfg) / "ckpt" / f"seed{seed}" / "best.ckpt"
+    if not path.exists():
+        raise ConfigError(f"{path} is missing: train first (`dvc repro train@{cfg.model.name}-{cfg.task.name}` "
+                          f"or `python -m pipeline train model={cfg.model.name} task={cfg.task.name}`)")
+    cls = task_class(cfg.task.kind)
+    module = cls.load_from_checkpoint(path, map_location="cpu")
+    return module.eval()
+
+
+def test_metric(module: TaskModule, cfg: Config, seed: int) -> dict:
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False)
+    trainer.test(module, datamodule=SequenceDataModule(cfg, seed=seed), verbose=False)
+    result = module.test_metric.compute()
+    count = result["count"].tolist()
+    per_bucket = [float(module.finalize(v)) if c > 0 else None for v, c in zip(result["per_bucket"], count)]
+    return {"seed": seed, "overall": float(module.finalize(result["overall"])), "per_bucket": per_bucket,
+            "count": [int(c) for c in count]}
+
+
+def speed_batch(module: TaskModule, stream: np.ndarray, length: int, batch_size: int, device) -> dict:
+    """A batch of real test tokens, `length` long (LM: plus the target token)."""
+    width = length + 1 if module.cfg.task.kind == "lm" else length
+    need = batch_size * width
+    reps = math.ceil(need / max(len(stream), 1))
+    ids = torch.from_numpy(np.tile(np.asarray(stream[: min(len(stream), need)], dtype=np.int64), reps)[:need])
+    ids = ids.view(batch_size, width).to(device)
+    batch = {"ids": ids, "mask": torch.ones_like(ids, dtype=torch.bool),
+             "length": torch.full((batch_size,), length, device=device),
+             "weight": torch.ones(batch_size, device=device)}
+    if module.cfg.task.kind == "classify":
+        batch["label"] = torch.zeros(batch_size, dtype=torch.long, device=device)
+    return batch
+
+
+def measure_speed(module: TaskModule, cfg: Config, lengths: list[int]) -> dict:
+    device = next(module.parameters()).device
+    stream = np.load(tokenized_dir(cfg) / "test.ids.npy", mmap_mode="r")
+    bsz = cfg.eval.speed_batch_size
+    out = {"lengths": lengths, "batch_size": bsz, "device": str(device),
+           "infer_tokens_per_s": [], "latency_ms": [], "peak_mem_mb": []}
+    for length in lengths:
+        batch = speed_batch(module, stream, length, bsz, device)
+
+        def forward():
+            with torch.no_grad():
+                return module.per_example(batch)
+
+        seconds = speed.median_seconds(forward, device, repeats=cfg.eval.speed_repeats)
+        out["infer_tokens_per_s"].append(round(bsz * length / seconds, 1))
+        out["latency_ms"].append(round(seconds * 1e3, 3))
+        mb = memory.peak_memory_mb(forward, device) if cfg.eval.measure_memory else None
+        out["peak_mem_mb"].append(None if mb is None else round(mb, 3))
+    return out
+
+
+def flops_per_token(module: TaskModule, cfg: Config) -> float:
+    stream = np.load(tokenized_dir(cfg) / "test.ids.npy", mmap_mode="r")
+    batch = speed_batch(module, stream, cfg.task.max_len, 1, next(module.parameters()).device)
+    return flops.forward_flops_per_token(lambda: module.per_example(batch), module, cfg.task.max_len)
+
+
+def baseline(meta: dict) -> dict | None:
+    if "unigram_ppl_test" in meta:
+        return {"name": "unigram", "value": meta["unigram_ppl_test"]}
+    if "majority_accuracy_test" in meta:
+        return {"name": "majority class", "value": meta["majority_accuracy_test"]}
+    return None
+
+
+def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, meta: dict, speed_result: dict) -> dict:
+    overall = [s["overall"] for s in seeds]
+    n_buckets = len(seeds[0]["per_bucket"])
+    per_bucket = []
+    for i in range(n_buckets):
+        vals = [s["per_bucket"][i] for s in seeds if s["per_bucket"][i] is not None]
+        per_bucket.append(float(np.mean(vals)) if vals else None)
+    train_by_seed = {r["seed"]: r for r in train.get("seeds", [])}
+    for s in seeds:
+        s["train"] = train_by_seed.get(s["seed"], {})
+    edges = module.bucket_edges
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task": cfg.task.name, "task_kind": cfg.task.kind, "model": cfg.model.name, "backbone": cfg.model.backbone,
+        "metric": module.metric_name, "higher_is_better": module.higher_is_better,
+        "config": to_dict(module.cfg),
+        "params": module.param_counts(), "sizing": module.sizing,
+        "flops_per_token": flops_per_token(module, cfg),
+        "receptive_field": getattr(module.backbone, "receptive_field", None),
+        "env": env.fingerprint(next(module.parameters()).device),
+        "baseline": baseline(meta), "reference": cfg.task.reference,
+        "buckets": {"edges": edges, "labels": buckets.labels(edges),
+                    "unit": "context position" if cfg.task.kind == "lm" else "document tokens"},
+        "seeds": seeds,
+        "overall": float(np.mean(overall)), "overall_std": float(np.std(overall)),
+        "per_bucket": per_bucket, "count": seeds[0]["count"],
+        "speed": speed_result,
+    }
+
+
+def main(cfg: Config) -> None:
+    torch.set_float32_matmul_precision("high")
+    meta = read_meta(cfg)
+    train_path = run_dir(cfg) / "train.json"
+    train = json.loads(train_path.read_text()) if train_path.exists() else {}
+    seeds, module = [], None
+    for seed in cfg.seeds:
+        module = load_checkpoint(cfg, seed)
+        seeds.append(test_metric(module, cfg, seed))
+    assert module is not None
+    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
+    module = module.to(device)
+    longest = cfg.eval.max_speed_len or cfg.task.max_len
+    lengths = [e for e in buckets.edges(longest, cfg.data.bucket_min) if e <= longest]
+    result = summarize(cfg, seeds, train, module, meta, measure_speed(module, cfg, lengths))
+    out = run_dir(cfg)
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    headline = {result["metric"]: result["overall"], "params_backbone": result["params"]["backbone"],
+                "flops_per_token": result["flops_per_token"],
+                "infer_tokens_per_s": result["speed"]["infer_tokens_per_s"][-1]}
+    train_tps = [s["train"].get("train_tokens_per_s") for s in seeds if s["train"]]
+    if train_tps:
+        headline["train_tokens_per_s"] = float(np.mean(train_tps))
+    (out / "metrics.json").write_text(json.dumps(headline, indent=2))
+    print(f"[evaluate] {cfg.task.name}/{cfg.model.name}: test {result['metric']} {result['overall']:.4g} "
+          f"(baseline {result['baseline']})")

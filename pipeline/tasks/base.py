@@ -1,0 +1,119 @@
+"""TaskModule: embedding + backbone + head + loss + metrics, shared by every task.
+
+Subclasses define `head`, `per_example(batch) -> (loss_values, weights, bucket ids, metric values)`
+and how the metric turns into the reported number. Optimiser: AdamW (no decay on biases, norms and
+embeddings), linear warm-up then cosine decay to 10%.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from pipeline import buckets
+from pipeline.config import Config
+from pipeline.models import sizing
+from pipeline.models.base import count_params
+from pipeline.tasks.metrics import BucketedMean
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class TaskModule(L.LightningModule):
+    causal: bool = True
+    metric_name: str = ""
+    higher_is_better: bool = True
+
+    def __init__(self, config: dict, meta: dict):
+        super().__init__()
+        # Plain dicts, so checkpoints reload without the schema classes.
+        self.save_hyperparameters({"config": config, "meta": meta})
+        self.cfg: Config = OmegaConf.create(config)  # type: ignore[assignment]
+        self.meta = meta
+        self.pad_id = meta["special"]["pad"]
+        self.backbone, self.sizing = sizing.build_sized(self.cfg.model, causal=self.causal)
+        d = self.backbone.d_model
+        self.embed = nn.Embedding(meta["vocab_size"], d, padding_idx=self.pad_id)
+        nn.init.normal_(self.embed.weight, std=d ** -0.5)
+        self.emb_drop = nn.Dropout(self.cfg.model.dropout)
+        self.bucket_edges = self.make_bucket_edges()
+        self.val_metric = BucketedMean(len(self.bucket_edges))
+        self.test_metric = BucketedMean(len(self.bucket_edges))
+
+    # -- subclass API
+    def make_bucket_edges(self) -> list[int]:
+        raise NotImplementedError
+
+    def per_example(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (loss terms, their weights, bucket index, metric terms), all the same shape."""
+        raise NotImplementedError
+
+    def finalize(self, mean: torch.Tensor) -> torch.Tensor:
+        """Turns the bucket mean of metric terms into the reported metric (e.g. exp for ppl)."""
+        return mean
+
+    # -- shared
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.emb_drop(self.embed(ids)), mask)
+
+    def param_counts(self) -> dict[str, int]:
+        total = count_params(self)
+        backbone = count_params(self.backbone)
+        return {"total": total, "backbone": backbone, "embedding_and_head": total - backbone}
+
+    def training_step(self, batch, batch_idx):
+        loss_terms, weights, _, _ = self.per_example(batch)
+        loss = (loss_terms * weights).sum() / weights.sum().clamp(min=1)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss is {loss.item()} at step {self.global_step} ({self.cfg.task.name}/{self.cfg.model.name}); "
+                f"lower optim.lr (now {self.cfg.optim.lr}) or trainer.gradient_clip_val, or check the data")
+        self.log("train/loss", loss, prog_bar=True, batch_size=int(weights.sum()))
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    def _eval_step(self, batch, metric: BucketedMean) -> None:
+        _, weights, bucket, values = self.per_example(batch)
+        metric.update(values, bucket, weights)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, self.val_metric)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, self.test_metric)
+
+    def on_validation_epoch_end(self):
+        result = self.val_metric.compute()
+        self.log(f"val/{self.metric_name}", self.finalize(result["overall"]).float(), prog_bar=True, sync_dist=False)
+        self.val_metric.reset()
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            (decay if p.ndim >= 2 and "embed" not in name else no_decay).append(p)
+        o = self.cfg.optim
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}],
+                                      lr=o.lr, betas=(o.beta1, o.beta2))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(o.warmup_steps, total // 10 + 1)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if o.schedule == "constant":
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def bucket_of(lengths: torch.Tensor, edges: list[int]) -> torch.Tensor:
+    return buckets.index(lengths, edges)

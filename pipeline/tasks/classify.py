@@ -1,0 +1,41 @@
+"""Sequence classification; the metric is accuracy, bucketed by document length (in tokens)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline import buckets
+from pipeline.tasks.base import TaskModule
+from pipeline.tasks.registry import register_task
+
+
+@register_task("classify")
+class Classifier(TaskModule):
+    causal = False
+    metric_name = "acc"
+    higher_is_better = True
+
+    def __init__(self, config: dict, meta: dict):
+        super().__init__(config, meta)
+        self.head = nn.Sequential(nn.Dropout(self.cfg.model.dropout), nn.Linear(self.backbone.d_model, len(meta["labels"])))
+
+    def make_bucket_edges(self) -> list[int]:
+        longest = max(s["max_len"] for s in self.meta["splits"].values())
+        return buckets.edges(max(longest, self.cfg.task.max_len), self.cfg.data.bucket_min)
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.cfg.task.pooling == "last":
+            last = mask.sum(1).clamp(min=1) - 1
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.encode(ids, mask), mask))
+
+    def per_example(self, batch):
+        logits = self.logits(batch["ids"], batch["mask"])
+        loss = F.cross_entropy(logits, batch["label"], reduction="none")
+        correct = (logits.argmax(-1) == batch["label"]).float()
+        return loss, batch["weight"], buckets.index(batch["length"], self.bucket_edges), correct

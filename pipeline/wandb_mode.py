@@ -1,0 +1,44 @@
+"""Resolve the configured W&B mode (auto | online | offline | disabled) to the one wandb.init gets.
+
+Precedence: the WANDB_MODE environment variable (the user's explicit choice for this shell/job)
+beats the config; `auto` means online when credentials are configured, otherwise offline, so a run
+on a machine without a W&B login never prompts or fails, it just writes an offline run to sync later.
+"""
+from __future__ import annotations
+
+import os
+
+MODES = ("online", "offline", "disabled")
+# Spellings wandb itself accepts in WANDB_MODE, mapped to the three modes above.
+_ALIASES = {"dryrun": "offline", "run": "online"}
+
+
+def resolve_mode(mode: str) -> str:
+    """Return "online", "offline" or "disabled" for a config mode ("auto" allowed)."""
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env:
+        return _normalise(env, source="environment variable WANDB_MODE")
+    mode = mode.strip().lower()
+    if mode == "auto":
+        return "online" if _logged_in() else "offline"
+    return _normalise(mode, source="logger.mode")
+
+
+def _normalise(mode: str, source: str) -> str:
+    mode = _ALIASES.get(mode, mode)
+    if mode not in MODES:
+        raise ValueError(f"{source}='{mode}' is not a W&B mode; use one of: auto, {', '.join(MODES)}")
+    return mode
+
+
+def _logged_in() -> bool:
+    """True when W&B credentials are available, without prompting or contacting the server."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        import wandb
+
+        # verify=False: no network round trip; prompt=False: never block a pipeline on input.
+        return bool(wandb.login(prompt=False, verify=False))
+    except Exception:  # wandb missing or its credential store unreadable: stay offline
+        return False
