@@ -24,4 +24,4 @@ def labels(bucket_edges: list[int]) -> list[str]:
 def index(lengths: torch.Tensor, bucket_edges: list[int]) -> torch.Tensor:
     """Bucket index of each length; lengths beyond the last edge fall in the last bucket."""
     boundaries = torch.tensor(bucket_edges, device=lengths.device, dtype=lengths.dtype)
-    return torch.bucketize(lengths, boundaries).clamp(max=len(bucket_edges) - 1)
+    return torch.bucketize(lengths.contiguous(), boundaries).clamp(max=len(bucket_edges) - 1)

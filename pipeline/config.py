@@ -297,5 +297,11 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def relative(path: str | Path) -> str:
+    """Path relative to the project root where it lies inside it (results stay portable)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def run_dir(cfg: Config) -> Path:
     return ROOT / cfg.paths.runs / cfg.task.name / cfg.model.name

@@ -35,7 +35,7 @@ class Backbone(nn.Module):
     @classmethod
     def width_step(cls, cfg: ModelConfig) -> int:
         """Granularity of d_model that the sizing search may choose from."""
-        return 8
+        return 4
 
     @property
     def has_step(self) -> bool:

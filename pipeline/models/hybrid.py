@@ -45,7 +45,8 @@ class Stack(Backbone):
 
     @classmethod
     def width_step(cls, cfg: StackConfig) -> int:
-        return 2 * cfg.n_heads  # whole, even head size (rotary rotates pairs)
+        # Whole heads; rotary also needs an even head size (it rotates pairs of channels).
+        return cfg.n_heads * (2 if cfg.positional == "rotary" else 1)
 
     def add_positions(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.positional == "sinusoidal":

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import OmegaConf
 
-from pipeline.config import ROOT, Config, run_dir, to_dict
+from pipeline.config import ROOT, Config, relative, run_dir, to_dict
 from pipeline.data.datamodule import SequenceDataModule, read_meta
 from pipeline.tasks.registry import task_class
 from pipeline.wandb_mode import resolve_mode
@@ -76,7 +76,7 @@ def train_seed(cfg: Config, seed: int) -> dict:
     throughput = TokenThroughput()
     logger = make_logger(cfg, seed)
     if logger is not None:
-        logger.experiment.config.update({"params": module.param_counts(), "sizing": module.sizing}, allow_val_change=True)
+        logger.log_hyperparams({"params": module.param_counts(), "sizing": module.sizing})  # rank-zero only
     trainer = build_trainer(cfg, [checkpoint, throughput], logger)
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
@@ -90,14 +90,14 @@ def train_seed(cfg: Config, seed: int) -> dict:
         "train_tokens": throughput.tokens,
         "train_tokens_per_s": round(throughput.tokens / max(throughput.seconds, 1e-9), 1),
         "best_val": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
-        "best_ckpt": str(Path(checkpoint.best_model_path).relative_to(ROOT)) if checkpoint.best_model_path else None,
+        "best_ckpt": relative(checkpoint.best_model_path) if checkpoint.best_model_path else None,
         "params": module.param_counts(),
         "sizing": module.sizing,
     }
     if logger is not None and trainer.is_global_zero:
         run = logger.experiment
         result["wandb_run_id"] = run.id
-        result["wandb_dir"] = str(Path(run.dir).parent.relative_to(ROOT)) if run.dir else None
+        result["wandb_dir"] = relative(Path(run.dir).parent) if run.dir else None
         run.summary.update({f"best_val/{module.metric_name}": result["best_val"],
                             "train_tokens_per_s": result["train_tokens_per_s"]})
         (out / "wandb.json").write_text(json.dumps({"run_id": run.id, "project": cfg.logger.project,

@@ -19,9 +19,9 @@ class LanguageModel(TaskModule):
     def __init__(self, config: dict, meta: dict):
         super().__init__(config, meta)
         d, vocab = self.backbone.d_model, meta["vocab_size"]
-        if self.cfg.task.head == "adaptive":
+        cutoffs = [c for c in self.cfg.task.adaptive_cutoffs if c < vocab - 1]
+        if self.cfg.task.head == "adaptive" and cutoffs:  # a tiny vocabulary needs no adaptive softmax
             # Grave et al. 2017: frequent words get the full width, rare ones a narrow projection.
-            cutoffs = [c for c in self.cfg.task.adaptive_cutoffs if c < vocab - 1]
             self.head = nn.AdaptiveLogSoftmaxWithLoss(d, vocab, cutoffs=cutoffs, div_value=4.0)
         else:
             self.head = nn.Linear(d, vocab, bias=False)
