@@ -1,7 +1,7 @@
 """Resolve the configured W&B mode (auto | online | offline | disabled) to the one wandb.init gets.
 
-Precedence: the WANDB_MODE environment variable (the user's explicit choice for this shell/job)
-beats the config; `auto` means online when credentials are configured, otherwise offline, so a run
+Precedence: `logger.mode=disabled` always holds; otherwise the WANDB_MODE environment variable (the
+user's explicit choice for this shell/job) beats the config; `auto` means online when credentials are configured, otherwise offline, so a run
 on a machine without a W&B login never prompts or fails, it just writes an offline run to sync later.
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ _ALIASES = {"dryrun": "offline", "run": "online"}
 
 def resolve_mode(mode: str) -> str:
     """Return "online", "offline" or "disabled" for a config mode ("auto" allowed)."""
+    if mode.strip().lower() == "disabled":  # an explicit `logger.mode=disabled` always holds
+        return "disabled"
     env = os.environ.get("WANDB_MODE", "").strip().lower()
     if env:
         return _normalise(env, source="environment variable WANDB_MODE")

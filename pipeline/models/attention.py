@@ -60,9 +60,24 @@ class MultiHeadAttention(Block):
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, L, D))
 
+    def init_state(self, batch_size, device=None):
+        return {"k": None, "v": None}  # the KV cache grows by one position per step
+
+    def step(self, x_t, state):
+        B, D = x_t.shape
+        q, k, v = self.qkv(x_t).view(B, 3, self.n_heads, 1, D // self.n_heads).unbind(1)
+        offset = 0 if state["k"] is None else state["k"].shape[2]
+        if self.use_rotary:
+            q, k = rotary(q, offset), rotary(k, offset)
+        if state["k"] is not None:
+            k, v = torch.cat([state["k"], k], 2), torch.cat([state["v"], v], 2)
+        y = F.scaled_dot_product_attention(q, k, v)  # one query sees every cached key: causal by construction
+        return self.out(y.reshape(B, D)), {"k": k, "v": v}
+
 
 @register_block("ffn")
 class FeedForward(Block):
+    position_wise = True
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
         self.up = nn.Linear(cfg.d_model, cfg.ffn_mult * cfg.d_model)
@@ -84,3 +99,11 @@ class LocalConv(Block):
     def forward(self, x, mask=None):
         x = zero_padding(x, None if self.causal else mask)
         return self.pointwise(F.gelu(self.depthwise(x)))
+
+    def init_state(self, batch_size, device=None):
+        return torch.zeros(batch_size, self.cfg.kernel_size - 1, self.cfg.d_model, device=device)
+
+    def step(self, x_t, state):
+        window = torch.cat([state, x_t.unsqueeze(1)], 1)  # the last k inputs
+        y = self.depthwise.conv(window.transpose(1, 2)).squeeze(-1)
+        return self.pointwise(F.gelu(y)), window[:, 1:]

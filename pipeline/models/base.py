@@ -49,7 +49,14 @@ class Backbone(nn.Module):
 
 
 class Block(nn.Module):
-    """A sublayer of a `stack` backbone: (B, L, D) -> (B, L, D), without norm or residual."""
+    """A sublayer of a `stack` backbone: (B, L, D) -> (B, L, D), without norm or residual.
+
+    Blocks with a recurrent form implement `init_state` / `step` like a Backbone; a block that
+    mixes no information across positions sets `position_wise = True` and gets `step` for free.
+    A stack has a recurrent form when every block has one.
+    """
+
+    position_wise: bool = False
 
     def __init__(self, cfg: ModelConfig, causal: bool):
         super().__init__()
@@ -58,6 +65,18 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    @property
+    def has_step(self) -> bool:
+        return self.position_wise or type(self).step is not Block.step
+
+    def init_state(self, batch_size: int, device: torch.device | None = None) -> Any:
+        return None
+
+    def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        if self.position_wise:
+            return self.forward(x_t.unsqueeze(1)).squeeze(1), state
+        raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
 
 
 def zero_padding(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

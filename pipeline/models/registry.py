@@ -7,12 +7,13 @@ hybrid stack is built from (`layers: [conv, attention, ffn]`).
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Callable
 
 _BACKBONES: dict[str, tuple[type, type]] = {}
 _BLOCKS: dict[str, type] = {}
-# Modules whose import registers models; listed once so `import pipeline.models.registry` is enough.
-_MODEL_MODULES = ("rnn", "cnn", "attention", "hybrid")
+# Every other module of pipeline.models is imported to run its decorators: adding a file is enough.
+_NOT_MODELS = {"base", "registry", "sizing"}
 _loaded = False
 
 
@@ -42,8 +43,11 @@ def _ensure_loaded() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        for mod in _MODEL_MODULES:
-            importlib.import_module(f"pipeline.models.{mod}")
+        import pipeline.models as package
+
+        for info in pkgutil.iter_modules(package.__path__):
+            if info.name not in _NOT_MODELS:
+                importlib.import_module(f"pipeline.models.{info.name}")
 
 
 def names() -> list[str]:

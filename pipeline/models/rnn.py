@@ -53,3 +53,15 @@ class _FusedRNN(Backbone):
 @register_backbone("lstm", RNNConfig)
 class LSTM(_FusedRNN):
     rnn_class = nn.LSTM
+
+
+@register_backbone("gru", RNNConfig)
+class GRU(_FusedRNN):
+    rnn_class = nn.GRU
+
+
+@register_backbone("rnn", RNNConfig)
+class ElmanRNN(_FusedRNN):
+    """Elman (1990) network, tanh units."""
+
+    rnn_class = nn.RNN

@@ -120,7 +120,7 @@ def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, m
         "buckets": {"edges": edges, "labels": buckets.labels(edges),
                     "unit": "context position" if cfg.task.kind == "lm" else "document tokens"},
         "seeds": seeds,
-        "overall": float(np.mean(overall)), "overall_std": float(np.std(overall)),
+        "overall": float(np.mean(overall)), "overall_std": float(np.std(overall, ddof=1)) if len(overall) > 1 else None,
         "per_bucket": per_bucket, "count": seeds[0]["count"],
         "speed": speed_result,
     }
