@@ -47,6 +47,23 @@ class ModelConfig:
 
 
 @dataclass
+class SyntheticConfig:
+    """Generator parameters of the synthetic tasks (pipeline/data/synthetic.py); real corpora ignore it."""
+
+    seq_len: int = 128  # training length in tokens (MQAR, selcopy: exact; ListOps: lengths in (seq_len/2, seq_len])
+    n_train: int = 20000
+    n_val: int = 1000
+    n_test: int = 1000
+    seed: int = 0
+    extrapolate: list[int] = field(default_factory=lambda: [2, 4])  # extra splits test_{k}x at k * seq_len
+    vocab: int = 128  # MQAR: keys = first half, values = second half; selcopy: data tokens
+    num_pairs: int = 16  # MQAR: key-value pairs, each queried once
+    num_copy: int = 16  # selcopy: data tokens to copy
+    max_depth: int = 10  # ListOps: deepest nesting
+    max_args: int = 5  # ListOps: most arguments per operator
+
+
+@dataclass
 class TaskConfig:
     name: str = MISSING
     kind: str = MISSING  # lm | classify
@@ -61,8 +78,9 @@ class TaskConfig:
     split_seed: int = 1234
     head: str = "full"  # full | adaptive (adaptive softmax for large LM vocabularies)
     adaptive_cutoffs: list[int] = field(default_factory=lambda: [2000, 6000])
-    pooling: str = "mean"  # classify: mean | last
+    pooling: str = "mean"  # classify: mean | last | max
     reference: str = ""  # published reference point shown in the report
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # synthetic tasks only
 
 
 @dataclass
@@ -120,6 +138,7 @@ class EvalConfig:
     speed_repeats: int = 3
     measure_memory: bool = True
     max_speed_len: Optional[int] = None  # longest length timed; None = the task's max_len
+    beam_size: int = 1  # translation decoding: 1 = greedy
 
 
 @dataclass
@@ -146,13 +165,23 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
-TASK_KINDS = ("lm", "classify")
+TASK_KINDS = ("lm", "classify", "translate", "recall")
 
 # ----------------------------------------------------------------------------- loading
 
 
+# Encoder-decoder models (translation only) are chosen with model=<name> too, but live apart in
+# conf/seq2seq/ because they are not backbones (the backbone tests iterate over conf/model/).
+GROUP_DIRS = {"model": ("model", "seq2seq")}
+
+
 def choices(group: str) -> list[str]:
+    """Names selectable for a group; for `model` only the backbones of conf/model/."""
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def all_choices(group: str) -> list[str]:
+    return sorted(p.stem for d in GROUP_DIRS.get(group, (group,)) for p in (CONF_DIR / d).glob("*.yaml"))
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -168,13 +197,14 @@ def _read_yaml(path: Path) -> DictConfig:
 
 
 def _group_file(group: str, name: str) -> Path:
-    path = CONF_DIR / group / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(
-            f"unknown {group} '{name}': no conf/{group}/{name}.yaml; "
-            f"choose one of: {', '.join(choices(group))}"
-        )
-    return path
+    for directory in GROUP_DIRS.get(group, (group,)):
+        path = CONF_DIR / directory / f"{name}.yaml"
+        if path.exists():
+            return path
+    raise ConfigError(
+        f"unknown {group} '{name}': no conf/{group}/{name}.yaml; "
+        f"choose one of: {', '.join(all_choices(group))}"
+    )
 
 
 def _merge(base: DictConfig, node: Any, source: str) -> DictConfig:
@@ -238,7 +268,10 @@ def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None =
     backbone = OmegaConf.select(model_file, "model.backbone")
     if backbone is None:
         raise ConfigError(f"{files['model']}: must set model.backbone (one of: {', '.join(registry.names())})")
-    model_schema = registry.config_class(str(backbone), source=str(files["model"]))
+    if str(backbone) in registry.seq2seq_names():
+        model_schema = registry.seq2seq_config_class(str(backbone))
+    else:
+        model_schema = registry.config_class(str(backbone), source=str(files["model"]))
 
     cfg = OmegaConf.structured(Config)
     cfg.model = OmegaConf.structured(model_schema)
@@ -274,9 +307,9 @@ def _check(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}='{value}' is not valid; choose one of: {', '.join(valid)}")
 
     one_of("task.kind", cfg.task.kind, TASK_KINDS)
-    one_of("task.tokenizer", cfg.task.tokenizer, ("word", "bpe", "byte"))
+    one_of("task.tokenizer", cfg.task.tokenizer, ("word", "bpe", "byte", "none"))  # none: synthetic
     one_of("task.head", cfg.task.head, ("full", "adaptive"))
-    one_of("task.pooling", cfg.task.pooling, ("mean", "last"))
+    one_of("task.pooling", cfg.task.pooling, ("mean", "last", "max"))
     one_of("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))
     one_of("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))
     if cfg.trainer.strategy == "ddp_spawn":

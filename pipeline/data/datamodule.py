@@ -34,22 +34,32 @@ def read_meta(cfg: Config) -> dict:
 
 
 class TokenizedSplit(Dataset):
-    """Examples of one split. LM streams are cut into windows of max_len + 1 tokens (stride max_len),
-    so every token except the first is predicted exactly once."""
+    """Examples of one split, by task kind:
+
+    lm        the split's token stream cut into windows of max_len + 1 tokens (stride max_len), so
+              every token but the first is predicted exactly once;
+    classify  documents (`{split}.ids/offsets`) with `{split}.labels`;
+    recall    sequences with aligned `{split}.targets` (-1 where nothing is to be predicted);
+    translate source and target sequences (`{split}.src.*`, `{split}.tgt.*`).
+    `length` (what batches are grouped and bucketed by) is the document / source length.
+    """
 
     def __init__(self, directory: Path, split: str, kind: str, max_len: int, limit: int | None = None):
-        self.ids = np.load(directory / f"{split}.ids.npy", mmap_mode="r")
-        offsets = np.load(directory / f"{split}.offsets.npy")
         self.kind = kind
-        if kind == "lm":
-            n_tokens = int(offsets[-1])
-            starts = np.arange(0, max(n_tokens - 1, 1), max_len)
-            self.starts = starts
-            self.ends = np.minimum(starts + max_len + 1, n_tokens)
-            self.labels = None
+        self.labels = self.targets = self.tgt = None
+        if kind == "translate":
+            self.ids, self.starts, self.ends = _ragged(directory, f"{split}.src")
+            self.tgt, self.tgt_starts, self.tgt_ends = _ragged(directory, f"{split}.tgt")
         else:
-            self.starts, self.ends = offsets[:-1], offsets[1:]
+            self.ids, self.starts, self.ends = _ragged(directory, split)
+        if kind == "lm":
+            n_tokens = int(self.ends[-1])
+            self.starts = np.arange(0, max(n_tokens - 1, 1), max_len)
+            self.ends = np.minimum(self.starts + max_len + 1, n_tokens)
+        elif kind == "classify":
             self.labels = np.load(directory / f"{split}.labels.npy")
+        elif kind == "recall":
+            self.targets = np.load(directory / f"{split}.targets.npy", mmap_mode="r")
         if limit is not None:
             self.starts, self.ends = self.starts[:limit], self.ends[:limit]
         self.lengths = (self.ends - self.starts).astype(np.int64)
@@ -58,11 +68,27 @@ class TokenizedSplit(Dataset):
         return len(self.starts)
 
     def __getitem__(self, i: int) -> dict:
-        ids = torch.from_numpy(np.asarray(self.ids[self.starts[i]:self.ends[i]], dtype=np.int64))
-        item = {"ids": ids, "length": int(self.lengths[i])}
+        span = slice(self.starts[i], self.ends[i])
+        item = {"ids": _tensor(self.ids[span]), "length": int(self.lengths[i])}
         if self.labels is not None:
             item["label"] = int(self.labels[i])
+        if self.targets is not None:
+            item["targets"] = _tensor(self.targets[span])
+        if self.tgt is not None:
+            item["tgt"] = _tensor(self.tgt[self.tgt_starts[i]:self.tgt_ends[i]])
         return item
+
+
+def _ragged(directory: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path = directory / f"{prefix}.ids.npy"
+    if not path.exists():
+        raise ConfigError(f"{path} is missing: re-run the tokenize stage for this task")
+    offsets = np.load(directory / f"{prefix}.offsets.npy")
+    return np.load(path, mmap_mode="r"), offsets[:-1], offsets[1:]
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(a, dtype=np.int64))
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -111,25 +137,37 @@ class BucketBatchSampler(Sampler[list[int]]):
         return math.ceil(n_batches / self.world_size)
 
 
-class Collate:
-    """Right-pads to the longest example in the batch; truncates classification documents."""
+def pad_right(seqs: list[torch.Tensor], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(1, max(len(x) for x in seqs))
+    out = torch.full((len(seqs), width), value, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.bool)
+    for row, x in enumerate(seqs):
+        out[row, : len(x)] = x
+        mask[row, : len(x)] = True
+    return out, mask
 
-    def __init__(self, pad_id: int, kind: str, max_len: int):
+
+class Collate:
+    """Right-pads to the longest example in the batch; truncates documents / sources / targets to
+    `max_len` (None: never, as for length-extrapolation splits)."""
+
+    def __init__(self, pad_id: int, kind: str, max_len: int | None):
         self.pad_id, self.kind, self.max_len = pad_id, kind, max_len
 
+    def _cut(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.kind == "lm" or self.max_len is None else x[: self.max_len]
+
     def __call__(self, items: list[dict]) -> dict:
-        seqs = [it["ids"] if self.kind == "lm" else it["ids"][: self.max_len] for it in items]
-        width = max(1, max(len(s) for s in seqs))
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(seqs), width, dtype=torch.bool)
-        for row, s in enumerate(seqs):
-            ids[row, : len(s)] = s
-            mask[row, : len(s)] = True
+        ids, mask = pad_right([self._cut(it["ids"]) for it in items], self.pad_id)
         batch = {"ids": ids, "mask": mask,
                  "length": torch.tensor([it["length"] for it in items]),
                  "weight": torch.tensor([it["weight"] for it in items], dtype=torch.float32)}
         if "label" in items[0]:
             batch["label"] = torch.tensor([it["label"] for it in items])
+        if "targets" in items[0]:
+            batch["targets"] = pad_right([self._cut(it["targets"]) for it in items], -1)[0]
+        if "tgt" in items[0]:
+            batch["tgt"], batch["tgt_mask"] = pad_right([self._cut(it["tgt"]) for it in items], self.pad_id)
         return batch
 
 
@@ -155,25 +193,38 @@ class SequenceDataModule(L.LightningDataModule):
         self.meta = read_meta(cfg)
         self.directory = tokenized_dir(cfg)
         self.splits: dict[str, TokenizedSplit] = {}
+        self.test_split = "test"  # the evaluate stage points this at test_2x / test_4x in turn
+
+    @property
+    def extra_test_splits(self) -> list[str]:
+        """Length-extrapolation test splits (e.g. test_2x, test_4x), evaluated without truncation."""
+        return list(self.meta.get("extra_test_splits", []))
+
+    def split(self, name: str) -> TokenizedSplit:
+        if name not in self.splits:
+            cfg = self.cfg
+            limit = cfg.data.max_train_examples if name == "train" else cfg.data.max_eval_examples
+            self.splits[name] = TokenizedSplit(self.directory, name, cfg.task.kind, cfg.task.max_len, limit)
+        return self.splits[name]
 
     def setup(self, stage: str | None = None) -> None:
-        cfg = self.cfg
-        for split in SPLITS:
-            if split not in self.splits:
-                limit = cfg.data.max_train_examples if split == "train" else cfg.data.max_eval_examples
-                self.splits[split] = TokenizedSplit(self.directory, split, cfg.task.kind, cfg.task.max_len, limit)
+        for name in SPLITS:
+            self.split(name)
+
+    def loader(self, split: str, train: bool = False) -> DataLoader:
+        return self._loader(split, train)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        self.setup()
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        data = self.splits[split]
+        data = self.split(split)
         sampler = BucketBatchSampler(data.lengths, self.cfg.data.batch_size if train else self.cfg.data.eval_batch_size,
                                      shuffle=train, seed=self.seed, pool=self.cfg.data.bucket_pool,
                                      rank=rank, world_size=world)
         return DataLoader(_Weighted(data), batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
-                          collate_fn=Collate(self.meta["special"]["pad"], self.cfg.task.kind, self.cfg.task.max_len))
+                          collate_fn=Collate(self.meta["special"]["pad"], self.cfg.task.kind,
+                                             None if split in self.extra_test_splits else self.cfg.task.max_len))
 
     def train_dataloader(self):
         return self._loader("train", train=True)
@@ -182,4 +233,4 @@ class SequenceDataModule(L.LightningDataModule):
         return self._loader("val", train=False)
 
     def test_dataloader(self):
-        return self._loader("test", train=False)
+        return self._loader(self.test_split, train=False)

@@ -7,6 +7,10 @@ used without touching the network, so a user behind a firewall can download it b
 The raw directory `data/raw/<task>/` appears only complete: the reader writes into a temporary
 sibling directory which then replaces the destination with `os.replace`; on any failure the
 temporary directory is removed and an existing destination is left untouched.
+
+A web or PyPI source without a published sha256 (`sha256=None` in the catalogue) is refused unless
+the user opts in with the environment variable SEQARENA_ALLOW_UNVERIFIED=1; then the hash computed
+from the bytes received is recorded in `source.json` with `"verified": false`.
 """
 from __future__ import annotations
 
@@ -34,8 +38,28 @@ CHUNK = 1 << 16
 RETRYABLE_HTTP = {408, 425, 429, 500, 502, 503, 504}
 
 
+ALLOW_UNVERIFIED_ENV = "SEQARENA_ALLOW_UNVERIFIED"
+
+
 class FetchError(ConfigError):
     """An artifact could not be fetched or did not verify; the message says how to fix it."""
+
+
+def allow_unverified() -> bool:
+    return os.environ.get(ALLOW_UNVERIFIED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _needs_opt_in(source: Source) -> bool:
+    """A downloaded artifact with no published checksum (generated ones are deterministic code)."""
+    return source.sha256 is None and not isinstance(source, SyntheticSource)
+
+
+def _refuse_unverified(corpus_id: str, source: Source) -> FetchError:
+    return FetchError(
+        f"corpus '{corpus_id}': {source.describe()} has no published sha256 in pipeline/data/sources.py, so "
+        f"its bytes cannot be verified. Refusing to use it. To accept it anyway, set {ALLOW_UNVERIFIED_ENV}=1 "
+        "(the computed sha256 is then recorded in source.json as unverified); better, add the published "
+        "checksum to the catalogue.")
 
 
 def sha256_file(path: Path) -> str:
@@ -73,6 +97,8 @@ def _check_hash(corpus_id: str, source: Source, path: Path, downloads_dir: Path)
 def fetch_artifact(corpus_id: str, source: Source, downloads_dir: Path, *, retries: int = 4,
                    backoff_s: float = 2.0, timeout_s: float = 60.0) -> Path:
     """Return the verified local path of `source` in `downloads_dir`, fetching it if needed."""
+    if _needs_opt_in(source) and not allow_unverified():
+        raise _refuse_unverified(corpus_id, source)  # before any download: nothing is fetched
     downloads_dir.mkdir(parents=True, exist_ok=True)
     final = downloads_dir / source.filename
     if final.exists():
@@ -211,7 +237,8 @@ def fetch_corpus(corpus: Union[Corpus, str], dest_dir: Path, downloads_dir: Path
     record = {
         "corpus": corpus.id,
         "kind": corpus.kind,
-        "sources": [{**s.record(), "sha256": sha256_file(p)} for s, p in zip(corpus.sources, artifacts)],
+        "sources": [{**s.record(), "sha256": sha256_file(p), "verified": s.sha256 is not None}
+                    for s, p in zip(corpus.sources, artifacts)],
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     with atomic_dir(dest_dir) as tmp:

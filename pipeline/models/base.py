@@ -47,6 +47,21 @@ class Backbone(nn.Module):
     def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
 
+    def reorder_state(self, state: Any, index: torch.Tensor) -> Any:
+        """Picks / duplicates batch rows of a state (beam search). States are batch-first unless a
+        backbone overrides this."""
+        return map_tensors(lambda t: t.index_select(0, index), state)
+
+
+def map_tensors(fn, obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: map_tensors(fn, v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(map_tensors(fn, v) for v in obj)
+    return obj
+
 
 class Block(nn.Module):
     """A sublayer of a `stack` backbone: (B, L, D) -> (B, L, D), without norm or residual.

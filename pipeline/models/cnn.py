@@ -6,7 +6,7 @@ sees inputs t - (k-1)*dilation .. t. Receptive field: 1 + (k-1) * sum of dilatio
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -58,3 +58,47 @@ class TCN(Backbone):
     @property
     def receptive_field(self) -> int:
         return 1 + (self.cfg.kernel_size - 1) * sum(self.dilations)
+
+
+@dataclass
+class KimCNNConfig(ModelConfig):
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
+    n_filters: int = 100  # feature maps per kernel width, as in Kim (2014)
+
+
+@register_backbone("kim_cnn", KimCNNConfig)
+class KimCNN(Backbone):
+    """Kim (2014), "Convolutional Neural Networks for Sentence Classification": parallel convolutions of
+    several widths with ReLU over the embeddings.
+
+    Kim max-pools each feature map over time and classifies; the backbone contract is per position, so
+    the concatenated maps are projected back to d_model at every position, and the task pools (Kim's
+    max-over-time pooling is task.pooling=max; with mean pooling the projection commutes with the
+    mean). Layers repeat with a residual when n_layers > 1. Windows are centred, so it is bidirectional
+    only; pads are zeroed before each convolution so they look like the zero padding of a shorter input.
+    """
+
+    causal_capable = False
+
+    def __init__(self, cfg: KimCNNConfig, causal: bool):
+        super().__init__(cfg, causal)
+        maps = len(cfg.kernel_sizes) * cfg.n_filters
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({"convs": nn.ModuleList(TemporalConv(cfg.d_model, cfg.n_filters, k, 1, causal=False)
+                                                  for k in cfg.kernel_sizes),
+                           "proj": nn.Linear(maps, cfg.d_model)})
+            for _ in range(cfg.n_layers))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    @classmethod
+    def width_step(cls, cfg: KimCNNConfig) -> int:
+        # Parameters grow by ~(sum(k) + len(k)) * n_filters per unit of width: coarser steps miss 5%.
+        return 1
+
+    def forward(self, x, mask=None):
+        for i, layer in enumerate(self.layers):
+            h = zero_padding(x, mask)
+            h = torch.cat([F.relu(conv(h)) for conv in layer["convs"]], -1)
+            h = layer["proj"](self.drop(h))  # Kim applies dropout to the pooled features, before the output layer
+            x = h if i == 0 else x + h
+        return x

@@ -12,6 +12,7 @@ from typing import Callable
 
 _BACKBONES: dict[str, tuple[type, type]] = {}
 _BLOCKS: dict[str, type] = {}
+_SEQ2SEQ: dict[str, tuple[type, type]] = {}  # encoder-decoder models (translation); not backbones
 # Every other module of pipeline.models is imported to run its decorators: adding a file is enough.
 _NOT_MODELS = {"base", "registry", "sizing"}
 _loaded = False
@@ -87,3 +88,35 @@ def config_class(name: str, source: str = "") -> type:
         raise ConfigError(f"{source + ': ' if source else ''}unknown backbone '{name}'; "
                           f"registered: {', '.join(names())}")
     return _BACKBONES[name][1]
+
+
+def register_seq2seq(name: str, config_cls: type) -> Callable[[type], type]:
+    """Encoder-decoder models live apart from backbones: their contract is (src, tgt) -> states."""
+
+    def wrap(cls: type) -> type:
+        if name in _SEQ2SEQ or name in _BACKBONES:
+            raise ValueError(f"seq2seq model '{name}' registered twice")
+        _SEQ2SEQ[name] = (cls, config_cls)
+        cls.registry_name = name
+        return cls
+
+    return wrap
+
+
+def seq2seq_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_SEQ2SEQ)
+
+
+def seq2seq_class(name: str) -> type:
+    _ensure_loaded()
+    if name not in _SEQ2SEQ:
+        raise _unknown("seq2seq model", name, seq2seq_names())
+    return _SEQ2SEQ[name][0]
+
+
+def seq2seq_config_class(name: str) -> type:
+    _ensure_loaded()
+    if name not in _SEQ2SEQ:
+        raise _unknown("seq2seq model", name, seq2seq_names())
+    return _SEQ2SEQ[name][1]

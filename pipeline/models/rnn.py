@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.config import ModelConfig
-from pipeline.models.base import Backbone
+from pipeline.models.base import Backbone, map_tensors
 from pipeline.models.registry import register_backbone
 
 
@@ -48,6 +48,10 @@ class _FusedRNN(Backbone):
     def step(self, x_t, state):
         out, state = self.rnn(x_t.unsqueeze(1), state)
         return self.drop(out.squeeze(1)), state
+
+    def reorder_state(self, state, index):
+        # nn.LSTM / nn.GRU states are (layers, batch, hidden): batch is dim 1.
+        return map_tensors(lambda t: t.index_select(1, index), state)
 
 
 @register_backbone("lstm", RNNConfig)

@@ -18,16 +18,26 @@ TOLERANCE = 0.05
 MAX_WIDTH = 8192
 
 
+def _is_seq2seq(cfg: ModelConfig) -> bool:
+    return cfg.backbone in registry.seq2seq_names()
+
+
+def build_model(cfg: ModelConfig, causal: bool) -> torch.nn.Module:
+    """A backbone, or an encoder-decoder model (registered with @register_seq2seq; `causal` unused)."""
+    return registry.seq2seq_class(cfg.backbone)(cfg) if _is_seq2seq(cfg) else build_backbone(cfg, causal)
+
+
 def count_at_width(cfg: ModelConfig, d_model: int, causal: bool) -> int:
     trial = copy.deepcopy(cfg)
     trial.d_model = d_model
     with torch.device("meta"):
-        return count_params(build_backbone(trial, causal))
+        return count_params(build_model(trial, causal))
 
 
 def solve_width(cfg: ModelConfig, budget: int, causal: bool) -> tuple[int, int]:
     """Smallest-error width (a multiple of the backbone's width step) for `budget` parameters."""
-    step = registry.backbone_class(cfg.backbone).width_step(cfg)
+    cls = registry.seq2seq_class(cfg.backbone) if _is_seq2seq(cfg) else registry.backbone_class(cfg.backbone)
+    step = cls.width_step(cfg)
     lo, hi = 1, MAX_WIDTH // step  # in units of step; count is increasing in width
     while lo < hi:
         mid = (lo + hi) // 2
@@ -53,6 +63,6 @@ def build_sized(cfg: ModelConfig, causal: bool) -> tuple[Backbone, dict]:
                 f"model.n_layers or the budget")
         cfg.d_model = d_model
         info.update(d_model=d_model, budget_error=error)
-    backbone = build_backbone(cfg, causal)
+    backbone = build_model(cfg, causal)
     info["backbone_params"] = count_params(backbone)
     return backbone, info

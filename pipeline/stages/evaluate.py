@@ -35,10 +35,13 @@ def load_checkpoint(cfg: Config, seed: int) -> TaskModule:
     return module.eval()
 
 
-def test_metric(module: TaskModule, cfg: Config, seed: int) -> dict:
+def test_metric(module: TaskModule, cfg: Config, seed: int, split: str = "test") -> dict:
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False)
-    trainer.test(module, datamodule=SequenceDataModule(cfg, seed=seed), verbose=False)
+    datamodule = SequenceDataModule(cfg, seed=seed)
+    datamodule.test_split = split
+    module.test_metric.reset()
+    trainer.test(module, datamodule=datamodule, verbose=False)
     result = module.test_metric.compute()
     count = result["count"].tolist()
     per_bucket = [float(module.finalize(v)) if c > 0 else None for v, c in zip(result["per_bucket"], count)]
@@ -56,14 +59,19 @@ def speed_batch(module: TaskModule, stream: np.ndarray, length: int, batch_size:
     batch = {"ids": ids, "mask": torch.ones_like(ids, dtype=torch.bool),
              "length": torch.full((batch_size,), length, device=device),
              "weight": torch.ones(batch_size, device=device)}
-    if module.cfg.task.kind == "classify":
+    kind = module.cfg.task.kind
+    if kind == "classify":
         batch["label"] = torch.zeros(batch_size, dtype=torch.long, device=device)
+    elif kind == "recall":
+        batch["targets"] = ids.roll(1, dims=1)  # every position scored: the worst case
+    elif kind == "translate":
+        batch["tgt"], batch["tgt_mask"] = ids.flip(1), batch["mask"]
     return batch
 
 
 def measure_speed(module: TaskModule, cfg: Config, lengths: list[int]) -> dict:
     device = next(module.parameters()).device
-    stream = np.load(tokenized_dir(cfg) / "test.ids.npy", mmap_mode="r")
+    stream = test_stream(cfg)
     bsz = cfg.eval.speed_batch_size
     out = {"lengths": lengths, "batch_size": bsz, "device": str(device),
            "infer_tokens_per_s": [], "latency_ms": [], "peak_mem_mb": []}
@@ -82,8 +90,14 @@ def measure_speed(module: TaskModule, cfg: Config, lengths: list[int]) -> dict:
     return out
 
 
+def test_stream(cfg: Config) -> np.ndarray:
+    """The test split's token ids (translation: the source side), memory-mapped."""
+    name = "test.src.ids.npy" if cfg.task.kind == "translate" else "test.ids.npy"
+    return np.load(tokenized_dir(cfg) / name, mmap_mode="r")
+
+
 def flops_per_token(module: TaskModule, cfg: Config) -> float:
-    stream = np.load(tokenized_dir(cfg) / "test.ids.npy", mmap_mode="r")
+    stream = test_stream(cfg)
     batch = speed_batch(module, stream, cfg.task.max_len, 1, next(module.parameters()).device)
     return flops.forward_flops_per_token(lambda: module.per_example(batch), module, cfg.task.max_len)
 
@@ -93,7 +107,21 @@ def baseline(meta: dict) -> dict | None:
         return {"name": "unigram", "value": meta["unigram_ppl_test"]}
     if "majority_accuracy_test" in meta:
         return {"name": "majority class", "value": meta["majority_accuracy_test"]}
+    if "copy_source_bleu_test" in meta:
+        return {"name": "copy the source", "value": meta["copy_source_bleu_test"]}
+    if "chance_accuracy_test" in meta:
+        return {"name": "chance", "value": meta["chance_accuracy_test"]}
     return None
+
+
+def extrapolation(module: TaskModule, cfg: Config, seed: int, splits: list[str], meta: dict) -> dict:
+    """Overall metric on each length-extrapolation split (trained at L, tested at 2L, 4L)."""
+    out = {}
+    for split in splits:
+        r = test_metric(module, cfg, seed, split)
+        out[split] = {"length": meta.get("split_lengths", {}).get(split, meta["splits"][split]["max_len"]),
+                      "overall": r["overall"], "examples": meta["splits"][split]["examples"]}
+    return out
 
 
 def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, meta: dict, speed_result: dict) -> dict:
@@ -131,16 +159,35 @@ def main(cfg: Config) -> None:
     meta = read_meta(cfg)
     train_path = run_dir(cfg) / "train.json"
     train = json.loads(train_path.read_text()) if train_path.exists() else {}
-    seeds, module = [], None
+    seeds, module, extra = [], None, {}
     for seed in cfg.seeds:
         module = load_checkpoint(cfg, seed)
-        seeds.append(test_metric(module, cfg, seed))
+        if cfg.task.kind == "translate":
+            from pipeline.stages.translation_eval import bleu_by_bucket
+
+            seeds.append(bleu_by_bucket(module, cfg, seed))
+        else:
+            seeds.append(test_metric(module, cfg, seed))
+        if meta.get("extra_test_splits"):
+            extra[seed] = extrapolation(module, cfg, seed, meta["extra_test_splits"], meta)
     assert module is not None
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
     module = module.to(device)
     longest = cfg.eval.max_speed_len or cfg.task.max_len
     lengths = [e for e in buckets.edges(longest, cfg.data.bucket_min) if e <= longest]
     result = summarize(cfg, seeds, train, module, meta, measure_speed(module, cfg, lengths))
+    if cfg.task.kind == "translate":  # the reported metric is BLEU; perplexity stays alongside
+        result.update(metric="bleu", higher_is_better=True,
+                      chrf=float(np.mean([s["chrf"] for s in seeds])),
+                      target_ppl=float(np.mean([s["target_ppl"] for s in seeds])),
+                      bleu_signature=seeds[0]["bleu_signature"], samples=seeds[0]["samples"],
+                      decoding=seeds[0]["decoding"])
+    if extra:
+        splits = meta["extra_test_splits"]
+        result["extrapolation"] = {
+            split: {"length": extra[cfg.seeds[0]][split]["length"], "examples": extra[cfg.seeds[0]][split]["examples"],
+                    "overall": float(np.mean([extra[s][split]["overall"] for s in extra]))}
+            for split in splits}
     out = run_dir(cfg)
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     headline = {result["metric"]: result["overall"], "params_backbone": result["params"]["backbone"],

@@ -33,7 +33,7 @@ class TokenThroughput(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.seconds += time.perf_counter() - self._t0
-        self.tokens += int(batch["mask"].sum())
+        self.tokens += int(batch["mask"].sum()) + int(batch["tgt_mask"].sum() if "tgt_mask" in batch else 0)
 
 
 def make_logger(cfg: Config, seed: int) -> WandbLogger | None:
@@ -81,6 +81,13 @@ def train_seed(cfg: Config, seed: int) -> dict:
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     wall = time.perf_counter() - t0
+    if not checkpoint.best_model_path:
+        # Training stopped before any validation (max_steps inside the first epoch): validate the
+        # final weights so there is always a best.ckpt and a best_val.
+        metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+        trainer.save_checkpoint(out / "best.ckpt")
+        checkpoint.best_model_path = str(out / "best.ckpt")
+        checkpoint.best_model_score = torch.tensor(metrics[f"val/{module.metric_name}"])
 
     result = {
         "seed": seed,
@@ -117,5 +124,5 @@ def main(cfg: Config) -> None:
                    "config": to_dict(cfg), "data": {"vocab_size": meta["vocab_size"]}, "seeds": runs}
         (run_dir(cfg) / "train.json").write_text(json.dumps(summary, indent=2))
         for r in runs:
-            print(f"[train] {cfg.task.name}/{cfg.model.name} seed{r['seed']}: best val {r['best_val']:.4g} "
+            print(f"[train] {cfg.task.name}/{cfg.model.name} seed{r['seed']}: best val {r['best_val']} "
                   f"after {r['steps']} steps, {r['train_seconds']:.0f}s, {r['train_tokens_per_s']:.0f} tok/s")

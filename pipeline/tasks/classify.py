@@ -28,6 +28,8 @@ class Classifier(TaskModule):
         if self.cfg.task.pooling == "last":
             last = mask.sum(1).clamp(min=1) - 1
             return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        if self.cfg.task.pooling == "max":  # max over time (Kim 2014)
+            return hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 
 _TASKS: dict[str, type] = {}
-_MODULES = ("lm", "classify")
+_MODULES = ("lm", "classify", "recall", "translate")
 
 
 def register_task(kind: str):

@@ -1,0 +1,251 @@
+"""Synthetic long-range tasks, generated locally, deterministically by seed (no download).
+
+Every generator works in its own small vocabulary that starts after the five shared specials
+(`<pad>`=0 `<unk>`=1 `<eos>`=2 `<sep>`=3 `<cls>`=4, see pipeline.data.tokenizers), so padding is 0
+for every task. `tokens(name, cfg)` lists the string of every id (specials included).
+
+* `mqar` — multi-query associative recall (Arora et al. 2023, "Zoology"). A sequence of length L
+  starts with `num_pairs` key-value pairs `k1 v1 k2 v2 ...` (distinct keys per sequence, values
+  drawn with replacement); the remaining L - 2*num_pairs positions hold the blank token `_`,
+  except that every key is queried exactly once, in random order, at random distinct positions.
+  Keys come from the first half of the `vocab` data tokens, values from the second half.
+  target[t] = the value paired with the key ids[t] at each query position, -1 elsewhere.
+  (Zoology places queries with power-law gaps; here they are uniform over the query region.)
+* `selcopy` — selective copying (Gu & Dao 2023, Mamba §4.1). The first L - num_copy positions are
+  the noise token `.` with `num_copy` data tokens (from `vocab`) at random positions; the last
+  num_copy positions are the marker `>`. target at the i-th marker = the i-th data token in order
+  of position; -1 elsewhere. The inputs at output positions are markers, never the answers.
+* `listops` — ListOps (Nangia & Bowman 2018; Long Range Arena): nested `[MAX`, `[MIN`, `[MED`,
+  `[SM` (sum modulo 10) expressions over the digits 0-9, closed by `]`; the label is the value
+  (10 classes). MED follows LRA: int(numpy.median) of the arguments. Operators take 2..max_args
+  arguments and nest at most max_depth deep. Lengths are controlled: a split of length L holds
+  expressions of L/2 < length <= L tokens (drawn uniformly, then rejection).
+
+Targets (recall kinds) follow the causal convention: target[t] is what the model must output AT
+position t having read ids[:t+1]; it is never ids[t+1] leaked into the input.
+
+Length extrapolation: `extrapolate=[2, 4]` adds splits `test_2x`, `test_4x` generated at 2x and 4x
+seq_len (MQAR keeps num_pairs, so queries sit further from their keys; selcopy keeps num_copy).
+
+Each split draws from its own stream `SeedSequence([seed, crc32(task), split index])`, so e.g.
+changing n_train does not change the test set. Generation is vectorised numpy (ListOps: Python
+recursion, ~1 s per 10k expressions of ~100 tokens).
+"""
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from pipeline.config import ConfigError
+
+N_SPECIAL = 5  # <pad> <unk> <eos> <sep> <cls>
+SPECIAL_NAMES = ("<pad>", "<unk>", "<eos>", "<sep>", "<cls>")
+SPECIAL_IDS = {"pad": 0, "unk": 1, "eos": 2, "sep": 3, "cls": 4}
+GENERATOR_VERSION = 1  # bump when a generator's output for the same parameters changes
+KIND = {"mqar": "recall", "selcopy": "recall", "listops": "classify"}
+SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}  # test_{k}x uses 100 + k
+CHUNK_ROWS = 4096  # rows generated at once (bounds memory of the argsort-based sampling)
+
+
+@dataclass
+class Split:
+    """One generated split. `ids` is a flat int32 array, `offsets` int64 [n + 1]."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    targets: Optional[np.ndarray] = None  # recall: int32 aligned with ids, -1 = no target
+    labels: Optional[np.ndarray] = None  # classify: int64 [n]
+
+
+def split_lengths(cfg: Any) -> dict[str, int]:
+    """Split name -> generation length: train/val/test at seq_len, test_{k}x at k * seq_len."""
+    out = {s: int(cfg.seq_len) for s in ("train", "val", "test")}
+    out.update({f"test_{int(k)}x": int(k) * int(cfg.seq_len) for k in cfg.extrapolate})
+    return out
+
+
+def split_sizes(cfg: Any) -> dict[str, int]:
+    out = {"train": int(cfg.n_train), "val": int(cfg.n_val), "test": int(cfg.n_test)}
+    out.update({f"test_{int(k)}x": int(cfg.n_test) for k in cfg.extrapolate})
+    return out
+
+
+def _rng(name: str, cfg: Any, split: str) -> np.random.Generator:
+    index = SPLIT_INDEX.get(split)
+    if index is None:  # test_{k}x
+        index = 100 + int(split[len("test_"):-1])
+    return np.random.default_rng(np.random.SeedSequence([int(cfg.seed), zlib.crc32(name.encode()), index]))
+
+
+def _distinct_sorted(rng: np.random.Generator, n: int, population: int, k: int) -> np.ndarray:
+    """[n, k] sorted distinct integers from range(population) per row."""
+    return np.sort(np.argsort(rng.random((n, population)), axis=1)[:, :k], axis=1)
+
+
+# ----------------------------------------------------------------------------- vocabularies
+
+
+def tokens(name: str, cfg: Any) -> list[str]:
+    """String of each id of the task's vocabulary (index = id), specials first."""
+    if name == "mqar":
+        half = int(cfg.vocab) // 2
+        return [*SPECIAL_NAMES, "_", *(f"k{i}" for i in range(half)), *(f"v{i}" for i in range(half))]
+    if name == "selcopy":
+        return [*SPECIAL_NAMES, ".", ">", *(f"d{i}" for i in range(int(cfg.vocab)))]
+    if name == "listops":
+        return [*SPECIAL_NAMES, *(str(d) for d in range(10)), *LISTOPS_OPS, "]"]
+    raise ConfigError(f"unknown synthetic task '{name}'; known: {', '.join(KIND)}")
+
+
+def chance_accuracy(name: str, cfg: Any) -> float:
+    """Accuracy of guessing uniformly among the possible answers (per target / per example)."""
+    if name == "mqar":
+        return round(1.0 / (int(cfg.vocab) // 2), 4)
+    if name == "selcopy":
+        return round(1.0 / int(cfg.vocab), 4)
+    return 0.1  # listops: 10 values; the majority-class baseline is in meta too
+
+
+# ----------------------------------------------------------------------------- MQAR
+
+MQAR_BLANK = N_SPECIAL
+
+
+def mqar(rng: np.random.Generator, n: int, seq_len: int, num_pairs: int, vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """ids, targets: int32 [n, seq_len]."""
+    half = vocab // 2
+    key0, val0 = N_SPECIAL + 1, N_SPECIAL + 1 + half
+    if num_pairs > half:
+        raise ConfigError(f"mqar: task.synthetic.num_pairs={num_pairs} exceeds the {half} keys of vocab={vocab}")
+    if seq_len < 3 * num_pairs:
+        raise ConfigError(f"mqar: task.synthetic.seq_len={seq_len} is too short for num_pairs={num_pairs} "
+                          f"(needs >= {3 * num_pairs}: the pairs, then one query per key)")
+    d = num_pairs
+    rows = np.arange(n)[:, None]
+    keys = np.argsort(rng.random((n, half)), axis=1)[:, :d]  # distinct within a sequence
+    values = rng.integers(0, half, (n, d))
+    ids = np.full((n, seq_len), MQAR_BLANK, dtype=np.int32)
+    ids[:, 0:2 * d:2] = key0 + keys
+    ids[:, 1:2 * d:2] = val0 + values
+    qpos = 2 * d + _distinct_sorted(rng, n, seq_len - 2 * d, d)
+    order = np.argsort(rng.random((n, d)), axis=1)  # which pair each query asks for
+    ids[rows, qpos] = key0 + keys[rows, order]
+    targets = np.full((n, seq_len), -1, dtype=np.int32)
+    targets[rows, qpos] = val0 + values[rows, order]
+    return ids, targets
+
+
+# ----------------------------------------------------------------------------- selective copying
+
+SELCOPY_NOISE, SELCOPY_MARKER = N_SPECIAL, N_SPECIAL + 1
+
+
+def selcopy(rng: np.random.Generator, n: int, seq_len: int, num_copy: int, vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """ids, targets: int32 [n, seq_len]."""
+    prefix = seq_len - num_copy
+    if prefix < num_copy:
+        raise ConfigError(f"selcopy: task.synthetic.seq_len={seq_len} must be >= 2 * num_copy={2 * num_copy}")
+    rows = np.arange(n)[:, None]
+    data = (SELCOPY_MARKER + 1 + rng.integers(0, vocab, (n, num_copy))).astype(np.int32)
+    pos = _distinct_sorted(rng, n, prefix, num_copy)
+    ids = np.full((n, seq_len), SELCOPY_NOISE, dtype=np.int32)
+    ids[rows, pos] = data
+    ids[:, prefix:] = SELCOPY_MARKER
+    targets = np.full((n, seq_len), -1, dtype=np.int32)
+    targets[:, prefix:] = data
+    return ids, targets
+
+
+# ----------------------------------------------------------------------------- ListOps
+
+LISTOPS_OPS = ("[MAX", "[MIN", "[MED", "[SM")
+DIGIT0 = N_SPECIAL
+OP0 = DIGIT0 + 10
+CLOSE = OP0 + len(LISTOPS_OPS)
+
+
+def _apply(op: int, args: list[int]) -> int:
+    if op == 0:
+        return max(args)
+    if op == 1:
+        return min(args)
+    if op == 2:  # as in LRA, int(numpy.median(args)): the mean of the two middle values, floored
+        s = sorted(args)
+        return (s[(len(s) - 1) // 2] + s[len(s) // 2]) // 2
+    return sum(args) % 10
+
+
+def _listops_tree(r: random.Random, budget: int, depth: int, max_depth: int, max_args: int,
+                  out: list[int]) -> int:
+    """Append an expression of at most `budget` tokens to `out`; return its value."""
+    if budget < 4 or depth >= max_depth:  # an operator needs >= 2 arguments: >= 4 tokens
+        value = int(r.random() * 10)  # r.random() is ~3x faster than randrange
+        out.append(DIGIT0 + value)
+        return value
+    inner = budget - 2
+    k = 2 + int(r.random() * (min(max_args, inner) - 1))  # uniform in 2..min(max_args, inner)
+    cuts = sorted(r.sample(range(1, inner), k - 1))
+    parts = [b - a for a, b in zip([0, *cuts], [*cuts, inner])]
+    op = int(r.random() * len(LISTOPS_OPS))
+    out.append(OP0 + op)
+    values = [_listops_tree(r, part, depth + 1, max_depth, max_args, out) for part in parts]
+    out.append(CLOSE)
+    return _apply(op, values)
+
+
+def listops(rng: np.random.Generator, n: int, max_len: int, max_depth: int, max_args: int) -> tuple[list[list[int]], np.ndarray]:
+    """n expressions with max_len/2 < length <= max_len tokens; returns (token lists, labels)."""
+    lo = max_len // 2 + 1
+    if lo < 4 or max_args < 2:
+        raise ConfigError(f"listops: task.synthetic.seq_len={max_len} must be >= 8 and max_args >= 2")
+    r = random.Random(int(rng.integers(2 ** 63)))
+    seqs, labels, tries = [], [], 0
+    while len(seqs) < n:
+        tries += 1
+        if tries > 50 * n + 1000:
+            raise ConfigError(f"listops: cannot reach length > {lo - 1} with max_depth={max_depth}, "
+                              f"max_args={max_args}; raise them or lower task.synthetic.seq_len")
+        out: list[int] = []
+        value = _listops_tree(r, r.randint(lo, max_len), 0, max_depth, max_args, out)
+        if len(out) >= lo:
+            seqs.append(out)
+            labels.append(value)
+    return seqs, np.asarray(labels, dtype=np.int64)
+
+
+def to_text(ids: Any, name: str, cfg: Any) -> str:
+    """Space-separated token strings (e.g. a ListOps expression `[MAX 2 [MIN 4 7 ] ]`)."""
+    vocab = tokens(name, cfg)
+    return " ".join(vocab[int(i)] for i in ids)
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def generate(name: str, cfg: Any, split: str) -> Split:
+    """Generate one split of the synthetic task `name` with parameters `cfg` (a SyntheticConfig)."""
+    if name not in KIND:
+        raise ConfigError(f"unknown synthetic task '{name}'; known: {', '.join(KIND)}")
+    length, n = split_lengths(cfg)[split], split_sizes(cfg)[split]
+    rng = _rng(name, cfg, split)
+    if name == "listops":
+        seqs, labels = listops(rng, n, length, int(cfg.max_depth), int(cfg.max_args))
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        ids = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(lengths.sum()))
+        return Split(ids, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), labels=labels)
+    ids_parts, tgt_parts = [], []
+    for start in range(0, n, CHUNK_ROWS):
+        rows = min(CHUNK_ROWS, n - start)
+        if name == "mqar":
+            ids, tgt = mqar(rng, rows, length, int(cfg.num_pairs), int(cfg.vocab))
+        else:
+            ids, tgt = selcopy(rng, rows, length, int(cfg.num_copy), int(cfg.vocab))
+        ids_parts.append(ids.ravel())
+        tgt_parts.append(tgt.ravel())
+    ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int32)
+    targets = np.concatenate(tgt_parts) if tgt_parts else np.zeros(0, np.int32)
+    return Split(ids, (np.arange(n + 1, dtype=np.int64) * length), targets=targets)

@@ -1,0 +1,145 @@
+"""RWKV-4 blocks (Peng et al. 2023, "RWKV: Reinventing RNNs for the Transformer Era").
+
+`rwkv_time_mix` mixes tokens through the WKV operator, a softmax-free attention whose weights decay
+exponentially with distance, per channel:
+    wkv_t = (Σ_{i<t} e^{-(t-1-i)w + k_i} v_i + e^{u + k_t} v_t) / (same without v)
+with decay w > 0 and a bonus u for the current token. `rwkv_channel_mix` is its feed-forward
+(squared ReLU, receptance gate). Both read the previous token through a "token shift".
+
+RWKV is causal only. Built bidirectional (for classification) the blocks still run left to right:
+with right padding, pads come after every real token and cannot reach them.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.models.base import Block
+from pipeline.models.registry import register_block
+
+NEG = -1e38  # the log-scale of an empty sum: finite, so that NEG - w never makes inf - inf
+
+
+def token_shift(x: torch.Tensor) -> torch.Tensor:
+    """(B, L, D) -> the previous token at each position, zeros at t = 0."""
+    return F.pad(x, (0, 0, 1, -1))
+
+
+def wkv_chunked(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
+    """WKV in parallel over chunks. w, u: (D,); k, v: (B, L, D) -> (B, L, D).
+
+    Every sum is kept as (a, b, p) = (Σ e^{x - p} v, Σ e^{x - p}, p) with p the running maximum
+    exponent, the stable form of the RWKV-4 kernels. Inside a chunk the c × c exponent table is
+    formed per channel (never L × L); a loop over L / chunk carries (a, b, p) across chunks.
+    """
+    B, L, D = k.shape
+    pad = (-L) % chunk
+    if pad:  # trailing positions only change the state after the last chunk, which is unused
+        k, v = F.pad(k, (0, 0, 0, pad)), F.pad(v, (0, 0, 0, pad))
+    n = (L + pad) // chunk
+    k, v = k.view(B, n, chunk, D), v.view(B, n, chunk, D)
+    t = torch.arange(chunk, device=k.device, dtype=k.dtype)
+    # 1. Each chunk's own contribution to the state after its last token.
+    x_end = k - (chunk - 1 - t)[:, None] * w  # (B, n, c, D)
+    q = x_end.amax(2)
+    e = torch.exp(x_end - q.unsqueeze(2))
+    a_loc, b_loc = (e * v).sum(2), e.sum(2)
+    # 2. Carry (a, b, p) across chunks: the state entering chunk j.
+    a, b, p = torch.zeros_like(q[:, 0]), torch.zeros_like(q[:, 0]), torch.full_like(q[:, 0], NEG)
+    incoming = []
+    for a_j, b_j, q_j in zip(a_loc.unbind(1), b_loc.unbind(1), q.unbind(1)):
+        incoming.append((a, b, p))
+        p_new = torch.maximum(p - chunk * w, q_j)
+        e_old, e_new = torch.exp(p - chunk * w - p_new), torch.exp(q_j - p_new)
+        a, b, p = e_old * a + e_new * a_j, e_old * b + e_new * b_j, p_new
+    a, b, p = (torch.stack(s, 1).unsqueeze(2) for s in zip(*incoming))  # (B, n, 1, D)
+    # 3. Outputs: earlier chunks (state decayed by t·w) + earlier tokens of this chunk + bonus term.
+    lag = (t[:, None] - 1 - t[None, :]).clamp(min=0)  # (c, c): [t, i] -> t - 1 - i
+    x = k.unsqueeze(2) - lag[..., None] * w  # (B, n, c, c, D), exponent of token i seen from t
+    x = torch.where(torch.eye(chunk, dtype=torch.bool, device=k.device)[..., None], (u + k).unsqueeze(3), x)
+    x = x.masked_fill(~torch.ones(chunk, chunk, dtype=torch.bool, device=k.device).tril()[..., None],
+                      float("-inf"))
+    prior = p - t[:, None] * w  # (B, n, c, D)
+    m = torch.maximum(x.amax(3), prior)
+    e, e_prior = torch.exp(x - m.unsqueeze(3)), torch.exp(prior - m)
+    num = (e * v.unsqueeze(2)).sum(3) + e_prior * a
+    den = e.sum(3) + e_prior * b
+    return (num / den).reshape(B, n * chunk, D)[:, :L]
+
+
+def wkv_step(w, u, k, v, state):
+    """One token of WKV; state (a, b, p) covers all earlier tokens."""
+    a, b, p = state
+    bonus = u + k
+    m = torch.maximum(p, bonus)
+    e_old, e_new = torch.exp(p - m), torch.exp(bonus - m)
+    y = (e_old * a + e_new * v) / (e_old * b + e_new)
+    decayed = p - w
+    m = torch.maximum(decayed, k)
+    e_old, e_new = torch.exp(decayed - m), torch.exp(k - m)
+    return y, (e_old * a + e_new * v, e_old * b + e_new, m)
+
+
+def channel_ramp(d: int, power: float) -> torch.Tensor:
+    return (torch.arange(d, dtype=torch.float32) / d) ** power
+
+
+@register_block("rwkv_time_mix")
+class TimeMix(Block):
+    def __init__(self, cfg, causal):
+        super().__init__(cfg, causal)
+        d = cfg.d_model
+        # RWKV-4 init for a mid-depth layer (blocks do not know their depth): decays spread
+        # log-uniformly-ish over channels, from slow (e^-5) to fast (e^3) forgetting.
+        h = torch.arange(d, dtype=torch.float32) / max(d - 1, 1)
+        self.time_decay = nn.Parameter(-5 + 8 * h ** 1.35)  # w = exp(time_decay) > 0
+        self.time_first = nn.Parameter(torch.full((d,), 0.3).log() + 0.5 * ((torch.arange(d) + 1) % 3 - 1))
+        self.mix_k = nn.Parameter(channel_ramp(d, 0.5))
+        self.mix_v = nn.Parameter(channel_ramp(d, 0.5) + 0.15)
+        self.mix_r = nn.Parameter(channel_ramp(d, 0.25))
+        self.key, self.value, self.receptance = (nn.Linear(d, d, bias=False) for _ in range(3))
+        self.output = nn.Linear(d, d, bias=False)
+
+    def project(self, x, prev):
+        def mix(m):
+            return x * m + prev * (1 - m)
+        return self.key(mix(self.mix_k)), self.value(mix(self.mix_v)), torch.sigmoid(self.receptance(mix(self.mix_r)))
+
+    def forward(self, x, mask=None):  # causal whatever self.causal says; see the module docstring
+        k, v, r = self.project(x, token_shift(x))
+        return self.output(r * wkv_chunked(torch.exp(self.time_decay), self.time_first, k, v, self.cfg.chunk_size))
+
+    def init_state(self, batch_size, device=None):
+        z = torch.zeros(batch_size, self.cfg.d_model, device=device)
+        return {"x": z, "wkv": (z, z, torch.full_like(z, NEG))}
+
+    def step(self, x_t, state):
+        k, v, r = self.project(x_t, state["x"])
+        y, wkv = wkv_step(torch.exp(self.time_decay), self.time_first, k, v, state["wkv"])
+        return self.output(r * y), {"x": x_t, "wkv": wkv}
+
+
+@register_block("rwkv_channel_mix")
+class ChannelMix(Block):
+    def __init__(self, cfg, causal):
+        super().__init__(cfg, causal)
+        d, hidden = cfg.d_model, cfg.ffn_mult * cfg.d_model
+        self.mix_k = nn.Parameter(channel_ramp(d, 0.5))
+        self.mix_r = nn.Parameter(channel_ramp(d, 0.5))
+        self.key = nn.Linear(d, hidden, bias=False)
+        self.value = nn.Linear(hidden, d, bias=False)
+        self.receptance = nn.Linear(d, d, bias=False)
+
+    def mixed(self, x, prev):
+        k = torch.relu(self.key(x * self.mix_k + prev * (1 - self.mix_k))) ** 2  # squared ReLU (Primer)
+        return torch.sigmoid(self.receptance(x * self.mix_r + prev * (1 - self.mix_r))) * self.value(k)
+
+    def forward(self, x, mask=None):
+        return self.mixed(x, token_shift(x))
+
+    def init_state(self, batch_size, device=None):
+        return torch.zeros(batch_size, self.cfg.d_model, device=device)
+
+    def step(self, x_t, state):
+        return self.mixed(x_t, state), x_t

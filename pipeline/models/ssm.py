@@ -1,0 +1,198 @@
+"""State-space blocks: `mamba` (selective SSM, Gu & Dao 2023) and `s4d` (diagonal S4, Gu et al. 2022).
+
+Both are linear recurrences h_t = Ā_t h_{t-1} + B̄_t x_t with a diagonal Ā, so they train in a
+parallel form (a chunked scan for Mamba, whose Ā depends on the input; an FFT convolution for S4D,
+whose Ā does not) and generate with an O(1) `step`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.models.base import Block, zero_padding
+from pipeline.models.registry import register_block
+
+
+# ----------------------------------------------------------------------------- selective scan
+
+def chunked_scan(log_decay: torch.Tensor, u: torch.Tensor, chunk: int) -> torch.Tensor:
+    """h_t = exp(log_decay_t) * h_{t-1} + u_t along dim 1, h_{-1} = 0; inputs (B, L, ...), log_decay <= 0.
+
+    Inside a chunk, a Hillis-Steele doubling scan on the cumulative sum of log-decays: the factor
+    between positions s < t is exp(cum_t - cum_s), an exponent <= 0, so nothing overflows however
+    fast the decay (the factorised exp(cum_t) * exp(-cum_s) would). Chunks keep the cumulative sums
+    short, which bounds the cancellation error of cum_t - cum_s. Across chunks a loop over L / chunk
+    carries the state. Work: O(L log c) elementwise, log2(c) + L/c sequential steps instead of L.
+    """
+    B, L = u.shape[:2]
+    pad = (-L) % chunk
+    if pad:  # log_decay 0 and u 0: identity steps at the end, cut off below
+        log_decay, u = (torch.cat([t, t.new_zeros(B, pad, *t.shape[2:])], 1) for t in (log_decay, u))
+    n = (L + pad) // chunk
+    rest = u.shape[2:]
+    cum = log_decay.reshape(B, n, chunk, *rest).cumsum(2)
+    h = u.reshape(B, n, chunk, *rest)
+    k = 1
+    while k < chunk:  # after this step h_t sums the inputs of the last 2k positions of its chunk
+        h = torch.cat([h[:, :, :k], h[:, :, k:] + torch.exp(cum[:, :, k:] - cum[:, :, :-k]) * h[:, :, :-k]], 2)
+        k *= 2
+    # Carry: the state entering chunk j decays by exp(cum_t) to position t of that chunk.
+    state, incoming = torch.zeros_like(h[:, 0, 0]), []
+    for total, last in zip(cum[:, :, -1].unbind(1), h[:, :, -1].unbind(1)):
+        incoming.append(state)
+        state = torch.exp(total) * state + last
+    h = h + torch.exp(cum) * torch.stack(incoming, 1).unsqueeze(2)
+    return h.reshape(B, n * chunk, *rest)[:, :L]
+
+
+def sequential_scan(log_decay: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Reference: the same recurrence one position at a time."""
+    h, out = torch.zeros_like(u[:, 0]), []
+    for a_t, u_t in zip(log_decay.unbind(1), u.unbind(1)):
+        h = torch.exp(a_t) * h + u_t
+        out.append(h)
+    return torch.stack(out, 1)
+
+
+class SelectiveSSM(nn.Module):
+    """One direction of Mamba's mixer: causal depthwise conv, SiLU, selective SSM with D skip."""
+
+    def __init__(self, inner: int, d_state: int, dt_rank: int, conv_kernel: int):
+        super().__init__()
+        self.d_state, self.dt_rank, self.kernel = d_state, dt_rank, conv_kernel
+        self.conv = nn.Conv1d(inner, inner, conv_kernel, groups=inner)
+        self.x_proj = nn.Linear(inner, dt_rank + 2 * d_state, bias=False)  # input-dependent Δ, B, C
+        self.dt_proj = nn.Linear(dt_rank, inner)
+        # S4D-real init A_n = -(n + 1); Δ starts log-uniform in [1e-3, 1e-1] via the bias
+        # (softplus⁻¹), as in the Mamba paper.
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(inner))
+        dt = torch.exp(torch.rand(inner) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).clamp(min=1e-4)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+
+    def inputs(self, xc: torch.Tensor):
+        """xc: conv output (..., E) -> Δ (..., E), B and C (..., N), A (E, N)."""
+        dt, Bm, Cm = self.x_proj(xc).split([self.dt_rank, self.d_state, self.d_state], -1)
+        return F.softplus(self.dt_proj(dt)), Bm, Cm, -torch.exp(self.A_log)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, chunk: int) -> torch.Tensor:
+        x = zero_padding(x, mask)  # pads enter the conv as the zeros it pads with
+        xc = F.silu(self.conv(F.pad(x.transpose(1, 2), (self.kernel - 1, 0))).transpose(1, 2))
+        dt, Bm, Cm, A = self.inputs(xc)
+        if mask is not None:  # Δ = 0 makes a pad an identity step: no decay, no input
+            dt = dt * mask.unsqueeze(-1).to(dt.dtype)
+        h = chunked_scan(dt.unsqueeze(-1) * A, (dt * xc).unsqueeze(-1) * Bm.unsqueeze(2), chunk)
+        return (h @ Cm.unsqueeze(-1)).squeeze(-1) + self.D * xc
+
+    def step(self, x_t, state):
+        window = torch.cat([state["conv"], x_t.unsqueeze(1)], 1)  # (B, K, E): the last K inputs
+        xc = F.silu(torch.einsum("bke,ek->be", window, self.conv.weight[:, 0]) + self.conv.bias)
+        dt, Bm, Cm, A = self.inputs(xc)
+        h = torch.exp(dt.unsqueeze(-1) * A) * state["h"] + (dt * xc).unsqueeze(-1) * Bm.unsqueeze(1)
+        y = (h @ Cm.unsqueeze(-1)).squeeze(-1) + self.D * xc
+        return y, {"conv": window[:, 1:], "h": h}
+
+
+@register_block("mamba")
+class Mamba(Block):
+    """Mamba mixer: in-proj to (x, z), SSM branch on x, gated by SiLU(z), out-proj.
+
+    Bidirectional (for classification), as in Vision Mamba (Zhu et al. 2024): a second conv + SSM
+    with its own parameters reads the reversed sequence, sharing the in/out projections; the two
+    outputs are summed. With right padding the reversed sequence starts with pads; they are zeroed
+    before the conv and get Δ = 0, so the state is still exactly zero when the first real token arrives.
+    """
+
+    def __init__(self, cfg, causal):
+        super().__init__(cfg, causal)
+        d, inner = cfg.d_model, cfg.expand * cfg.d_model
+        dt_rank = math.ceil(d / 16)
+        self.in_proj = nn.Linear(d, 2 * inner, bias=False)
+        self.fwd = SelectiveSSM(inner, cfg.d_state, dt_rank, cfg.conv_kernel)
+        self.bwd = None if causal else SelectiveSSM(inner, cfg.d_state, dt_rank, cfg.conv_kernel)
+        self.out_proj = nn.Linear(inner, d, bias=False)
+
+    def forward(self, x, mask=None):
+        xs, z = self.in_proj(x).chunk(2, -1)
+        y = self.fwd(xs, mask, self.cfg.chunk_size)
+        if self.bwd is not None:
+            flipped = None if mask is None else mask.flip(1)
+            y = y + self.bwd(xs.flip(1), flipped, self.cfg.chunk_size).flip(1)
+        return self.out_proj(y * F.silu(z))
+
+    def init_state(self, batch_size, device=None):
+        inner = self.cfg.expand * self.cfg.d_model
+        return {"conv": torch.zeros(batch_size, self.cfg.conv_kernel - 1, inner, device=device),
+                "h": torch.zeros(batch_size, inner, self.cfg.d_state, device=device)}
+
+    def step(self, x_t, state):
+        xs, z = self.in_proj(x_t).chunk(2, -1)
+        y, state = self.fwd.step(xs, state)
+        return self.out_proj(y * F.silu(z)), state
+
+
+# ----------------------------------------------------------------------------- S4D
+
+def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """u (B, H, L), k (H, 2L) in circular layout (causal lags first, then negative lags) -> (B, H, L)."""
+    L = u.shape[-1]
+    return torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(k, n=2 * L), n=2 * L)[..., :L]
+
+
+@register_block("s4d")
+class S4D(Block):
+    """S4D layer: per channel a diagonal complex SSM with B = 1, x' = Ax + u, y = 2 Re(C x) + D u.
+
+    A = -exp(log_A_real) + i·A_imag with the S4D-Lin init A_n = -1/2 + iπn; ZOH discretisation
+    with a learned per-channel step Δ. Training materialises the convolution kernel
+    K_l = 2 Re(Σ_n C_n (e^{ΔA_n} - 1)/A_n · e^{ΔA_n l}) (a Vandermonde product) and convolves by FFT
+    in O(L log L); `step` runs the same complex diagonal recurrence. Bidirectional, as in S4: a
+    second C gives an anti-causal kernel (lags -1, -2, ...); pads are zeroed so they add nothing.
+    """
+
+    def __init__(self, cfg, causal):
+        super().__init__(cfg, causal)
+        H, N = cfg.d_model, max(1, cfg.d_state // 2)  # N complex modes stand for 2N real states (conjugate pairs)
+        log_dt = torch.rand(H) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)
+        self.log_dt = nn.Parameter(log_dt)
+        self.log_A_real = nn.Parameter(torch.full((H, N), math.log(0.5)))
+        self.A_imag = nn.Parameter(math.pi * torch.arange(N, dtype=torch.float32).repeat(H, 1))
+        self.C = nn.Parameter(torch.randn(1 if causal else 2, H, N, 2) * math.sqrt(0.5))  # (re, im)
+        self.D = nn.Parameter(torch.randn(H))
+        self.out = nn.Linear(H, H)
+
+    def discretize(self):
+        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)
+        dtA = A * torch.exp(self.log_dt).unsqueeze(-1)
+        return dtA, (torch.exp(dtA) - 1) / A  # log Ā = ΔA, and B̄ = (e^{ΔA} - 1)/A (ZOH, B = 1)
+
+    def kernel(self, length: int) -> torch.Tensor:
+        dtA, dB = self.discretize()
+        C = torch.view_as_complex(self.C) * dB  # (dirs, H, N)
+        vandermonde = torch.exp(dtA.unsqueeze(-1) * torch.arange(length, device=dtA.device))  # (H, N, L)
+        return 2 * torch.einsum("dhn,hnl->dhl", C, vandermonde).real
+
+    def forward(self, x, mask=None):
+        u = zero_padding(x, mask).transpose(1, 2)  # (B, H, L)
+        L = u.shape[-1]
+        K = self.kernel(L)
+        if self.causal:
+            k = K[0]
+        else:  # lag l >= 0 from K[0]; lag -l (l >= 1) from K[1][l - 1], at the circular tail
+            k = F.pad(K[0], (0, L)) + F.pad(K[1].flip(-1), (L, 0))
+        y = fft_conv(u, k) + self.D.unsqueeze(-1) * u
+        return self.out(F.gelu(y.transpose(1, 2)))
+
+    def init_state(self, batch_size, device=None):
+        return torch.zeros(batch_size, *self.log_A_real.shape, dtype=torch.complex64, device=device)
+
+    def step(self, x_t, state):
+        dtA, dB = self.discretize()
+        state = torch.exp(dtA) * state + dB * x_t.unsqueeze(-1)
+        y = 2 * (torch.view_as_complex(self.C[0]) * state).sum(-1).real + self.D * x_t
+        return self.out(F.gelu(y)), state

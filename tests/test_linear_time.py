@@ -1,0 +1,133 @@
+"""Linear-time blocks: each parallel (chunked / FFT) training form against a naive reference."""
+import pytest
+import torch
+
+from pipeline.config import load
+from pipeline.models.linear_attention import LinearAttention, causal_linear_attention, feature_map
+from pipeline.models.rwkv import TimeMix, wkv_chunked
+from pipeline.models.ssm import S4D, Mamba, chunked_scan, sequential_scan
+
+L, CHUNK = 37, 8  # a length that is not a multiple of the chunk
+TOL = dict(rtol=1e-4, atol=1e-5)
+
+
+def cfg(**overrides):
+    args = ["model=transformer", "model.d_model=16", "model.n_heads=2", "model.dropout=0.0",
+            "model.budget_params=null", f"model.chunk_size={CHUNK}", "model.d_state=8"]
+    return load(args + [f"model.{k}={v}" for k, v in overrides.items()]).model
+
+
+def step_through(block, x):
+    state, ys = block.init_state(x.shape[0]), []
+    for t in range(x.shape[1]):
+        y, state = block.step(x[:, t], state)
+        ys.append(y)
+    return torch.stack(ys, 1)
+
+
+@pytest.mark.parametrize("kind", ["elu", "relu"])
+def test_chunked_linear_attention_equals_quadratic(kind):
+    torch.manual_seed(0)
+    q, k, v = (feature_map(torch.randn(2, 3, L, 4, dtype=torch.float64), kind) for _ in range(3))
+    v = torch.randn_like(v)
+    A = (q @ k.transpose(-1, -2)).tril()  # the L × L form the chunks avoid
+    reference = (A @ v) / (A.sum(-1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(causal_linear_attention(q, k, v, CHUNK), reference, **TOL)
+
+
+def test_linear_attention_bidirectional_ignores_padding():
+    torch.manual_seed(0)
+    block = LinearAttention(cfg(), causal=False).eval()
+    x = torch.randn(2, L, 16)
+    mask = torch.ones(2, L, dtype=torch.bool)
+    mask[0, 20:] = False
+    noisy = torch.where(mask[..., None], x, 10 * torch.randn_like(x))
+    with torch.no_grad():
+        y, y_noisy, y_short = block(x, mask), block(noisy, mask), block(x[:1, :20])
+    torch.testing.assert_close(y[mask], y_noisy[mask], **TOL)
+    torch.testing.assert_close(y[0, :20], y_short[0], **TOL)
+
+
+def test_chunked_scan_equals_sequential_scan_even_with_fast_decay():
+    torch.manual_seed(0)
+    log_decay = -torch.rand(2, L, 5, 3, dtype=torch.float64) * 2
+    log_decay[:, 10] = -200.0  # a near-total reset: exp(-cum) factorisations would overflow here
+    u = torch.randn(2, L, 5, 3, dtype=torch.float64)
+    torch.testing.assert_close(chunked_scan(log_decay, u, CHUNK), sequential_scan(log_decay, u), **TOL)
+    x32 = (log_decay.float(), u.float())
+    torch.testing.assert_close(chunked_scan(*x32, CHUNK), sequential_scan(*x32), **TOL)
+
+
+@pytest.mark.parametrize("block_cls", [Mamba, S4D, LinearAttention, TimeMix])
+def test_block_forward_equals_step(block_cls):
+    torch.manual_seed(0)
+    block = block_cls(cfg(), causal=True).eval()
+    x = torch.randn(2, L, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(step_through(block, x), block(x), **TOL)
+
+
+def test_mamba_bidirectional_reverse_scan_ignores_padding():
+    torch.manual_seed(0)
+    block = Mamba(cfg(), causal=False).eval()
+    x = torch.randn(2, L, 16)
+    mask = torch.ones(2, L, dtype=torch.bool)
+    mask[0, 15:] = False
+    noisy = torch.where(mask[..., None], x, 10 * torch.randn_like(x))
+    with torch.no_grad():
+        y, y_noisy, y_short = block(x, mask), block(noisy, mask), block(x[:1, :15])
+    torch.testing.assert_close(y[mask], y_noisy[mask], **TOL)
+    torch.testing.assert_close(y[0, :15], y_short[0], **TOL)
+    x2 = x.clone()
+    x2[:, -1] += 1.0  # a later token changes earlier outputs: it really is bidirectional
+    with torch.no_grad():
+        assert not torch.allclose(block(x2)[:, 0], block(x)[:, 0])
+
+
+def test_s4d_fft_convolution_equals_direct_convolution():
+    torch.manual_seed(0)
+    for causal in (True, False):
+        block = S4D(cfg(), causal=causal).eval()
+        x = torch.randn(2, L, 16)
+        with torch.no_grad():
+            K = block.kernel(L)  # (dirs, H, L)
+            u = x.transpose(1, 2)
+            y = torch.zeros_like(u)
+            for t in range(L):
+                for s in range(L):
+                    if s <= t:
+                        y[..., t] += K[0, :, t - s] * u[..., s]
+                    elif not causal:
+                        y[..., t] += K[1, :, s - t - 1] * u[..., s]
+            y = y + block.D[:, None] * u
+            reference = block.out(torch.nn.functional.gelu(y.transpose(1, 2)))
+            torch.testing.assert_close(block(x), reference, **TOL)
+
+
+def test_rwkv_chunked_wkv_equals_naive_and_is_stable():
+    torch.manual_seed(0)
+    B, D = 2, 6
+    w = torch.tensor([0.01, 0.1, 1.0, 5.0, 20.0, 0.5], dtype=torch.float64)
+    u = torch.randn(D, dtype=torch.float64)
+    k, v = torch.randn(B, L, D, dtype=torch.float64) * 3, torch.randn(B, L, D, dtype=torch.float64)
+    k[:, 5] += 60.0  # e^k alone would overflow fp32 without the running-max form
+    t = torch.arange(L, dtype=torch.float64)
+    lag = (t[:, None] - 1 - t[None, :])  # [t, i]
+    x = k[:, None, :, :] - lag[None, :, :, None] * w  # (B, t, i, D)
+    x = torch.where(torch.eye(L, dtype=torch.bool)[None, :, :, None], (u + k)[:, :, None, :], x)
+    x = x.masked_fill(~torch.ones(L, L, dtype=torch.bool).tril()[None, :, :, None], float("-inf"))
+    weights = torch.softmax(x, dim=2)  # wkv is exactly a softmax over i of these exponents
+    reference = (weights * v[:, None]).sum(2)
+    torch.testing.assert_close(wkv_chunked(w, u, k, v, CHUNK), reference, **TOL)
+    torch.testing.assert_close(wkv_chunked(w.float(), u.float(), k.float(), v.float(), CHUNK),
+                               reference.float(), **TOL)
+
+
+def test_rwkv_built_bidirectional_still_runs_causally():
+    torch.manual_seed(0)
+    causal = TimeMix(cfg(), causal=True).eval()
+    bidirectional = TimeMix(cfg(), causal=False).eval()
+    bidirectional.load_state_dict(causal.state_dict())
+    x = torch.randn(2, L, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(bidirectional(x), causal(x))
