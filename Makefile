@@ -27,7 +27,7 @@ test: install
 	WANDB_MODE=$${WANDB_MODE:-offline} $(PY) -m pytest -q
 
 bench: install
-	$(PY) -m bench.run_all
+	$(PY) -m bench.recurrence_vs_parallel
 
 clean:
 	rm -rf runs reports data/raw data/tokenized data/downloads wandb
