@@ -24,17 +24,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.config import ModelConfig
 from pipeline.models.attention import sinusoidal_positions
+from pipeline.models.base import map_tensors
 from pipeline.models.registry import register_seq2seq
-
-
-def _map_tensors(fn, obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return fn(obj)
-    if isinstance(obj, dict):
-        return {k: _map_tensors(fn, v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_tensors(fn, v) for v in obj)
-    return obj
 
 
 def _full_mask(src_emb: torch.Tensor, src_mask: torch.Tensor | None) -> torch.Tensor:
@@ -66,7 +57,7 @@ class Seq2Seq(nn.Module):
         raise NotImplementedError
 
     def reorder_state(self, state, index: torch.Tensor):
-        return _map_tensors(lambda t: t.index_select(0, index), state)
+        return map_tensors(lambda t: t.index_select(0, index), state)
 
 
 # ----------------------------------------------------------------------------- RNN + attention
