@@ -36,13 +36,18 @@ def sinusoidal_positions(length: int, d_model: int, device=None) -> torch.Tensor
     return pe
 
 
+def head_count(d_model: int, n_heads: int) -> int:
+    """n_heads, checked to split d_model into whole heads (every multi-head block calls this)."""
+    if d_model % n_heads:
+        raise ValueError(f"model.d_model={d_model} is not divisible by model.n_heads={n_heads}")
+    return n_heads
+
+
 @register_block("attention")
 class MultiHeadAttention(Block):
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
-        d, self.n_heads = cfg.d_model, cfg.n_heads
-        if d % self.n_heads:
-            raise ValueError(f"model.d_model={d} is not divisible by model.n_heads={self.n_heads}")
+        d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
         self.use_rotary = cfg.positional == "rotary"

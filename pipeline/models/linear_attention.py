@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.models.attention import head_count
 from pipeline.models.base import Block
 from pipeline.models.registry import register_block
 
@@ -61,9 +62,7 @@ def global_linear_attention(q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
 class LinearAttention(Block):
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
-        d, self.n_heads = cfg.d_model, cfg.n_heads
-        if d % self.n_heads:
-            raise ValueError(f"model.d_model={d} is not divisible by model.n_heads={self.n_heads}")
+        d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)
         feature_map(torch.zeros(1), cfg.feature_map)  # fail at build time on a bad name
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.attention import rotary
+from pipeline.models.attention import head_count, rotary
 from pipeline.models.base import Block
 from pipeline.models.registry import register_block
 
@@ -24,9 +24,7 @@ from pipeline.models.registry import register_block
 class MemoryAttention(Block):
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
-        d, self.n_heads = cfg.d_model, cfg.n_heads
-        if d % self.n_heads:
-            raise ValueError(f"model.d_model={d} is not divisible by model.n_heads={self.n_heads}")
+        d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)
         self.segment_len, self.n_memory = cfg.segment_len, cfg.n_memory
         self.qkv = nn.Linear(d, 3 * d)  # tokens; memory slots go through it too, as keys and values
         self.out = nn.Linear(d, d)

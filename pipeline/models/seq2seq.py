@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.config import ModelConfig
-from pipeline.models.attention import sinusoidal_positions
+from pipeline.models.attention import head_count, sinusoidal_positions
 from pipeline.models.base import map_tensors
 from pipeline.models.registry import register_seq2seq
 
@@ -141,9 +141,7 @@ class Attention(nn.Module):
 
     def __init__(self, d: int, n_heads: int, dropout: float):
         super().__init__()
-        if d % n_heads:
-            raise ValueError(f"model.d_model={d} is not divisible by model.n_heads={n_heads}")
-        self.n_heads, self.dropout = n_heads, dropout
+        self.n_heads, self.dropout = head_count(d, n_heads), dropout
         self.q = nn.Linear(d, d)
         self.kv = nn.Linear(d, 2 * d)
         self.out = nn.Linear(d, d)

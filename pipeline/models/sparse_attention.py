@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.attention import rotary
+from pipeline.models.attention import head_count, rotary
 from pipeline.models.base import Block
 from pipeline.models.registry import register_block
 
@@ -114,9 +114,7 @@ class SparseAttention(Block):
 
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
-        d, self.n_heads = cfg.d_model, cfg.n_heads
-        if d % self.n_heads:
-            raise ValueError(f"model.d_model={d} is not divisible by model.n_heads={self.n_heads}")
+        d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)
         if cfg.window < 1:
             raise ValueError(f"model.window must be >= 1, got {cfg.window}")
         self.window, self.block = cfg.window, cfg.window
