@@ -4,8 +4,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-STAGES = ("download", "tokenize", "train", "evaluate", "benchmark", "report")
-USAGE = f"usage: python -m pipeline {{{','.join(STAGES)}}} [group=choice] [dotted.key=value ...]"
+STAGES = ("download", "tokenize", "train", "evaluate", "report")
+USAGE = (f"usage: python -m pipeline {{{','.join(STAGES)}}} [group=choice] [dotted.key=value ...]\n"
+         f"       python -m pipeline grid models=a,b|all tasks=x,y|all [--add] [--dry-run]")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,8 +17,17 @@ def main(argv: list[str] | None = None) -> int:
               "  python -m pipeline train model=lstm task=ptb trainer.max_epochs=1")
         return 0 if argv else 2
     stage, overrides = argv[0], argv[1:]
+    if stage == "grid":  # writes params.yaml; not a stage
+        from pipeline import grid
+        from pipeline.config import ConfigError
+
+        try:
+            return grid.main(overrides)
+        except ConfigError as e:
+            print(f"grid: {e}", file=sys.stderr)
+            return 2
     if stage not in STAGES:
-        print(f"unknown stage '{stage}'; choose one of: {', '.join(STAGES)}", file=sys.stderr)
+        print(f"unknown stage '{stage}'; choose one of: {', '.join(STAGES)} (or grid)", file=sys.stderr)
         return 2
     from pipeline.config import ConfigError, load
 

@@ -170,18 +170,24 @@ TASK_KINDS = ("lm", "classify", "translate", "recall")
 # ----------------------------------------------------------------------------- loading
 
 
-# Encoder-decoder models (translation only) are chosen with model=<name> too, but live apart in
-# conf/seq2seq/ because they are not backbones (the backbone tests iterate over conf/model/).
-GROUP_DIRS = {"model": ("model", "seq2seq")}
-
-
 def choices(group: str) -> list[str]:
-    """Names selectable for a group; for `model` only the backbones of conf/model/."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """Names selectable for a group. conf/model/ holds backbones and encoder–decoder models
+    (translation only); `choices("model")` lists the backbones, `choices("seq2seq")` the others."""
+    if group in ("model", "seq2seq"):
+        from pipeline.models import registry
+
+        seq2seq = set(registry.seq2seq_names())
+        return [name for name in all_choices("model")
+                if (_model_backbone(name) in seq2seq) == (group == "seq2seq")]
+    return all_choices(group)
 
 
 def all_choices(group: str) -> list[str]:
-    return sorted(p.stem for d in GROUP_DIRS.get(group, (group,)) for p in (CONF_DIR / d).glob("*.yaml"))
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _model_backbone(name: str) -> str:
+    return str(OmegaConf.select(_read_yaml(CONF_DIR / "model" / f"{name}.yaml"), "model.backbone"))
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -197,14 +203,11 @@ def _read_yaml(path: Path) -> DictConfig:
 
 
 def _group_file(group: str, name: str) -> Path:
-    for directory in GROUP_DIRS.get(group, (group,)):
-        path = CONF_DIR / directory / f"{name}.yaml"
-        if path.exists():
-            return path
-    raise ConfigError(
-        f"unknown {group} '{name}': no conf/{group}/{name}.yaml; "
-        f"choose one of: {', '.join(all_choices(group))}"
-    )
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown {group} '{name}': no conf/{group}/{name}.yaml; "
+                          f"choose one of: {', '.join(all_choices(group))}")
+    return path
 
 
 def _merge(base: DictConfig, node: Any, source: str) -> DictConfig:
@@ -250,6 +253,22 @@ def read_params(path: Path | None = None) -> DictConfig:
     return _read_yaml(path) if path.exists() else OmegaConf.create({})
 
 
+PARAMS_KEYS = ("profile", "experiment", "seeds", "tasks", "runs")
+
+
+def check_params(params: DictConfig) -> None:
+    """params.yaml: only known keys, and a grid whose every run can be served (pipeline/grid.py)."""
+    from pipeline import grid
+
+    unknown = sorted(set(params.keys()) - set(PARAMS_KEYS))
+    if unknown:
+        hint = " (the models × tasks `grid` became `tasks` + `runs`: python -m pipeline grid models=... tasks=...)" \
+            if "grid" in unknown else ""
+        raise ConfigError(f"params.yaml: unknown key(s) {', '.join(unknown)}; valid: {', '.join(PARAMS_KEYS)}{hint}")
+    if "tasks" in params or "runs" in params:
+        grid.check(params)
+
+
 def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None = None) -> Config:
     """Compose, validate and return the typed config (an OmegaConf-backed `Config`)."""
     from pipeline.models import registry  # populates the backbone registry
@@ -257,6 +276,7 @@ def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None =
     cli_groups, cli_node = _parse_overrides(list(overrides))
     defaults = _read_yaml(CONF_DIR / "config.yaml")
     params = read_params(params_path)
+    check_params(params)
 
     selected = {g: str(defaults.get("defaults", {}).get(g, "")) for g in GROUPS}
     if "profile" in params:

@@ -1,4 +1,6 @@
 """Config composition and validation: bad input fails at once, naming the key and the valid choices."""
+import re
+
 import pytest
 
 from pipeline.config import ConfigError, choices, load
@@ -69,10 +71,46 @@ def test_every_block_is_used_by_some_model_file():
 
 
 def test_params_yaml_grid_is_valid():
+    from pipeline import grid
     from pipeline.config import read_params
 
     params = read_params()
-    for model in params.grid.models:
-        assert model in choices("model")
-    for task in params.grid.tasks:
-        assert task in choices("task")
+    grid.check(params)  # raises on any bad entry
+    assert params.runs, "params.yaml runs nothing"
+    assert {r.task for r in params.runs.values()} == set(params.tasks)
+
+
+def write_params(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tasks: [ptb]\nruns: {kim-cnn-ptb: {model: kim-cnn, task: ptb}}\n", "kim-cnn cannot run causally"),
+    ("tasks: [ptb]\nruns: {lstm-rt: {model: lstm, task: rt}}\n", "task 'rt' is not in params.yaml `tasks`"),
+    ("tasks: [ptb]\nruns: {lstm-ptb: {model: lsmt, task: ptb}}\n", "unknown model 'lsmt'"),
+    ("tasks: [ptb]\nruns: {a: {model: lstm, task: ptb}}\n", "the key must be 'lstm-ptb'"),
+    ("tasks: [ptb]\nruns: {rnn-attention-ptb: {model: rnn-attention, task: ptb}}\n", "translation only"),
+    ("tasks: [pbt]\nruns: {}\n", "unknown task 'pbt'"),
+    ("grid: {models: [lstm], tasks: [ptb]}\n", "python -m pipeline grid"),
+])
+def test_bad_params_yaml_names_the_entry_and_the_fix(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load([], params_path=write_params(tmp_path, text))
+
+
+def test_grid_command_writes_every_servable_pair(tmp_path):
+    from pipeline import grid
+    from pipeline.config import read_params
+
+    path = write_params(tmp_path, "# kept\nprofile: smoke\nseeds: [0, 1]\n")
+    assert grid.main(["models=lstm,kim-cnn,transformer-seq2seq", "tasks=ptb,rt,bible-ende"], params_path=path) == 0
+    params = read_params(path)
+    assert path.read_text().startswith("# kept\n") and params.profile == "smoke" and list(params.seeds) == [0, 1]
+    assert list(params.tasks) == ["ptb", "rt", "bible-ende"]
+    assert set(params.runs) == {"lstm-ptb", "lstm-rt", "kim-cnn-rt", "lstm-bible-ende", "transformer-seq2seq-bible-ende"}
+    assert grid.main(["models=tcn", "tasks=rt", "--add"], params_path=path) == 0
+    assert "tcn-rt" in read_params(path).runs and "lstm-ptb" in read_params(path).runs
+    with pytest.raises(ConfigError, match="unknown model nope"):
+        grid.main(["models=nope", "tasks=rt"], params_path=path)

@@ -37,7 +37,8 @@ def smoke_repo(tmp_path_factory, downloads_dir):
     # The manual drop-in directory: verified artifacts are used without the network.
     shutil.copytree(downloads_dir, repo / "data" / "downloads", dirs_exist_ok=True)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params.update(profile="smoke", grid={"models": MODELS, "tasks": TASKS})
+    params.update(profile="smoke", tasks=TASKS,
+                  runs={f"{m}-{t}": {"model": m, "task": t} for t in TASKS for m in MODELS})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
@@ -105,9 +106,9 @@ def test_editing_one_model_config_invalidates_only_its_stages(smoke_repo):
 
 def test_exp_run_with_a_changed_param(smoke_repo):
     repo, env, _ = smoke_repo
-    out = run(["dvc", "exp", "run", "--temp", "-S", "grid.models=[lstm]", "-S", "grid.tasks=[rt]", "-S", "seeds=[1]"],
-              repo, env)
-    assert "train@lstm-rt" in out
+    out = run(["dvc", "exp", "run", "--temp", "-S", "runs={lstm-rt:{model:lstm,task:rt}}", "-S", "tasks=[rt]",
+               "-S", "seeds=[1]"], repo, env)
+    assert "train@lstm-rt" in out and "train@tcn-rt" not in out and "ptb" not in out
     shown = run(["dvc", "exp", "show", "--json"], repo, env)
     assert "runs/rt/lstm/metrics.json" in shown
 

@@ -1,4 +1,4 @@
-"""Encoder-decoder models (conf/seq2seq/*.yaml): shapes, decoder causality, source padding, step == forward,
+"""Encoder-decoder models (conf/model/ with a seq2seq backbone): shapes, decoder causality, source padding, step == forward,
 beam reordering, sizing, and a tiny copy task each must overfit."""
 import pytest
 import torch
@@ -15,7 +15,7 @@ B, S, T, D = 3, 11, 9, 32
 
 
 def load_cfg(name, **overrides):
-    node = OmegaConf.load(CONF_DIR / "seq2seq" / f"{name}.yaml").model
+    node = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml").model
     cfg = OmegaConf.merge(OmegaConf.structured(registry.seq2seq_config_class(node.backbone)), node, overrides)
     cfg.name = name
     return cfg

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Optional
 import pandas as pd
 
 from pipeline.config import ROOT, Config, read_params
+from pipeline.grid import selected_pairs
 from pipeline.wandb_mode import resolve_mode
 
 SCHEMA_VERSION = 1
@@ -595,15 +596,14 @@ def main(cfg: Config) -> None:
     except ReportError as e:
         raise SystemExit(f"report: {e}") from None
     # Only the runs of the current grid: runs/ may still hold results of an earlier, wider grid.
-    grid = read_params().get("grid")
-    if grid:
-        wanted = {(t, m) for t in grid.tasks for m in grid.models}
+    wanted = selected_pairs(read_params())
+    if wanted is not None:
         stale = sorted(f"{r['task']}/{r['model']}" for r in results if (r["task"], r["model"]) not in wanted)
         results = [r for r in results if (r["task"], r["model"]) in wanted]
         if stale:
-            print(f"[report] leaving out runs outside params.yaml's grid: {', '.join(stale)}")
+            print(f"[report] leaving out runs outside params.yaml's runs: {', '.join(stale)}")
         if not results:
-            raise SystemExit(f"report: no run of the grid in params.yaml has an eval.json under {runs_dir}; run `dvc repro`")
+            raise SystemExit(f"report: no run of params.yaml's runs has an eval.json under {runs_dir}; run `dvc repro`")
     target = WandbTarget(mode=cfg.logger.mode, project=cfg.logger.project, group=cfg.logger.group or cfg.experiment,
                          dir=ROOT / cfg.paths.wandb, entity=cfg.logger.entity, tags=list(cfg.logger.tags))
     written = write_report(results, out_dir, experiment=cfg.experiment, wandb=target)
