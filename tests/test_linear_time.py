@@ -56,6 +56,9 @@ def test_chunked_scan_equals_sequential_scan_even_with_fast_decay():
     torch.testing.assert_close(chunked_scan(log_decay, u, CHUNK), sequential_scan(log_decay, u), **TOL)
     x32 = (log_decay.float(), u.float())
     torch.testing.assert_close(chunked_scan(*x32, CHUNK), sequential_scan(*x32), **TOL)
+    readout = torch.randn(2, L, 3, dtype=torch.float64)  # Mamba's C: contracts the state dimension
+    torch.testing.assert_close(chunked_scan(log_decay, u, CHUNK, readout=readout),
+                               (sequential_scan(log_decay, u) @ readout.unsqueeze(-1)).squeeze(-1), **TOL)
 
 
 @pytest.mark.parametrize("block_cls", [Mamba, S4D, LinearAttention, TimeMix])

@@ -106,9 +106,10 @@ def test_editing_one_model_config_invalidates_only_its_stages(smoke_repo):
 
 def test_exp_run_with_a_changed_param(smoke_repo):
     repo, env, _ = smoke_repo
-    out = run(["dvc", "exp", "run", "--temp", "-S", "runs={lstm-rt:{model:lstm,task:rt}}", "-S", "tasks=[rt]",
+    out = run(["dvc", "exp", "run", "--temp", "-S", "~runs", "-S", "+runs={lstm-rt:{model:lstm,task:rt}}",
+               "-S", "tasks=[rt]",
                "-S", "seeds=[1]"], repo, env)
-    assert "train@lstm-rt" in out and "train@tcn-rt" not in out and "ptb" not in out
+    assert "train@lstm-rt" in out and "train@tcn-rt" not in out and "@lstm-ptb" not in out
     shown = run(["dvc", "exp", "show", "--json"], repo, env)
     assert "runs/rt/lstm/metrics.json" in shown
 

@@ -248,3 +248,197 @@ def test_notebook_executes(project: Path, monkeypatch):
     last = nb.cells[-1].outputs[0]["data"]["text/plain"]
     # best per bucket: lstm wins every ptb bucket, transformer every non-empty rt bucket
     assert "lstm" in last and "transformer" in last and "65-128" in last
+
+
+# ----------------------------------------------------------------------------- task breadth: translation,
+# length extrapolation, receptive field (optional eval.json fields, written as evaluate.py writes them)
+
+SOURCES = ["In the beginning God created the heavens and the earth.", "And God said, Let there be light.",
+           "The <unk> was | without form.", "And the evening and the morning were the first day."]
+REFERENCES = ["Im Anfang schuf Gott die Himmel und die Erde.", "Und Gott sprach: Es werde Licht!",
+              "Und die Erde war wüst und leer.", "Und es ward Abend und es ward Morgen: erster Tag."]
+
+
+def translation_eval(model: str, hypotheses: list[str], receptive_field=None) -> dict:
+    """An eval.json of a translation run: BLEU (the metric) and chrF scored by sacreBLEU as in
+    pipeline/stages/translation_eval.py, over REFERENCES."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu_metric = BLEU()
+    bleu = bleu_metric.corpus_score(hypotheses, [REFERENCES]).score
+    chrf = CHRF().corpus_score(hypotheses, [REFERENCES]).score
+    r = make_eval("bible-ende", model, [(bleu, [bleu, None, None, None])], kind="translate", metric="bleu",
+                  higher=True, baseline=("copy the source", 1.2), count=[len(REFERENCES), 0, 0, 0])
+    r.update(chrf=chrf, target_ppl=35.0, bleu_signature=str(bleu_metric.get_signature()),
+             decoding={"beam_size": 1, "examples": len(REFERENCES)}, receptive_field=receptive_field,
+             samples=[{"source": s, "reference": t, "hypothesis": h}
+                      for s, t, h in zip(SOURCES, REFERENCES, hypotheses)])
+    return r
+
+
+TRAIN_LEN, N_TEST, QUERIES = 64, 40, 16  # MQAR: trained length, test sequences, queries per sequence
+
+
+def synthetic_eval(model: str, test_acc: float, acc_2x: float, acc_4x: float, receptive_field=None) -> dict:
+    """An eval.json of an MQAR run trained at TRAIN_LEN, with test_2x / test_4x results."""
+    r = make_eval("mqar", model, [(test_acc, [None, None, test_acc, None])], kind="recall", metric="acc",
+                  higher=True, baseline=("chance", 1 / 64), count=[0, 0, QUERIES * N_TEST, 0])
+    r["config"]["task"].update(max_len=TRAIN_LEN, synthetic={"seq_len": TRAIN_LEN, "n_test": N_TEST})
+    r["receptive_field"] = receptive_field
+    r["extrapolation"] = {split: {"length": k * TRAIN_LEN, "examples": N_TEST, "overall": acc}
+                          for split, k, acc in (("test_2x", 2, acc_2x), ("test_4x", 4, acc_4x))}
+    return r
+
+
+HYPOTHESES = {
+    "transformer": ["Im Anfang schuf Gott Himmel und Erde.", "Und Gott sprach: Es werde Licht!",
+                    "Und die Erde war *wüst* und <unk>.", "Und es ward Abend und Morgen: der erste Tag."],
+    "lstm": ["Im Anfang Gott.", "Und Gott sprach.", "", "Und es ward Abend."],
+}
+RF = {"transformer": {"tokens": TRAIN_LEN, "measured_at": TRAIN_LEN, "full": True},  # as evaluate writes it
+      "lstm": {"tokens": 23, "measured_at": TRAIN_LEN, "full": False},
+      "tcn": 31}  # older eval.json: a plain int
+
+
+def breadth_grid() -> list[dict]:
+    return [translation_eval(m, h, RF[m]) for m, h in HYPOTHESES.items()] + [
+        synthetic_eval("transformer", 0.98, 0.61, 0.20, RF["transformer"]),
+        synthetic_eval("lstm", 0.40, 0.22, 0.10, RF["lstm"]),
+        synthetic_eval("tcn", 0.30, 0.25, None, RF["tcn"]),  # test_4x not measured
+    ]
+
+
+@pytest.fixture
+def breadth(tmp_path: Path) -> tuple[list[dict], Path]:
+    results = collect(write_runs(tmp_path, breadth_grid()))
+    write_report(results, tmp_path / "reports", experiment="breadth")
+    return results, tmp_path / "reports"
+
+
+def md_section(md: str, task: str, heading: str) -> str:
+    """The text of `### heading` inside `## Task `task``."""
+    task_part = md.split(f"## Task `{task}`")[1].split("\n## ")[0]
+    return task_part.split(f"### {heading}")[1].split("\n### ")[0]
+
+
+def table_row(section: str, first_cell: str) -> list[str]:
+    line = next(line for line in section.splitlines() if line.startswith(f"| {first_cell} |"))
+    return [c.strip() for c in line.strip("|").split(" | ")]
+
+
+def test_translation_summary_has_chrf_signature_and_decoding(breadth):
+    results, out = breadth
+    md = (out / "report.md").read_text()
+    summary = md_section(md, "bible-ende", "Summary")
+    header = table_row(summary, "model")
+    assert header[4:7] == ["receptive field", "bleu (mean ± std)", "chrF"]
+    assert len(table_row(summary, ":--")) == len(header)  # the alignment row has a cell per column
+    for r in (r for r in results if r["task"] == "bible-ende"):
+        row = table_row(summary, r["model"])
+        assert row[5] == report.fmt_metric(r["overall"]) and row[6] == report.fmt_metric(r["chrf"])
+    assert f"sacreBLEU signature: `{results[0]['bleu_signature']}`." in summary
+    assert f"Decoding: greedy, {len(REFERENCES)} test sentences." in summary
+    assert "chrF" not in table_row(md_section(md, "mqar", "Summary"), "model")  # translation only
+
+    csv = pd.read_csv(out / "summary.csv").set_index(["task", "model"])
+    flat = json.loads((out / "summary.json").read_text())
+    for r in results:
+        if r["task"] == "bible-ende":
+            assert csv.loc[("bible-ende", r["model"]), "chrf"] == pytest.approx(r["chrf"])
+            assert flat[f"bible-ende/{r['model']}/chrf"] == pytest.approx(r["chrf"])
+            assert flat[f"bible-ende/{r['model']}/bleu"] == pytest.approx(r["overall"])
+        else:
+            assert math.isnan(csv.loc[("mqar", r["model"]), "chrf"])
+            assert f"mqar/{r['model']}/chrf" not in flat
+
+
+def test_sample_translations_are_escaped_and_capped(breadth):
+    _, out = breadth
+    samples = md_section((out / "report.md").read_text(), "bible-ende", "Sample translations")
+    rows = [line for line in samples.splitlines() if line.startswith("| ") and not line.startswith(("| model", "| :--"))]
+    assert len(rows) == len(HYPOTHESES) * report.SAMPLES_PER_MODEL  # 4 samples each, 3 shown
+    assert [table_row(samples, m)[:2] for m in HYPOTHESES] == [[m, "1"] for m in HYPOTHESES]
+    assert SOURCES[-1] not in samples
+    # markdown specials are literal: the table keeps its columns, <unk> is not an HTML tag, no emphasis
+    assert "The \\<unk\\> was \\| without form." in samples
+    assert "\\*wüst\\* und \\<unk\\>." in samples
+    assert all(row.count(" | ") == 4 for row in rows)
+    assert "*(empty)*" in samples  # lstm's empty third hypothesis
+
+
+def test_length_extrapolation_table_csv_and_metrics(breadth):
+    results, out = breadth
+    synthetic = {r["model"]: r for r in results if r["task"] == "mqar"}
+    csv = pd.read_csv(out / "extrapolation.csv")
+    assert list(csv.columns) == ["task", "model", "split", "length", "value", "examples"]
+    assert set(csv["task"]) == {"mqar"} and len(csv) == 3 * len(synthetic)
+    by = csv.set_index(["model", "split"])
+    for model, r in synthetic.items():
+        assert by.loc[(model, "test"), "length"] == TRAIN_LEN
+        assert by.loc[(model, "test"), "value"] == pytest.approx(r["seeds"][0]["overall"])
+        for split, s in r["extrapolation"].items():
+            assert by.loc[(model, split), "length"] == s["length"]
+            assert by.loc[(model, split), "examples"] == s["examples"]
+            if s["overall"] is None:
+                assert math.isnan(by.loc[(model, split), "value"])
+            else:
+                assert by.loc[(model, split), "value"] == pytest.approx(s["overall"])
+
+    section = md_section((out / "report.md").read_text(), "mqar", "Length extrapolation")
+    assert table_row(section, "model \\ length")[1:] == [f"{TRAIN_LEN} (train)", f"{2 * TRAIN_LEN} (2×)",
+                                                         f"{4 * TRAIN_LEN} (4×)"]
+    for model, r in synthetic.items():
+        values = [r["seeds"][0]["overall"], r["extrapolation"]["test_2x"]["overall"],
+                  r["extrapolation"]["test_4x"]["overall"]]
+        assert table_row(section, model)[1:] == [report.fmt_metric(v) for v in values]
+    assert table_row(section, "examples")[1:] == [str(N_TEST)] * 3
+    assert "Length extrapolation" not in md_section((out / "report.md").read_text(), "bible-ende", "Summary")
+
+    flat = json.loads((out / "summary.json").read_text())
+    assert flat["mqar/transformer/acc_test_2x"] == pytest.approx(synthetic["transformer"]["extrapolation"]["test_2x"]["overall"])
+    assert flat["mqar/lstm/acc_test_4x"] == pytest.approx(synthetic["lstm"]["extrapolation"]["test_4x"]["overall"])
+    assert "mqar/tcn/acc_test_4x" not in flat and "mqar/tcn/acc_test" not in flat
+
+
+def test_receptive_field_column(breadth):
+    _, out = breadth
+    summary = md_section((out / "report.md").read_text(), "mqar", "Summary")
+    assert table_row(summary, "transformer")[4] == f"full ({TRAIN_LEN})"
+    assert table_row(summary, "lstm")[4] == str(RF["lstm"]["tokens"])
+    assert table_row(summary, "tcn")[4] == str(RF["tcn"])
+    csv = pd.read_csv(out / "summary.csv").set_index(["task", "model"])
+    assert csv.loc[("mqar", "lstm"), "receptive_field"] == RF["lstm"]["tokens"]
+    assert csv.loc[("mqar", "lstm"), "receptive_field_measured_at"] == TRAIN_LEN
+    assert csv.loc[("mqar", "tcn"), "receptive_field"] == RF["tcn"]
+
+
+def test_missing_optional_fields_render_as_dash(tmp_path: Path):
+    bare = translation_eval("transformer", HYPOTHESES["transformer"])
+    for key in ("chrf", "bleu_signature", "samples", "decoding", "target_ppl"):
+        bare.pop(key)
+    partial = translation_eval("lstm", HYPOTHESES["lstm"])
+    partial["samples"] = None
+    synthetic = synthetic_eval("transformer", 0.9, 0.5, 0.2)
+    synthetic["extrapolation"]["test_2x"].pop("overall")
+    synthetic.pop("config")  # no trained length to show
+    results = collect(write_runs(tmp_path, [bare, partial, synthetic]))
+    write_report(results, tmp_path / "reports")
+    md = (tmp_path / "reports" / "report.md").read_text()
+    summary = md_section(md, "bible-ende", "Summary")
+    assert table_row(summary, "transformer")[4] == "—"  # receptive field null
+    assert table_row(summary, "transformer")[6] == "—"  # no chrF
+    signature, decoding = (next(line for line in summary.splitlines() if line.startswith(label))
+                           for label in ("sacreBLEU signature:", "Decoding:"))
+    assert f"lstm `{partial['bleu_signature']}`" in signature and "transformer —" in signature
+    assert "lstm greedy" in decoding and "transformer —" in decoding
+    assert "No sample translations" in md_section(md, "bible-ende", "Sample translations")
+    section = md_section(md, "mqar", "Length extrapolation")
+    assert table_row(section, "model \\ length")[1] == "? (train)"
+    assert table_row(section, "transformer")[2] == "—"
+    assert "mqar/transformer/acc_test_2x" not in json.loads((tmp_path / "reports" / "summary.json").read_text())
+
+
+def test_extrapolation_csv_is_written_without_synthetic_tasks(project: Path):
+    """An output DVC declares must exist even when the grid has no task with extrapolation splits."""
+    csv = pd.read_csv(project / "reports" / "extrapolation.csv")
+    assert csv.empty and list(csv.columns) == ["task", "model", "split", "length", "value", "examples"]

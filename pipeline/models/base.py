@@ -103,7 +103,7 @@ def build_backbone(cfg: ModelConfig, causal: bool) -> Backbone:
     cls = registry.backbone_class(cfg.backbone)
     if causal and not cls.causal_capable:
         raise ConfigError(f"model '{cfg.name}' ({cfg.backbone}) cannot run causally, so it cannot serve "
-                          f"language modelling; pick a causal model")
+                          f"language modelling, recall or decoder-only translation; pick a causal model")
     if not causal and not cls.bidirectional_capable:
         causal = True  # a causal-only model still classifies, reading left to right
     return cls(cfg, causal)

@@ -4,6 +4,12 @@ Reads each seed's best checkpoint, runs Lightning's test loop (the same bucketed
 validation), then times forward passes over real test tokens at each bucket's upper length.
 Writes runs/<task>/<model>/eval.json (full result, schema below) and metrics.json (headline
 numbers for `dvc metrics show`).
+
+`receptive_field` is measured on the trained backbone (pipeline/measure/receptive_field.py) at
+min(task.max_len, RF_MAX_LEN): which input positions move output t (the last position when causal,
+the middle when bidirectional). A dict, or null for encoder-decoder models:
+    {"tokens": influencing positions, "span": first..last influencing extent, "left": .., "right": ..,
+     "position": t, "measured_at": L, "full": tokens == L, "weakest": log10 relative influence}
 """
 from __future__ import annotations
 
@@ -18,11 +24,16 @@ import torch
 from pipeline import buckets
 from pipeline.config import ROOT, Config, ConfigError, run_dir, to_dict
 from pipeline.data.datamodule import SequenceDataModule, read_meta, tokenized_dir
-from pipeline.measure import env, flops, memory, speed
+from pipeline.measure import env, flops, memory, receptive_field, speed
+from pipeline.models.base import Backbone
 from pipeline.tasks.base import TaskModule
 from pipeline.tasks.registry import task_class
 
 SCHEMA_VERSION = 1
+# What a length bucket counts, per task kind (pipeline/buckets.py has the one definition of edges).
+BUCKET_UNIT = {"lm": "context position", "classify": "document tokens", "recall": "sequence position",
+               "translate": "source tokens"}
+RF_MAX_LEN = 1024  # one float64 forward + backward at batch 1: cheap up to here
 
 
 def load_checkpoint(cfg: Config, seed: int) -> TaskModule:
@@ -102,6 +113,13 @@ def flops_per_token(module: TaskModule, cfg: Config) -> float:
     return flops.forward_flops_per_token(lambda: module.per_example(batch), module, cfg.task.max_len)
 
 
+def measured_receptive_field(module: TaskModule, cfg: Config) -> dict | None:
+    """On a float64 copy, so the trained module is untouched; None for encoder-decoder models."""
+    if not isinstance(module.backbone, Backbone):
+        return None
+    return receptive_field.measure(module.backbone, min(cfg.task.max_len, RF_MAX_LEN))
+
+
 def baseline(meta: dict) -> dict | None:
     if "unigram_ppl_test" in meta:
         return {"name": "unigram", "value": meta["unigram_ppl_test"]}
@@ -117,10 +135,12 @@ def baseline(meta: dict) -> dict | None:
 def extrapolation(module: TaskModule, cfg: Config, seed: int, splits: list[str], meta: dict) -> dict:
     """Overall metric on each length-extrapolation split (trained at L, tested at 2L, 4L)."""
     out = {}
+    limit = cfg.data.max_eval_examples  # the data module evaluates at most this many per split
     for split in splits:
         r = test_metric(module, cfg, seed, split)
+        examples = meta["splits"][split]["examples"]
         out[split] = {"length": meta.get("split_lengths", {}).get(split, meta["splits"][split]["max_len"]),
-                      "overall": r["overall"], "examples": meta["splits"][split]["examples"]}
+                      "overall": r["overall"], "examples": examples if limit is None else min(examples, limit)}
     return out
 
 
@@ -142,11 +162,11 @@ def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, m
         "config": to_dict(module.cfg),
         "params": module.param_counts(), "sizing": module.sizing,
         "flops_per_token": flops_per_token(module, cfg),
-        "receptive_field": getattr(module.backbone, "receptive_field", None),
+        "receptive_field": measured_receptive_field(module, cfg),
         "env": env.fingerprint(next(module.parameters()).device),
         "baseline": baseline(meta), "reference": cfg.task.reference,
         "buckets": {"edges": edges, "labels": buckets.labels(edges),
-                    "unit": "context position" if cfg.task.kind == "lm" else "document tokens"},
+                    "unit": BUCKET_UNIT[cfg.task.kind]},
         "seeds": seeds,
         "overall": float(np.mean(overall)), "overall_std": float(np.std(overall, ddof=1)) if len(overall) > 1 else None,
         "per_bucket": per_bucket, "count": seeds[0]["count"],

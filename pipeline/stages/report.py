@@ -5,6 +5,8 @@ Writes into <reports>/:
     summary.csv      one row per task x model
     buckets.csv      long format: task, model, bucket, bucket_hi, metric, value, std, count
     speed.csv        long format: task, model, length, infer_tokens_per_s, latency_ms, peak_mem_mb
+    extrapolation.csv long format: task, model, split, length, value, examples (tasks with length-
+                     extrapolation splits; header only when there are none)
     summary.json     flat {"<task>/<model>/<key>": number} for `dvc metrics show`
     plots/<task>_{metric_by_bucket,speed_by_length,memory_by_length}.png
 and, unless W&B is disabled, one W&B run (job_type "report") holding the same tables and plots.
@@ -192,14 +194,17 @@ def _baseline(r: dict) -> tuple[Optional[str], float]:
 
 
 def build_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
-    """{"summary", "buckets", "speed"} DataFrames; models within a task are ranked best first."""
+    """{"summary", "buckets", "speed", "extrapolation"} DataFrames; models within a task are ranked
+    best first."""
     summary = pd.DataFrame([_summary_row(r) for r in results])
     summary = _rank(summary)
     order = {(t, m): i for i, (t, m) in enumerate(zip(summary["task"], summary["model"]))}
     by_order = sorted(results, key=lambda r: order[(r["task"], r["model"])])
     buckets = pd.DataFrame([row for r in by_order for row in _bucket_rows(r)], columns=BUCKET_COLUMNS)
     speed = pd.DataFrame([row for r in by_order for row in _speed_rows(r)], columns=SPEED_COLUMNS)
-    return {"summary": summary, "buckets": buckets, "speed": speed}
+    extrapolation = pd.DataFrame([row for r in by_order for row in _extrapolation_rows(r)],
+                                 columns=EXTRAPOLATION_COLUMNS)
+    return {"summary": summary, "buckets": buckets, "speed": speed, "extrapolation": extrapolation}
 
 
 def _summary_row(r: dict) -> dict:
@@ -208,12 +213,14 @@ def _summary_row(r: dict) -> dict:
     train_tps, _, _ = mean_std((s.get("train") or {}).get("train_tokens_per_s") for s in r["seeds"])
     infer_len, infer_tps = _longest_measured(r.get("speed") or {})
     env = r.get("env") or {}
+    rf_tokens, rf_measured_at, rf_full = receptive_field(r.get("receptive_field"))
     return {
         "task": r["task"], "task_kind": r["task_kind"], "model": r["model"], "backbone": r.get("backbone"),
         "params_backbone": r["params"]["backbone"], "params_total": r["params"]["total"],
         "flops_per_token": _num(r.get("flops_per_token")),
+        "receptive_field": rf_tokens, "receptive_field_measured_at": rf_measured_at, "receptive_field_full": rf_full,
         "metric": r["metric"], "higher_is_better": bool(r["higher_is_better"]),
-        "value": mean, "std": std, "n_seeds": n,
+        "value": mean, "std": std, "n_seeds": n, "chrf": _num(r.get("chrf")),
         "baseline_name": base_name, "baseline": base,
         "at_chance": at_chance(mean, base, r["higher_is_better"]),
         "train_tokens_per_s": train_tps,
@@ -221,6 +228,17 @@ def _summary_row(r: dict) -> dict:
         "speed_batch_size": (r.get("speed") or {}).get("batch_size"),
         "device": env.get("device"), "git_sha": env.get("git_sha"), "torch": env.get("torch"),
     }
+
+
+def receptive_field(value: Any) -> tuple[float, float, Optional[bool]]:
+    """(tokens, measured_at, full) of eval.json's receptive_field: a dict, a plain int (older files,
+    a formula such as a TCN's) or null; missing parts are NaN / None."""
+    if isinstance(value, dict):
+        full = value.get("full")
+        return _num(value.get("tokens")), _num(value.get("measured_at")), None if full is None else bool(full)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value), float("nan"), None
+    return float("nan"), float("nan"), None
 
 
 def _longest_measured(speed: dict) -> tuple[Optional[int], float]:
@@ -240,6 +258,7 @@ def _rank(summary: pd.DataFrame) -> pd.DataFrame:
 
 BUCKET_COLUMNS = ["task", "model", "bucket", "bucket_hi", "unit", "metric", "value", "std", "n_seeds", "count"]
 SPEED_COLUMNS = ["task", "model", "length", "infer_tokens_per_s", "latency_ms", "peak_mem_mb", "batch_size", "device"]
+EXTRAPOLATION_COLUMNS = ["task", "model", "split", "length", "value", "examples"]
 
 
 def _bucket_rows(r: dict) -> list[dict]:
@@ -264,17 +283,43 @@ def _speed_rows(r: dict) -> list[dict]:
                                              speed.get("latency_ms") or none, speed.get("peak_mem_mb") or none)]
 
 
-def flat_metrics(summary: pd.DataFrame) -> dict[str, float]:
+def _extrapolation_rows(r: dict) -> list[dict]:
+    """The test split at the trained length, then each extrapolation split (test_2x, test_4x, ...)."""
+    splits = r.get("extrapolation") or {}
+    if not splits:
+        return []
+    test_overall, _, _ = mean_std(s["overall"] for s in r["seeds"])
+    # The generator makes every extrapolation split as large as the test split (synthetic.split_sizes).
+    examples = next((s.get("examples") for s in splits.values() if s.get("examples") is not None), None)
+    rows = [{"split": "test", "length": trained_length(r), "value": test_overall, "examples": examples}]
+    rows += [{"split": name, "length": s.get("length"), "value": _num(s.get("overall")), "examples": s.get("examples")}
+             for name, s in sorted(splits.items(), key=lambda kv: _num(kv[1].get("length")))]
+    return [{"task": r["task"], "model": r["model"], **row} for row in rows]
+
+
+def trained_length(r: dict) -> Optional[int]:
+    """Sequence length the model trained at: the generator's seq_len, cut to task.max_len at batching."""
+    task = (r.get("config") or {}).get("task") or {}
+    lengths = [n for n in (task.get("max_len"), (task.get("synthetic") or {}).get("seq_len")) if n]
+    return int(min(lengths)) if lengths else None
+
+
+def flat_metrics(summary: pd.DataFrame, extrapolation: Optional[pd.DataFrame] = None) -> dict[str, float]:
     """{"<task>/<model>/<key>": number}: headline numbers for `dvc metrics show` and W&B summary."""
     out: dict[str, float] = {}
     for row in summary.itertuples(index=False):
         prefix = f"{row.task}/{row.model}"
-        for key, value in ((row.metric, row.value), (f"{row.metric}_std", row.std),
+        for key, value in ((row.metric, row.value), (f"{row.metric}_std", row.std), ("chrf", row.chrf),
                            ("params_backbone", row.params_backbone), ("flops_per_token", row.flops_per_token),
                            ("train_tokens_per_s", row.train_tokens_per_s),
                            ("infer_tokens_per_s", row.infer_tokens_per_s)):
             if not _is_nan(value):
                 out[f"{prefix}/{key}"] = float(value)
+    if extrapolation is not None:
+        metric = dict(zip(summary["task"], summary["metric"]))
+        for row in extrapolation[extrapolation["split"] != "test"].itertuples(index=False):
+            if not _is_nan(row.value):  # the test split is already <task>/<model>/<metric>
+                out[f"{row.task}/{row.model}/{metric[row.task]}_{row.split}"] = float(row.value)
     return out
 
 
@@ -306,9 +351,35 @@ def fmt_mb(x: Any) -> str:
     return "—" if _is_nan(x) else (f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}")
 
 
+def fmt_receptive_field(tokens: Any, measured_at: Any, full: Optional[bool]) -> str:
+    """'full (128)' when every measured position is seen, else the token count; '—' when unknown."""
+    if full:
+        at = tokens if _is_nan(measured_at) else measured_at
+        return "full" if _is_nan(at) else f"full ({int(at)})"
+    return "—" if _is_nan(tokens) else str(int(tokens))
+
+
+# Backslash-escaped so free text (sample translations) renders literally: no emphasis, links or HTML.
+MD_SPECIALS = set("\\`*_[]<>#&")
+SAMPLE_MAX_CHARS = 300  # a degenerate hypothesis can repeat itself up to the length limit
+SAMPLES_PER_MODEL = 3
+
+
+def md_text(text: Any, limit: int = SAMPLE_MAX_CHARS) -> str:
+    """One line of literal markdown text (md_table escapes '|' itself); '*(empty)*' for ''."""
+    text = " ".join(str(text or "").split())
+    if not text:
+        return "*(empty)*"
+    if len(text) > limit:
+        text = text[:limit].rstrip() + "…"
+    return "".join("\\" + c if c in MD_SPECIALS else c for c in text)
+
+
 def md_table(header: list[str], rows: list[list[str]], align: str = "") -> str:
     """A GitHub markdown table; `align` is one char per column ('l' or 'r'), default: first left."""
     align = align or "l" + "r" * (len(header) - 1)
+    if len(align) != len(header):
+        raise ValueError(f"md_table: {len(header)} columns but align {align!r}")
     esc = [[str(c).replace("|", "\\|") for c in row] for row in [header, *rows]]
     rule = [":--" if a == "l" else "--:" for a in align]
     return "\n".join("| " + " | ".join(r) + " |" for r in [esc[0], rule, *esc[1:]])
@@ -453,6 +524,12 @@ def _how_to_read(tables: dict[str, pd.DataFrame]) -> str:
         f"{CHANCE_ABS_MARGIN:g} (on a 0–1 scale; + {CHANCE_ABS_MARGIN * 100:g} points for 0–100 metrics). "
         "Backbone params exclude embeddings and the output head (which depend on the vocabulary); "
         "FLOPs/token is the forward pass at the task's full length. "
+        "**Receptive field** is how many input positions measurably influence an output, measured on the "
+        "trained backbone at the length in brackets (`full` = all of them). "
+        "**Translation** is scored on the decoded test set with sacreBLEU (corpus BLEU and chrF, 0–100, "
+        "signature given per task); its baseline is the BLEU of copying the source. "
+        "**Length extrapolation** (synthetic tasks) evaluates models trained at one length on test sets "
+        "generated at 2× and 4× that length, without truncation. "
         f"**Speed** is inference throughput (tokens/s) of a forward pass at batch size {bsz} on {dev}, "
         "median over repeats; **memory** is the peak RSS increase on CPU or max allocated memory on CUDA "
         "during that forward pass; `—` means not measured (out of memory or skipped). "
@@ -471,7 +548,14 @@ def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame
         out += [f"Published reference: {reference}", ""]
     if not _is_nan(first["baseline"]):
         out += [f"Chance-level baseline: {first['baseline_name']} {metric} {fmt_metric(first['baseline'])}.", ""]
-    out += ["### Summary", "", _summary_md(summary), "", f"### {metric} per length bucket", "",
+    out += ["### Summary", "", _summary_md(summary), ""]
+    out += _translation_md(results, list(summary["model"]))
+    extrapolation = tables["extrapolation"][tables["extrapolation"]["task"] == task]
+    if len(extrapolation):
+        out += ["### Length extrapolation", "",
+                f"Test {metric} at the training length and on splits generated longer, evaluated untruncated:", "",
+                _extrapolation_md(extrapolation, summary), ""]
+    out += [f"### {metric} per length bucket", "",
             _buckets_md(tables["buckets"][tables["buckets"]["task"] == task], summary), ""]
     out += _image(plots.get("metric_by_bucket"), f"{task} {metric} by bucket", out_dir)
     speed = tables["speed"][tables["speed"]["task"] == task]
@@ -493,17 +577,80 @@ def _image(path: Optional[Path], alt: str, out_dir: Path) -> list[str]:
 
 def _summary_md(summary: pd.DataFrame) -> str:
     metric = summary["metric"].iloc[0]
-    header = ["model", "backbone params", "total params", "FLOPs/token", f"{metric} (mean ± std)", "seeds",
+    with_chrf = bool(summary["chrf"].notna().any())  # translation tasks
+    header = ["model", "backbone params", "total params", "FLOPs/token", "receptive field",
+              f"{metric} (mean ± std)", *(["chrF"] if with_chrf else []), "seeds",
               "baseline", "vs baseline", "train tok/s", "infer tok/s (at length)"]
     rows = []
     for r in summary.itertuples(index=False):
         value = fmt_metric(r.value) + ("" if _is_nan(r.std) else f" ± {fmt_metric(r.std, like=r.value)}")
         infer = "—" if r.infer_length is None or _is_nan(r.infer_length) else \
             f"{fmt_si(r.infer_tokens_per_s)} ({int(r.infer_length)})"
-        rows.append([r.model, fmt_si(r.params_backbone), fmt_si(r.params_total), fmt_si(r.flops_per_token),
-                     value, str(r.n_seeds), fmt_metric(r.baseline), AT_CHANCE if r.at_chance else "",
-                     fmt_si(r.train_tokens_per_s), infer])
-    return md_table(header, rows, align="lrrrrrrlrr")
+        rf = fmt_receptive_field(r.receptive_field, r.receptive_field_measured_at, r.receptive_field_full)
+        rows.append([r.model, fmt_si(r.params_backbone), fmt_si(r.params_total), fmt_si(r.flops_per_token), rf,
+                     value, *([fmt_metric(r.chrf)] if with_chrf else []), str(r.n_seeds), fmt_metric(r.baseline),
+                     AT_CHANCE if r.at_chance else "", fmt_si(r.train_tokens_per_s), infer])
+    return md_table(header, rows, align="lrrrrr" + "r" * with_chrf + "rrlrr")
+
+
+def _translation_md(results: list[dict], models: list[str]) -> list[str]:
+    """sacreBLEU signature, decoding settings and sample translations; nothing for other tasks."""
+    by_model = {r["model"]: r for r in results}
+    ordered = [by_model[m] for m in models if m in by_model]
+    if not any(r.get("bleu_signature") or r.get("decoding") or r.get("samples") for r in ordered):
+        return []
+    out = [_per_model_line("sacreBLEU signature", ordered, lambda r: r.get("bleu_signature"), code=True), "",
+           _per_model_line("Decoding", ordered, lambda r: fmt_decoding(r.get("decoding"))), ""]
+    out += ["### Sample translations", ""]
+    rows = [[r["model"], str(i + 1), md_text(s.get("source")), md_text(s.get("reference")),
+             md_text(s.get("hypothesis"))]
+            for r in ordered for i, s in enumerate((r.get("samples") or [])[:SAMPLES_PER_MODEL])]
+    out += [md_table(["model", "#", "source", "reference", "hypothesis"], rows, align="lrlll") if rows
+            else "No sample translations in eval.json.", ""]
+    return out
+
+
+def _per_model_line(label: str, results: list[dict], value, code: bool = False) -> str:
+    """'label: v' when every model agrees (the usual case), else one 'model: v' per model."""
+    shown = {r["model"]: value(r) or "—" for r in results}
+    quote = (lambda v: f"`{v}`" if code and v != "—" else v)
+    if len(set(shown.values())) == 1:
+        return f"{label}: {quote(next(iter(shown.values())))}."
+    return f"{label}: " + "; ".join(f"{m} {quote(v)}" for m, v in shown.items()) + "."
+
+
+def fmt_decoding(decoding: Optional[dict]) -> Optional[str]:
+    """{"beam_size": 1, "examples": 1565} -> 'greedy, 1565 test sentences'; other keys as 'key value'."""
+    if not decoding:
+        return None
+    rest = dict(decoding)
+    beam, examples = rest.pop("beam_size", None), rest.pop("examples", None)
+    parts = [] if beam is None else ["greedy" if beam == 1 else f"beam search (beam {beam})"]
+    parts += [] if examples is None else [f"{examples} test sentences"]
+    parts += [f"{k} {v}" for k, v in rest.items()]
+    return ", ".join(parts)
+
+
+def _extrapolation_md(extrapolation: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """model x length (train, 2x, 4x, ...), with an examples row."""
+    cols = extrapolation.drop_duplicates("split")[["split", "length"]].values.tolist()
+    cols.sort(key=lambda c: _num(c[1]))
+    header = ["model \\ length", *[_extrapolation_label(split, length) for split, length in cols]]
+    cell = {(m, s): v for m, s, v in zip(extrapolation["model"], extrapolation["split"], extrapolation["value"])}
+    rows = [[m, *[fmt_metric(cell.get((m, s))) for s, _ in cols]]
+            for m in summary["model"] if m in set(extrapolation["model"])]
+    examples = {s: sorted({str(int(e)) for e in g.dropna()}) for s, g in extrapolation.groupby("split")["examples"]}
+    rows.append(["examples", *["/".join(examples.get(s) or ["—"]) for s, _ in cols]])
+    return md_table(header, rows)
+
+
+def _extrapolation_label(split: str, length: Any) -> str:
+    """'128 (train)', '256 (2×)' from the split names the tokenizer writes (test, test_<k>x)."""
+    n = "?" if _is_nan(_num(length)) else str(int(length))
+    if split == "test":
+        return f"{n} (train)"
+    factor = split.removeprefix("test_").removesuffix("x")
+    return f"{n} ({factor}×)" if factor.isdigit() else f"{n} ({split})"
 
 
 def _buckets_md(buckets: pd.DataFrame, summary: pd.DataFrame) -> str:
@@ -544,7 +691,7 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
     for name, df in tables.items():
         written[f"{name}.csv"] = out_dir / f"{name}.csv"
         df.to_csv(written[f"{name}.csv"], index=False)
-    flat = flat_metrics(tables["summary"])
+    flat = flat_metrics(tables["summary"], tables["extrapolation"])
     written["summary.json"] = out_dir / "summary.json"
     written["summary.json"].write_text(json.dumps(flat, indent=2, sort_keys=True) + "\n")
     written["report.md"] = out_dir / "report.md"
@@ -570,8 +717,9 @@ def log_to_wandb(target: WandbTarget, tables: dict[str, pd.DataFrame], plots: li
                      job_type="report", name="report", dir=str(target.dir), mode=mode,
                      tags=["report", *target.tags], config={"experiment": experiment})
     try:
+        # An empty table (no task with extrapolation splits) says nothing: leave it out.
         payload: dict[str, Any] = {f"{name}_table": wandb.Table(dataframe=_wandb_safe(df))
-                                   for name, df in tables.items()}
+                                   for name, df in tables.items() if len(df)}
         payload.update({f"plots/{p.stem}": wandb.Image(str(p), caption=p.stem) for p in plots})
         run.log(payload)
         run.summary.update(flat)

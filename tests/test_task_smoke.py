@@ -1,0 +1,124 @@
+"""End to end, in-process, for the task kinds beyond ptb/rt: the real train and evaluate stages
+(smoke profile, the small tokenized data of conftest.TEST_TASKS) on one small model per task, then
+the report over all of them. eval.json must carry what the report shows: per-bucket counts that
+sum to the test set, BLEU, chrF, the sacreBLEU signature and samples for translation, and the
+length-extrapolation splits for synthetic tasks.
+"""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TEST_TASKS
+from pipeline.config import load
+from pipeline.data.datamodule import SequenceDataModule, read_meta, tokenized_dir
+from pipeline.stages import evaluate, report, train
+
+RUNS = [("mqar", "transformer"), ("listops", "transformer"), ("pl-reviews", "transformer"),
+        ("bible-ende", "transformer"), ("bible-ende", "transformer-seq2seq")]
+# Fewer than the synthetic tasks' 32 test examples, so the counts must follow the evaluation cap.
+EVAL_EXAMPLES = 16
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, tokenize):
+    """run(task, model) -> (cfg, eval.json) after the train and evaluate stages; each pair runs once."""
+    runs = tmp_path_factory.mktemp("runs")
+    done = {}
+
+    def run(task: str, model: str):
+        if (task, model) not in done:
+            cfg = load([f"task={task}", f"model={model}", "profile=smoke", "logger=none", f"paths.runs={runs}",
+                        f"paths.tokenized={tokenize(task)}", f"data.max_eval_examples={EVAL_EXAMPLES}",
+                        *TEST_TASKS[task]])
+            train.main(cfg)
+            evaluate.main(cfg)
+            done[(task, model)] = cfg, json.loads((runs / task / model / "eval.json").read_text())
+        return done[(task, model)]
+
+    run.runs = runs
+    return run
+
+
+def scored(split, kind: str) -> int:
+    """What the test metric counts: target positions for recall, else examples (documents, sentences)."""
+    if kind == "recall":
+        return sum(int((split[i]["targets"] >= 0).sum()) for i in range(len(split)))
+    return len(split)
+
+
+@pytest.mark.parametrize("task, model", RUNS, ids=[f"{t}-{m}" for t, m in RUNS])
+def test_eval_json_counts_sum_to_the_test_set(smoke, task, model):
+    cfg, result = smoke(task, model)
+    report.validate(result, f"{task}/{model}/eval.json")  # what the report stage accepts
+    assert (result["task"], result["model"], result["task_kind"]) == (task, model, cfg.task.kind)
+    test = SequenceDataModule(cfg, seed=0).split("test")
+    assert len(test) == EVAL_EXAMPLES
+    assert sum(result["count"]) == scored(test, cfg.task.kind) > 0
+    assert all(s["count"] == result["count"] for s in result["seeds"])
+    filled = [v for v, c in zip(result["per_bucket"], result["count"]) if c > 0]
+    assert filled and all(v is not None and math.isfinite(v) for v in filled)
+
+
+@pytest.mark.parametrize("model", ["transformer", "transformer-seq2seq"])
+def test_translation_eval_has_bleu_chrf_signature_and_samples(smoke, model):
+    cfg, result = smoke("bible-ende", model)
+    assert result["metric"] == "bleu" and result["higher_is_better"] is True
+    assert 0 <= result["overall"] <= 100 and result["overall"] == result["seeds"][0]["overall"]
+    assert 0 <= result["chrf"] <= 100 and result["chrf"] == result["seeds"][0]["chrf"]
+    assert result["bleu_signature"].startswith("nrefs:1|case:mixed|")
+    assert result["target_ppl"] > 1 and math.isfinite(result["target_ppl"])
+    assert result["baseline"]["name"] == "copy the source"
+    assert result["decoding"] == {"beam_size": cfg.eval.beam_size, "examples": EVAL_EXAMPLES}
+    directory = tokenized_dir(cfg)
+    sources = (directory / "test.src.txt").read_text(encoding="utf-8").splitlines()
+    references = (directory / "test.tgt.txt").read_text(encoding="utf-8").splitlines()
+    samples = result["samples"]
+    assert 0 < len(samples) <= EVAL_EXAMPLES
+    for i, sample in enumerate(samples):  # the first test sentences, in order
+        assert (sample["source"], sample["reference"]) == (sources[i], references[i])
+        assert isinstance(sample["hypothesis"], str)
+
+
+@pytest.mark.parametrize("task", ["mqar", "listops"])
+def test_synthetic_eval_has_length_extrapolation(smoke, task):
+    cfg, result = smoke(task, "transformer")
+    meta = read_meta(cfg)
+    splits = meta["extra_test_splits"]
+    assert set(result["extrapolation"]) == set(splits) == {"test_2x", "test_4x"}
+    dm = SequenceDataModule(cfg, seed=0)
+    for split in splits:
+        extra = result["extrapolation"][split]
+        factor = int(split.removeprefix("test_").removesuffix("x"))
+        assert extra["length"] == meta["split_lengths"][split] == factor * cfg.task.synthetic.seq_len
+        assert extra["examples"] == len(dm.split(split)) == EVAL_EXAMPLES
+        assert 0 <= extra["overall"] <= 1
+        lengths = dm.split(split).lengths
+        assert lengths.max() > cfg.task.max_len  # really longer than training: evaluated untruncated
+    assert result["baseline"]["name"] in ("chance", "majority class")
+
+
+def test_report_over_the_smoke_runs(smoke, tmp_path):
+    for task, model in RUNS:
+        smoke(task, model)
+    written = report.write_report(report.collect(smoke.runs), tmp_path / "reports")
+    md = written["report.md"].read_text()
+    for task in {t for t, _ in RUNS}:
+        assert f"## Task `{task}`" in md
+    translation = md.split("## Task `bible-ende`")[1].split("\n## ")[0]
+    assert "| chrF |" in translation and "sacreBLEU signature: `nrefs:1" in translation
+    assert "### Sample translations" in translation
+    for task in ("mqar", "listops"):
+        assert "### Length extrapolation" in md.split(f"## Task `{task}`")[1].split("\n## ")[0]
+    extrapolation = pd.read_csv(written["extrapolation.csv"])
+    assert sorted(set(extrapolation["task"])) == ["listops", "mqar"]
+    assert extrapolation.groupby("task")["split"].apply(sorted).to_dict() == {
+        t: ["test", "test_2x", "test_4x"] for t in ("listops", "mqar")}
+    assert np.isfinite(extrapolation["value"]).all()
+    flat = json.loads(written["summary.json"].read_text())
+    assert {"mqar/transformer/acc_test_2x", "listops/transformer/acc_test_4x",
+            "bible-ende/transformer-seq2seq/chrf", "bible-ende/transformer/bleu"} <= set(flat)
