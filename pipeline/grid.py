@@ -101,8 +101,7 @@ def render(params, header: str = "") -> str:
 
     data = OmegaConf.to_container(params)
     runs, tasks = data.pop("runs"), data.pop("tasks")
-    rest = {k: v for k, v in data.items()}
-    body = yaml.safe_dump(rest, sort_keys=False, default_flow_style=None) if rest else ""
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None) if data else ""
     lines = [f"tasks: [{', '.join(tasks)}]", "runs:"]
     lines += [f"  {key}: {{model: {r['model']}, task: {r['task']}}}" for key, r in runs.items()]
     return header + body + "\n".join(lines) + "\n"
@@ -121,12 +120,12 @@ def main(argv: list[str], params_path: Path = PARAMS) -> int:
     tasks = _names(args["tasks"], choices("task"), "task")
     params = OmegaConf.load(params_path) if params_path.exists() else OmegaConf.create({})
     runs = expand(models, tasks)
+    skipped = [f"{m}×{t}" for t in tasks for m in models if unservable(m, t)]
     if "--add" in flags:
         runs = {**OmegaConf.to_container(params.get("runs") or OmegaConf.create({})), **runs}
         tasks = list(dict.fromkeys([*(params.get("tasks") or []), *tasks]))
     params.tasks, params.runs = tasks, runs
     check(params)
-    skipped = [f"{m}×{t}" for t in tasks for m in models if unservable(m, t)]
     text = render(params, _header(params_path))
     if "--dry-run" in flags:
         sys.stdout.write(text)
