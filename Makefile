@@ -27,6 +27,7 @@ test: install
 
 bench: install
 	$(PY) -m bench.recurrence_vs_parallel
+	$(PY) -m bench.train_throughput
 
 clean:
 	rm -rf runs reports data/raw data/tokenized data/downloads wandb

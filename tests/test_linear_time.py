@@ -5,7 +5,7 @@ import torch
 from pipeline.config import load
 from pipeline.models.linear_attention import LinearAttention, causal_linear_attention, feature_map
 from pipeline.models.rwkv import TimeMix, wkv_chunked
-from pipeline.models.ssm import S4D, Mamba, chunked_scan, sequential_scan
+from pipeline.models.ssm import S4D, Mamba, selective_scan, sequential_scan
 
 L, CHUNK = 37, 8  # a length that is not a multiple of the chunk
 TOL = dict(rtol=1e-4, atol=1e-5)
@@ -48,17 +48,18 @@ def test_linear_attention_bidirectional_ignores_padding():
     torch.testing.assert_close(y[0, :20], y_short[0], **TOL)
 
 
-def test_chunked_scan_equals_sequential_scan_even_with_fast_decay():
+def test_selective_scan_equals_sequential_scan_even_with_fast_decay():
     torch.manual_seed(0)
-    log_decay = -torch.rand(2, L, 5, 3, dtype=torch.float64) * 2
-    log_decay[:, 10] = -200.0  # a near-total reset: exp(-cum) factorisations would overflow here
-    u = torch.randn(2, L, 5, 3, dtype=torch.float64)
-    torch.testing.assert_close(chunked_scan(log_decay, u, CHUNK), sequential_scan(log_decay, u), **TOL)
-    x32 = (log_decay.float(), u.float())
-    torch.testing.assert_close(chunked_scan(*x32, CHUNK), sequential_scan(*x32), **TOL)
-    readout = torch.randn(2, L, 3, dtype=torch.float64)  # Mamba's C: contracts the state dimension
-    torch.testing.assert_close(chunked_scan(log_decay, u, CHUNK, readout=readout),
-                               (sequential_scan(log_decay, u) @ readout.unsqueeze(-1)).squeeze(-1), **TOL)
+    B, E, N = 2, 5, 3
+    dt = torch.rand(B, L, E, dtype=torch.float64)
+    dt[:, 10] = 100.0  # a near-total reset: exp(-cum) factorisations would overflow here
+    A = -1 - torch.rand(E, N, dtype=torch.float64)
+    x, Bm, Cm = torch.randn(B, L, E, dtype=torch.float64), *torch.randn(2, B, L, N, dtype=torch.float64)
+    log_decay, u = dt.unsqueeze(-1) * A, (dt * x).unsqueeze(-1) * Bm.unsqueeze(2)  # the (B, L, E, N) form
+    reference = (sequential_scan(log_decay, u) @ Cm.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(selective_scan(dt, A, x, Bm, Cm, CHUNK), reference, **TOL)
+    args32 = [t.float() for t in (dt, A, x, Bm, Cm)]
+    torch.testing.assert_close(selective_scan(*args32, CHUNK), reference.float(), **TOL)
 
 
 @pytest.mark.parametrize("block_cls", [Mamba, S4D, LinearAttention, TimeMix])

@@ -26,59 +26,65 @@ def token_shift(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (0, 0, 1, -1))
 
 
+def wkv_read(u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state) -> torch.Tensor:
+    """WKV output at a token from the state (a, b, p) of all earlier tokens, plus the bonus e^{u + k} v."""
+    a, b, p = state
+    bonus = u + k
+    m = torch.maximum(p, bonus)
+    e_old, e_new = torch.exp(p - m), torch.exp(bonus - m)
+    return (e_old * a + e_new * v) / (e_old * b + e_new)
+
+
+def wkv_absorb(w: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state):
+    """The state after one more token: the old sums decay by e^{-w}, the token adds e^{k} v and e^{k}."""
+    a, b, p = state
+    decayed = p - w
+    m = torch.maximum(decayed, k)
+    e_old, e_new = torch.exp(decayed - m), torch.exp(k - m)
+    return e_old * a + e_new * v, e_old * b + e_new, m
+
+
+def wkv_step(w, u, k, v, state):
+    """One token of WKV; state (a, b, p) covers all earlier tokens."""
+    return wkv_read(u, k, v, state), wkv_absorb(w, k, v, state)
+
+
 def wkv_chunked(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
     """WKV in parallel over chunks. w, u: (D,); k, v: (B, L, D) -> (B, L, D).
 
     Every sum is kept as (a, b, p) = (Σ e^{x - p} v, Σ e^{x - p}, p) with p the running maximum
-    exponent, the stable form of the RWKV-4 kernels. Inside a chunk the c × c exponent table is
-    formed per channel (never L × L); a loop over L / chunk carries (a, b, p) across chunks.
+    exponent, the stable form of the RWKV-4 kernels. All chunks advance together, one position per
+    step: (1) each chunk's own final state, (2) a loop over L / chunk carries the state into each
+    chunk, (3) each chunk is rerun from its incoming state with `wkv_step`'s arithmetic, emitting
+    outputs. 2c + L/c sequential steps on (B, L/c, D) slices and O(L D) work; no c × c table.
     """
     B, L, D = k.shape
     pad = (-L) % chunk
     if pad:  # trailing positions only change the state after the last chunk, which is unused
         k, v = F.pad(k, (0, 0, 0, pad)), F.pad(v, (0, 0, 0, pad))
     n = (L + pad) // chunk
-    k, v = k.view(B, n, chunk, D), v.view(B, n, chunk, D)
-    t = torch.arange(chunk, device=k.device, dtype=k.dtype)
+    # unbind, not indexing, into per-position views: its backward is one stack, not a zeroed copy per slice
+    ks, vs = k.view(B, n, chunk, D).unbind(2), v.view(B, n, chunk, D).unbind(2)
+    zero = k.new_zeros(B, n, D)
     # 1. Each chunk's own contribution to the state after its last token.
-    x_end = k - (chunk - 1 - t)[:, None] * w  # (B, n, c, D)
-    q = x_end.amax(2)
-    e = torch.exp(x_end - q.unsqueeze(2))
-    a_loc, b_loc = (e * v).sum(2), e.sum(2)
+    local = (zero, zero, torch.full_like(zero, NEG))
+    for k_i, v_i in zip(ks, vs):
+        local = wkv_absorb(w, k_i, v_i, local)
     # 2. Carry (a, b, p) across chunks: the state entering chunk j.
-    a, b, p = torch.zeros_like(q[:, 0]), torch.zeros_like(q[:, 0]), torch.full_like(q[:, 0], NEG)
+    a, b, p = zero[:, 0], zero[:, 0], torch.full_like(zero[:, 0], NEG)
     incoming = []
-    for a_j, b_j, q_j in zip(a_loc.unbind(1), b_loc.unbind(1), q.unbind(1)):
+    for a_j, b_j, q_j in zip(*(s.unbind(1) for s in local)):
         incoming.append((a, b, p))
         p_new = torch.maximum(p - chunk * w, q_j)
         e_old, e_new = torch.exp(p - chunk * w - p_new), torch.exp(q_j - p_new)
         a, b, p = e_old * a + e_new * a_j, e_old * b + e_new * b_j, p_new
-    a, b, p = (torch.stack(s, 1).unsqueeze(2) for s in zip(*incoming))  # (B, n, 1, D)
-    # 3. Outputs: earlier chunks (state decayed by t·w) + earlier tokens of this chunk + bonus term.
-    lag = (t[:, None] - 1 - t[None, :]).clamp(min=0)  # (c, c): [t, i] -> t - 1 - i
-    x = k.unsqueeze(2) - lag[..., None] * w  # (B, n, c, c, D), exponent of token i seen from t
-    x = torch.where(torch.eye(chunk, dtype=torch.bool, device=k.device)[..., None], (u + k).unsqueeze(3), x)
-    x = x.masked_fill(~torch.ones(chunk, chunk, dtype=torch.bool, device=k.device).tril()[..., None],
-                      float("-inf"))
-    prior = p - t[:, None] * w  # (B, n, c, D)
-    m = torch.maximum(x.amax(3), prior)
-    e, e_prior = torch.exp(x - m.unsqueeze(3)), torch.exp(prior - m)
-    num = (e * v.unsqueeze(2)).sum(3) + e_prior * a
-    den = e.sum(3) + e_prior * b
-    return (num / den).reshape(B, n * chunk, D)[:, :L]
-
-
-def wkv_step(w, u, k, v, state):
-    """One token of WKV; state (a, b, p) covers all earlier tokens."""
-    a, b, p = state
-    bonus = u + k
-    m = torch.maximum(p, bonus)
-    e_old, e_new = torch.exp(p - m), torch.exp(bonus - m)
-    y = (e_old * a + e_new * v) / (e_old * b + e_new)
-    decayed = p - w
-    m = torch.maximum(decayed, k)
-    e_old, e_new = torch.exp(decayed - m), torch.exp(k - m)
-    return y, (e_old * a + e_new * v, e_old * b + e_new, m)
+    state = tuple(torch.stack(s, 1) for s in zip(*incoming))
+    # 3. Rerun every chunk from its incoming state.
+    out = []
+    for k_i, v_i in zip(ks, vs):
+        y, state = wkv_step(w, u, k_i, v_i, state)
+        out.append(y)
+    return torch.stack(out, 2).reshape(B, n * chunk, D)[:, :L]
 
 
 def channel_ramp(d: int, power: float) -> torch.Tensor:

@@ -18,38 +18,56 @@ from pipeline.models.registry import register_block
 
 # ----------------------------------------------------------------------------- selective scan
 
-def chunked_scan(log_decay: torch.Tensor, u: torch.Tensor, chunk: int) -> torch.Tensor:
-    """h_t = exp(log_decay_t) * h_{t-1} + u_t along dim 1, h_{-1} = 0; inputs (B, L, ...), log_decay <= 0.
-
-    Inside a chunk, a Hillis-Steele doubling scan on the cumulative sum of log-decays: the factor
-    between positions s < t is exp(cum_t - cum_s), an exponent <= 0, so nothing overflows however
-    fast the decay (the factorised exp(cum_t) * exp(-cum_s) would). Chunks keep the cumulative sums
-    short, which bounds the cancellation error of cum_t - cum_s. Across chunks a loop over L / chunk
-    carries the state. Work: O(L log c) elementwise, log2(c) + L/c sequential steps instead of L.
-    """
-    B, L = u.shape[:2]
+def _chunked(x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(B, L, *rest) -> (B, L / chunk, chunk, *rest), zero-padded at the end to whole chunks."""
+    B, L = x.shape[:2]
     pad = (-L) % chunk
-    if pad:  # log_decay 0 and u 0: identity steps at the end, cut off below
-        log_decay, u = (torch.cat([t, t.new_zeros(B, pad, *t.shape[2:])], 1) for t in (log_decay, u))
-    n = (L + pad) // chunk
-    rest = u.shape[2:]
-    cum = log_decay.reshape(B, n, chunk, *rest).cumsum(2)
-    h = u.reshape(B, n, chunk, *rest)
-    k = 1
-    while k < chunk:  # after this step h_t sums the inputs of the last 2k positions of its chunk
-        h = torch.cat([h[:, :, :k], h[:, :, k:] + torch.exp(cum[:, :, k:] - cum[:, :, :-k]) * h[:, :, :-k]], 2)
-        k *= 2
-    # Carry: the state entering chunk j decays by exp(cum_t) to position t of that chunk.
-    state, incoming = torch.zeros_like(h[:, 0, 0]), []
-    for total, last in zip(cum[:, :, -1].unbind(1), h[:, :, -1].unbind(1)):
+    if pad:  # Δ = 0 and x = 0: identity steps at the end, cut off by the caller
+        x = torch.cat([x, x.new_zeros(B, pad, *x.shape[2:])], 1)
+    return x.view(B, (L + pad) // chunk, chunk, *x.shape[2:])
+
+
+def selective_scan(dt: torch.Tensor, A: torch.Tensor, x: torch.Tensor, Bm: torch.Tensor, Cm: torch.Tensor,
+                   chunk: int) -> torch.Tensor:
+    """y_t = C_t · h_t with h_t = exp(Δ_t A) h_{t-1} + Δ_t x_t B_t, h_{-1} = 0 (Mamba's SSM, ZOH for A,
+    Euler for B). Δ, x: (B, L, E); A: (E, N), <= 0; B, C: (B, L, N) -> y: (B, L, E).
+
+    The sequence is cut into chunks and all chunks advance together, one position per step:
+    (1) each chunk's own final state, (2) a loop over chunks carries the state into each, (3) each
+    chunk is rerun from its incoming state, reading out y. 2c + L/c sequential steps on (B, L/c, E, N)
+    slices, O(L) work, only products of decays <= 1 (nothing overflows however fast the decay), the
+    same arithmetic as `step`. The (E, N) factors exp(Δ A) and Δ x B are formed one slice at a time,
+    never as (B, L, E, N) tensors: the memory traffic, not the arithmetic, is what costs on a CPU.
+    """
+    L, E = x.shape[1:]
+    # unbind, not indexing, into per-position views: its backward is one stack, not a zeroed copy per slice
+    dts, xs, Bs = (_chunked(t, chunk).unbind(2) for t in (dt, dt * x, Bm))
+    Cs = _chunked(Cm.unsqueeze(-1), chunk).unbind(2)
+
+    def advance(h, i):  # h (B, n, E, N) -> the state one position later, in every chunk
+        u = xs[i].unsqueeze(-1) * Bs[i].unsqueeze(-2)
+        return u if h is None else torch.addcmul(u, torch.exp(dts[i].unsqueeze(-1) * A), h)
+
+    # 1. Each chunk's own final state.
+    h = None
+    for i in range(chunk):
+        h = advance(h, i)
+    # 2. The state entering each chunk; across a whole chunk the state decays by exp(A Σ Δ).
+    total = torch.exp(_chunked(dt, chunk).sum(2).unsqueeze(-1) * A)
+    state, incoming = torch.zeros_like(h[:, 0]), []
+    for total_j, h_j in zip(total.unbind(1), h.unbind(1)):
         incoming.append(state)
-        state = torch.exp(total) * state + last
-    h = h + torch.exp(cum) * torch.stack(incoming, 1).unsqueeze(2)
-    return h.reshape(B, n * chunk, *rest)[:, :L]
+        state = torch.addcmul(h_j, total_j, state)
+    # 3. Rerun every chunk from its incoming state.
+    h, ys = torch.stack(incoming, 1), []
+    for i in range(chunk):
+        h = advance(h, i)
+        ys.append((h @ Cs[i]).squeeze(-1))
+    return torch.stack(ys, 2).reshape(x.shape[0], -1, E)[:, :L]
 
 
 def sequential_scan(log_decay: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Reference: the same recurrence one position at a time."""
+    """Reference for tests: h_t = exp(log_decay_t) * h_{t-1} + u_t, one position at a time."""
     h, out = torch.zeros_like(u[:, 0]), []
     for a_t, u_t in zip(log_decay.unbind(1), u.unbind(1)):
         h = torch.exp(a_t) * h + u_t
@@ -86,8 +104,7 @@ class SelectiveSSM(nn.Module):
         dt, Bm, Cm, A = self.inputs(xc)
         if mask is not None:  # Δ = 0 makes a pad an identity step: no decay, no input
             dt = dt * mask.unsqueeze(-1).to(dt.dtype)
-        h = chunked_scan(dt.unsqueeze(-1) * A, (dt * xc).unsqueeze(-1) * Bm.unsqueeze(2), chunk)
-        return (h @ Cm.unsqueeze(-1)).squeeze(-1) + self.D * xc
+        return selective_scan(dt, A, xc, Bm, Cm, chunk) + self.D * xc
 
     def step(self, x_t, state):
         window = torch.cat([state["conv"], x_t.unsqueeze(1)], 1)  # (B, K, E): the last K inputs

@@ -1,0 +1,34 @@
+"""The training-throughput benchmark runs end to end and writes a well-formed report (no timing claims)."""
+import json
+
+from bench import train_throughput
+
+
+def test_train_throughput_writes_json_and_table(tmp_path):
+    out = tmp_path / "tt.json"
+    models, lengths, budget, tokens = ["tcn", "transformer", "kim-cnn"], [32, 64], 50_000, 256
+    train_throughput.main(["--models", *models, "--lengths", *map(str, lengths), "--budget", str(budget),
+                           "--tokens-per-step", str(tokens), "--repeats", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["budget_params"] == budget and report["lengths"] == lengths
+    assert {"git_sha", "torch", "device", "threads"} <= set(report["env"])
+    assert list(report["skipped_models"]) == ["kim-cnn"]  # bidirectional only
+    assert list(report["models"]) == ["tcn", "transformer"]
+    for name, row in report["models"].items():
+        assert row["d_model"] > 0 and row["params"] > 0
+        assert [c["length"] for c in row["cells"]] == lengths
+        for cell in row["cells"]:
+            assert cell["batch"] == tokens // cell["length"]
+            assert cell["reason"] is None, f"{name} n={cell['length']}: {cell['reason']}"
+            assert cell["tokens_per_s"] > 0 and cell["step_s"] > 0
+    table = out.with_suffix(".md").read_text()
+    assert all(f"| {name} |" in table for name in report["models"]) and "kim-cnn" in table
+
+
+def test_a_step_over_the_time_cap_is_null_with_a_reason_and_longer_lengths_are_skipped(tmp_path):
+    out = tmp_path / "tt.json"
+    train_throughput.main(["--models", "tcn", "--lengths", "32", "64", "--budget", "50000", "--tokens-per-step", "64",
+                           "--max-step-seconds", "0", "--out", str(out)])
+    first, second = json.loads(out.read_text())["models"]["tcn"]["cells"]
+    assert first["tokens_per_s"] is None and "--max-step-seconds" in first["reason"]
+    assert second["tokens_per_s"] is None and "skipped" in second["reason"]
