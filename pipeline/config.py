@@ -79,6 +79,7 @@ class TaskConfig:
     head: str = "full"  # full | adaptive (adaptive softmax for large LM vocabularies)
     adaptive_cutoffs: list[int] = field(default_factory=lambda: [2000, 6000])
     pooling: str = "mean"  # classify: mean | last | max
+    truncate: str = "head"  # classify, documents over max_len: keep the head (first tokens) | tail (last)
     reference: str = ""  # published reference point shown in the report
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # synthetic tasks only
 
@@ -330,6 +331,7 @@ def _check(cfg: DictConfig) -> None:
     one_of("task.tokenizer", cfg.task.tokenizer, ("word", "bpe", "byte", "none"))  # none: synthetic
     one_of("task.head", cfg.task.head, ("full", "adaptive"))
     one_of("task.pooling", cfg.task.pooling, ("mean", "last", "max"))
+    one_of("task.truncate", cfg.task.truncate, ("head", "tail"))
     one_of("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))
     one_of("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))
     if cfg.trainer.strategy == "ddp_spawn":

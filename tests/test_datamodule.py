@@ -64,3 +64,13 @@ def test_collate_pads_masks_and_truncates():
     assert batch["mask"].tolist() == [[True] * 4, [True, True, False, False]]
     assert batch["length"].tolist() == [5, 2]  # the true length, for bucketing by document length
     assert batch["weight"].tolist() == [1.0, 0.0]
+
+
+def test_collate_tail_truncation_keeps_the_end_of_documents_only():
+    items = [{"ids": torch.arange(1, 6), "length": 5, "label": 1, "weight": 1.0},
+             {"ids": torch.arange(1, 3), "length": 2, "label": 0, "weight": 1.0}]
+    batch = Collate(pad_id=0, kind="classify", max_len=3, tail=True)(items)
+    assert batch["ids"].tolist() == [[3, 4, 5], [1, 2, 0]]  # right-padded as ever
+    assert batch["length"].tolist() == [5, 2]
+    translation = [{"ids": torch.arange(1, 6), "tgt": torch.arange(1, 6), "length": 5, "weight": 1.0}]
+    assert Collate(pad_id=0, kind="translate", max_len=3, tail=True)(translation)["ids"].tolist() == [[1, 2, 3]]

@@ -90,8 +90,9 @@ def test_at_chance_rule():
     assert at_chance(0.578, 0.578, higher_is_better=True)
     assert at_chance(0.597, 0.578, higher_is_better=True)  # within 0.02
     assert not at_chance(0.60, 0.578, higher_is_better=True)
-    assert at_chance(11.5, 10.0, higher_is_better=True)  # 0-100 metrics (BLEU): within 2 points
-    assert not at_chance(12.5, 10.0, higher_is_better=True)
+    assert at_chance(11.5, 10.0, higher_is_better=True, metric="bleu")  # 0-100 metrics: within 2 points
+    assert not at_chance(12.5, 10.0, higher_is_better=True, metric="bleu")
+    assert at_chance(0.26, 0.15, higher_is_better=True, metric="bleu")  # a tiny BLEU is still on 0-100
     assert at_chance(0.9, None, higher_is_better=True) is None
 
 

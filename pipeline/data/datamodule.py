@@ -149,13 +149,17 @@ def pad_right(seqs: list[torch.Tensor], value: int) -> tuple[torch.Tensor, torch
 
 class Collate:
     """Right-pads to the longest example in the batch; truncates documents / sources / targets to
-    `max_len` (None: never, as for length-extrapolation splits)."""
+    `max_len` (None: never, as for length-extrapolation splits). `tail` keeps a document's last
+    max_len tokens instead of its first (classification only: labels do not move with tokens)."""
 
-    def __init__(self, pad_id: int, kind: str, max_len: int | None):
+    def __init__(self, pad_id: int, kind: str, max_len: int | None, tail: bool = False):
         self.pad_id, self.kind, self.max_len = pad_id, kind, max_len
+        self.tail = tail and kind == "classify"
 
     def _cut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.kind == "lm" or self.max_len is None else x[: self.max_len]
+        if self.kind == "lm" or self.max_len is None:
+            return x
+        return x[-self.max_len:] if self.tail else x[: self.max_len]
 
     def __call__(self, items: list[dict]) -> dict:
         ids, mask = pad_right([self._cut(it["ids"]) for it in items], self.pad_id)
@@ -224,7 +228,8 @@ class SequenceDataModule(L.LightningDataModule):
                                      rank=rank, world_size=world)
         return DataLoader(_Weighted(data), batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
                           collate_fn=Collate(self.meta["special"]["pad"], self.cfg.task.kind,
-                                             None if split in self.extra_test_splits else self.cfg.task.max_len))
+                                             None if split in self.extra_test_splits else self.cfg.task.max_len,
+                                             tail=self.cfg.task.truncate == "tail"))
 
     def train_dataloader(self):
         return self._loader("train", train=True)

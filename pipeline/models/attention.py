@@ -27,13 +27,21 @@ def rotary(x: torch.Tensor, offset: int = 0) -> torch.Tensor:
 
 
 def sinusoidal_positions(length: int, d_model: int, device=None) -> torch.Tensor:
-    """Fixed sinusoids of Vaswani et al. (2017), (L, D)."""
+    """Fixed sinusoids of Vaswani et al. (2017), (L, D), scaled by POSITION_SCALE(d_model)."""
     pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
     div = torch.exp(torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model))
     pe = torch.zeros(length, d_model, device=device)
     pe[:, 0::2] = torch.sin(pos * div)
     pe[:, 1::2] = torch.cos(pos * div)[:, : d_model // 2]
-    return pe
+    return pe * position_scale(d_model)
+
+
+def position_scale(d_model: int) -> float:
+    """Token embeddings start with std d**-0.5, i.e. norm ~1 (tasks/base.py). Unscaled sinusoids have
+    norm sqrt(d/2), so at d=144 position would outweigh token identity 8:1 and a model must first
+    learn to grow its embeddings (PTB, RT and translation Transformers sat near chance for hundreds
+    of steps). Scaled like the embeddings, both start at norm ~1."""
+    return d_model ** -0.5
 
 
 def head_count(d_model: int, n_heads: int) -> int:

@@ -13,7 +13,7 @@ from torch import nn
 
 from pipeline.config import ModelConfig
 from pipeline.models import registry
-from pipeline.models.attention import sinusoidal_positions
+from pipeline.models.attention import position_scale, sinusoidal_positions
 from pipeline.models.base import Backbone
 from pipeline.models.registry import register_backbone
 
@@ -53,7 +53,10 @@ class Stack(Backbone):
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.d_model) for _ in blocks)
         self.final_norm = nn.LayerNorm(cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
-        self.learned_pos = nn.Embedding(cfg.max_positions, cfg.d_model) if cfg.positional == "learned" else None
+        self.learned_pos = None
+        if cfg.positional == "learned":
+            self.learned_pos = nn.Embedding(cfg.max_positions, cfg.d_model)
+            nn.init.normal_(self.learned_pos.weight, std=position_scale(cfg.d_model))  # as the sinusoids
 
     @classmethod
     def width_step(cls, cfg: StackConfig) -> int:

@@ -35,11 +35,12 @@ from pipeline.wandb_mode import resolve_mode
 SCHEMA_VERSION = 1
 
 # "At chance" rule: a model is flagged when it is not clearly better than the data's chance-level
-# baseline (unigram perplexity, majority-class accuracy, ...).
+# baseline (unigram perplexity, majority-class accuracy, copy-the-source BLEU, ...).
 #   lower is better : mean >= (1 - CHANCE_REL_MARGIN) * baseline   (i.e. <10% better than unigram)
-#   higher is better: mean <= baseline + CHANCE_ABS_MARGIN * scale, scale = 1 for 0-1 metrics
-#                     (accuracy: within 2 points of majority class) and 100 for 0-100 metrics (BLEU,
-#                     chrF: within 2 points). The scale is read off the numbers, not the metric name.
+#   higher is better: mean <= baseline + CHANCE_ABS_MARGIN * scale, scale = 100 for the 0-100 metrics
+#                     of PERCENT_METRICS (BLEU, chrF: within 2 points) and 1 otherwise (accuracy:
+#                     within 2 points of majority class). By name: a BLEU of 0.26 is still 0-100.
+PERCENT_METRICS = ("bleu", "chrf")
 CHANCE_REL_MARGIN = 0.10
 CHANCE_ABS_MARGIN = 0.02
 AT_CHANCE = "⚠ at chance"
@@ -175,12 +176,12 @@ def mean_std(values: Iterable[Any]) -> tuple[float, float, int]:
     return float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else float("nan"), int(len(s))
 
 
-def at_chance(value: float, baseline: Optional[float], higher_is_better: bool) -> Optional[bool]:
-    """True when `value` is not clearly better than the chance-level baseline (rule: module docstring)."""
+def at_chance(value: float, baseline: Optional[float], higher_is_better: bool, metric: str = "") -> Optional[bool]:
+    """True when `value` is not clearly better than the chance-level baseline (rule: above)."""
     if _is_nan(value) or _is_nan(baseline):
         return None
     if higher_is_better:
-        scale = 1.0 if max(abs(value), abs(baseline)) <= 1.0 else 100.0
+        scale = 100.0 if metric in PERCENT_METRICS else 1.0
         return value <= baseline + CHANCE_ABS_MARGIN * scale
     return value >= (1.0 - CHANCE_REL_MARGIN) * baseline
 
@@ -222,7 +223,7 @@ def _summary_row(r: dict) -> dict:
         "metric": r["metric"], "higher_is_better": bool(r["higher_is_better"]),
         "value": mean, "std": std, "n_seeds": n, "chrf": _num(r.get("chrf")),
         "baseline_name": base_name, "baseline": base,
-        "at_chance": at_chance(mean, base, r["higher_is_better"]),
+        "at_chance": at_chance(mean, base, r["higher_is_better"], r["metric"]),
         "train_tokens_per_s": train_tps,
         "infer_tokens_per_s": infer_tps, "infer_length": infer_len,
         "speed_batch_size": (r.get("speed") or {}).get("batch_size"),
