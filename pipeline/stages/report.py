@@ -460,7 +460,7 @@ def _plot_by_length(speed: pd.DataFrame, models: list[str], column: str, ylabel:
     ax.set_xticks(lengths, [str(n) for n in lengths])  # 16, 32, ... rather than 2^4, 2^5
     ax.xaxis.set_minor_locator(NullLocator())
     values = speed[column].dropna()
-    # Peak RSS increase on CPU can be ~0 (memory reused): log scale only when every value is positive.
+    # A memory of 0 (nothing allocated) cannot go on a log axis: log scale only when every value is positive.
     if len(values) and (values > 0).all():
         from matplotlib.ticker import FuncFormatter
 
@@ -532,7 +532,7 @@ def _how_to_read(tables: dict[str, pd.DataFrame]) -> str:
         "**Length extrapolation** (synthetic tasks) evaluates models trained at one length on test sets "
         "generated at 2× and 4× that length, without truncation. "
         f"**Speed** is inference throughput (tokens/s) of a forward pass at batch size {bsz} on {dev}, "
-        "median over repeats; **memory** is the peak RSS increase on CPU or max allocated memory on CUDA "
+        "median over repeats; **memory** is the peak of live tensor bytes on CPU or max allocated memory on CUDA "
         "during that forward pass; `—` means not measured (out of memory or skipped). "
         "Train tokens/s counts unpadded tokens over training-step time, averaged over seeds."
     )
