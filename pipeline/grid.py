@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pipeline.config import CONF_DIR, ROOT, ConfigError, _group_file, _read_yaml, all_choices, choices
+from pipeline.config import CONF_DIR, ROOT, ConfigError, _model_backbone, _read_yaml, all_choices, choices
 
 PARAMS = ROOT / "params.yaml"
 
@@ -28,22 +28,27 @@ def run_name(model: str, task: str) -> str:
     return f"{model}-{task}"
 
 
-def unservable(model: str, task: str) -> str | None:
-    """Why `model` cannot serve `task`, or None when it can."""
+def reasons(models: list[str], tasks: list[str]) -> dict[tuple[str, str], str | None]:
+    """Why each model cannot serve each task (None where it can); reads each conf file once."""
     from pipeline.models import registry
 
-    backbone = str(OmegaConf.select(_read_yaml(_group_file("model", model)), "model.backbone"))
-    kind = str(_read_yaml(CONF_DIR / "task" / f"{task}.yaml").task.kind)
-    if backbone in registry.seq2seq_names():
-        return None if kind == "translate" else f"{model} is an encoder–decoder model: it serves translation only"
-    if kind in ("lm", "recall", "translate") and not registry.backbone_class(backbone).causal_capable:
-        return f"{model} cannot run causally, so it cannot serve {kind} tasks"
-    return None
+    backbones = {m: _model_backbone(m) for m in set(models)}
+    kinds = {t: str(_read_yaml(CONF_DIR / "task" / f"{t}.yaml").task.kind) for t in set(tasks)}
+
+    def reason(model: str, task: str) -> str | None:
+        backbone, kind = backbones[model], kinds[task]
+        if backbone in registry.seq2seq_names():
+            return None if kind == "translate" else f"{model} is an encoder–decoder model: it serves translation only"
+        if kind in ("lm", "recall", "translate") and not registry.backbone_class(backbone).causal_capable:
+            return f"{model} cannot run causally, so it cannot serve {kind} tasks"
+        return None
+
+    return {(m, t): reason(m, t) for t in tasks for m in models}
 
 
-def expand(models: list[str], tasks: list[str]) -> dict[str, dict[str, str]]:
-    """Every (model, task) pair the model can serve, keyed by its stage suffix."""
-    return {run_name(m, t): {"model": m, "task": t} for t in tasks for m in models if unservable(m, t) is None}
+def expand(why_not: dict[tuple[str, str], str | None]) -> dict[str, dict[str, str]]:
+    """Every (model, task) pair of `reasons(...)` the model can serve, keyed by its stage suffix."""
+    return {run_name(m, t): {"model": m, "task": t} for (m, t), reason in why_not.items() if reason is None}
 
 
 def check(params) -> None:
@@ -56,6 +61,7 @@ def check(params) -> None:
     for task in tasks:
         if task not in valid_tasks:
             raise ConfigError(f"params.yaml: tasks: unknown task '{task}'; choose from: {', '.join(valid_tasks)}")
+    pairs = {}
     for key, run in runs.items():
         where = f"params.yaml: runs.{key}"
         if not hasattr(run, "keys") or set(run.keys()) != {"model", "task"}:
@@ -68,9 +74,11 @@ def check(params) -> None:
                               f"so nothing downloads or tokenizes it; add it there")
         if key != run_name(model, task):
             raise ConfigError(f"{where}: the key must be '{run_name(model, task)}' (the stage name suffix)")
-        reason = unservable(model, task)
-        if reason:
-            raise ConfigError(f"{where}: {reason}; remove it")
+        pairs[key] = (model, task)
+    why_not = reasons([m for m, _ in pairs.values()], [t for _, t in pairs.values()])
+    for key, pair in pairs.items():
+        if why_not[pair]:
+            raise ConfigError(f"params.yaml: runs.{key}: {why_not[pair]}; remove it")
 
 
 def selected_pairs(params) -> set[tuple[str, str]] | None:
@@ -119,8 +127,9 @@ def main(argv: list[str], params_path: Path = PARAMS) -> int:
     models = _names(args["models"], all_choices("model"), "model")
     tasks = _names(args["tasks"], choices("task"), "task")
     params = OmegaConf.load(params_path) if params_path.exists() else OmegaConf.create({})
-    runs = expand(models, tasks)
-    skipped = [f"{m}×{t}" for t in tasks for m in models if unservable(m, t)]
+    why_not = reasons(models, tasks)
+    runs = expand(why_not)
+    skipped = [f"{m}×{t}" for (m, t), reason in why_not.items() if reason]
     if "--add" in flags:
         runs = {**OmegaConf.to_container(params.get("runs") or OmegaConf.create({})), **runs}
         tasks = list(dict.fromkeys([*(params.get("tasks") or []), *tasks]))

@@ -54,7 +54,7 @@ class LiveTensorBytes(TorchDispatchMode):
         return out
 
 
-def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float | None:
+def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
     """Extra memory (MB) at the peak of `fn()` over what was allocated before it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
