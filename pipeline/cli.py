@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-STAGES = ("download", "tokenize", "train", "evaluate", "report")
+STAGES = ("download", "tokenize", "train", "evaluate", "benchmark", "report")
 USAGE = (f"usage: python -m pipeline {{{','.join(STAGES)}}} [group=choice] [dotted.key=value ...]\n"
          f"       python -m pipeline grid models=a,b|all tasks=x,y|all [--add] [--dry-run]")
 

@@ -143,11 +143,30 @@ class EvalConfig:
 
 
 @dataclass
+class BenchConfig:
+    """The benchmark stage's length sweep (pipeline/stages/benchmark.py), independent of tasks."""
+
+    min_len: int = 128  # the sweep is n = min_len, 2·min_len, ... up to max_len (powers of two)
+    max_len: int = 8192
+    # Every cell holds this many tokens (batch = tokens_per_batch // n), so a linear-time model's step
+    # costs the same at every n and a quadratic one's grows with n. Must be >= max_len.
+    tokens_per_batch: int = 8192
+    vocab_size: int = 256  # a fixed small embedding and LM head, so the backbone dominates the cost
+    fit_min_len: int = 1024  # complexity exponents are fitted over n >= this (the upper sweep)
+    max_mem_gb: float = 8.0  # cells predicted (or found) above this peak are skipped / recorded as oom
+    cell_timeout_s: float = 60.0  # a measured call slower than this ends the sweep for longer n
+    max_run_time_s: float = 0.5  # torch.utils.benchmark adaptive timing: most seconds per measurement
+    decode: bool = True  # time one generated token at each context length (models with `step`)
+    threads: int = 0  # intra-op threads; 0 = torch's default
+
+
+@dataclass
 class PathsConfig:
     raw: str = "data/raw"
     tokenized: str = "data/tokenized"
     runs: str = "runs"
     reports: str = "reports"
+    bench: str = "results/bench"  # benchmark stage: <bench>/<model>.json
     wandb: str = "."  # W&B writes <wandb>/wandb/offline-run-*
 
 
@@ -163,6 +182,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
@@ -254,7 +274,7 @@ def read_params(path: Path | None = None) -> DictConfig:
     return _read_yaml(path) if path.exists() else OmegaConf.create({})
 
 
-PARAMS_KEYS = ("profile", "experiment", "seeds", "tasks", "runs")
+PARAMS_KEYS = ("profile", "experiment", "seeds", "tasks", "runs", "bench")
 
 
 def check_params(params: DictConfig) -> None:
@@ -268,6 +288,7 @@ def check_params(params: DictConfig) -> None:
         raise ConfigError(f"params.yaml: unknown key(s) {', '.join(unknown)}; valid: {', '.join(PARAMS_KEYS)}{hint}")
     if "tasks" in params or "runs" in params:
         grid.check(params)
+    grid.check_bench(params)
 
 
 def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None = None) -> Config:
@@ -344,6 +365,23 @@ def _check(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be positive, got {OmegaConf.select(cfg, key)}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+    _check_bench(cfg.bench)
+
+
+def _check_bench(b) -> None:
+    for key in ("min_len", "max_len", "tokens_per_batch", "vocab_size", "fit_min_len"):
+        if getattr(b, key) <= 0:
+            raise ConfigError(f"bench.{key} must be positive, got {getattr(b, key)}")
+    for key in ("max_mem_gb", "cell_timeout_s", "max_run_time_s"):
+        if not getattr(b, key) > 0:
+            raise ConfigError(f"bench.{key} must be positive, got {getattr(b, key)}")
+    if b.min_len & (b.min_len - 1) or b.max_len & (b.max_len - 1):
+        raise ConfigError(f"bench.min_len={b.min_len} and bench.max_len={b.max_len} must be powers of two")
+    if b.min_len > b.max_len:
+        raise ConfigError(f"bench.min_len={b.min_len} is above bench.max_len={b.max_len}")
+    if b.tokens_per_batch < b.max_len:
+        raise ConfigError(f"bench.tokens_per_batch={b.tokens_per_batch} is below bench.max_len={b.max_len}: "
+                          f"every cell must hold the same number of tokens; raise it to at least {b.max_len}")
 
 
 def to_dict(cfg: Any) -> dict:

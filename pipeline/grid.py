@@ -5,15 +5,24 @@ params.yaml holds two keys that dvc.yaml expands:
     tasks: [ptb, rt, ...]                        -> download@<task>, tokenize@<task>
     runs:  {<model>-<task>: {model, task}, ...}  -> train@<model>-<task>, evaluate@<model>-<task>
 
+    bench: {<model>: {code: [m1, m2, m3, m4]}}      -> benchmark@<model> (length sweep, no task)
+
 `runs` is an explicit list of pairs rather than a models × tasks product because not every model
 serves every task (a bidirectional CNN cannot do language modelling, an encoder–decoder only
 translates) and because a CPU budget affords a different set of models per task. Write it with
 
     python -m pipeline grid models=lstm,tcn tasks=ptb,rt        # every pair the models can serve
     python -m pipeline grid models=all tasks=ptb --add          # add to the runs already there
+    python -m pipeline grid models=lstm tasks=ptb bench=lstm,mamba,transformer   # benchmarked models
+
+`bench.<model>.code` names the modules of pipeline/models/ that the model's backbone and blocks are
+defined in, with what they import from there: the benchmark stage's code deps, so editing one model
+re-runs only its benchmark. DVC cannot splice a list into `deps`, so dvc.yaml reads CODE_SLOTS fixed
+slots and the list is padded by repeating its last module.
 """
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -22,6 +31,10 @@ from omegaconf import OmegaConf
 from pipeline.config import CONF_DIR, ROOT, ConfigError, _model_backbone, _read_yaml, all_choices, choices
 
 PARAMS = ROOT / "params.yaml"
+MODELS_DIR = ROOT / "pipeline" / "models"
+CODE_SLOTS = 4
+# Imported by every model and listed in dvc.yaml once, not per model.
+COMMON_MODEL_MODULES = ("base", "registry", "sizing")
 
 
 def run_name(model: str, task: str) -> str:
@@ -81,6 +94,62 @@ def check(params) -> None:
             raise ConfigError(f"params.yaml: runs.{key}: {why_not[pair]}; remove it")
 
 
+def _model_imports(module: str) -> set[str]:
+    """pipeline.models modules that `module` imports (any level), read from its source."""
+    tree = ast.parse((MODELS_DIR / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+            [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module == "pipeline.models":
+            names = [f"pipeline.models.{a.name}" for a in node.names]
+        found |= {n.split(".")[2] for n in names if n.startswith("pipeline.models.") and n.count(".") >= 2}
+    return found
+
+
+def model_code(model: str) -> list[str]:
+    """The pipeline/models modules (by name) a model's backbone and blocks need, beyond the common
+    ones, padded to CODE_SLOTS (see the module docstring)."""
+    from pipeline.models import registry
+
+    cfg = _read_yaml(CONF_DIR / "model" / f"{model}.yaml").model
+    classes = [registry.backbone_class(str(cfg.backbone))]
+    classes += [registry.block_class(str(name)) for name in (cfg.get("layers") or [])]
+    todo = {c.__module__.rsplit(".", 1)[1] for c in classes}
+    seen: set[str] = set()
+    while todo:
+        module = todo.pop()
+        seen.add(module)
+        todo |= _model_imports(module) - seen
+    code = sorted(seen - set(COMMON_MODEL_MODULES))
+    if len(code) > CODE_SLOTS:
+        raise ConfigError(f"model '{model}' needs {len(code)} model modules ({', '.join(code)}) but dvc.yaml's "
+                          f"benchmark stage has {CODE_SLOTS} code slots: raise grid.CODE_SLOTS and add slots there")
+    return code + [code[-1]] * (CODE_SLOTS - len(code))
+
+
+def bench_entries(models: list[str]) -> dict[str, dict[str, list[str]]]:
+    return {m: {"code": model_code(m)} for m in models}
+
+
+def check_bench(params) -> None:
+    """params.yaml `bench`: {<model>: {code: [...]}} of known models that are not encoder-decoders."""
+    bench = params.get("bench")
+    if bench is None:
+        return
+    if not hasattr(bench, "keys"):
+        raise ConfigError("params.yaml: bench must map model names to {code: [...]}; write it with "
+                          "`python -m pipeline grid ... bench=a,b`")
+    valid = choices("model")  # backbones only: an encoder-decoder has no single backbone to sweep
+    for model, entry in bench.items():
+        if model not in valid:
+            raise ConfigError(f"params.yaml: bench.{model}: not a backbone model; choose from: {', '.join(valid)}")
+        code = entry.get("code") if hasattr(entry, "get") else None
+        if code is None or len(code) != CODE_SLOTS:
+            raise ConfigError(f"params.yaml: bench.{model}.code must list {CODE_SLOTS} modules; rewrite it with "
+                              f"`python -m pipeline grid ... bench={model}`")
+
+
 def selected_pairs(params) -> set[tuple[str, str]] | None:
     """{(task, model)} of params.yaml's runs; None when params.yaml has no grid."""
     runs = params.get("runs")
@@ -108,21 +177,25 @@ def render(params, header: str = "") -> str:
     import yaml
 
     data = OmegaConf.to_container(params)
-    runs, tasks = data.pop("runs"), data.pop("tasks")
+    runs, tasks, bench = data.pop("runs"), data.pop("tasks"), data.pop("bench", None)
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None) if data else ""
     lines = [f"tasks: [{', '.join(tasks)}]", "runs:"]
     lines += [f"  {key}: {{model: {r['model']}, task: {r['task']}}}" for key, r in runs.items()]
+    if bench is not None:
+        lines += ["bench:  # benchmark@<model>: a length sweep per model; code = its model modules (DVC deps)"]
+        lines += [f"  {m}: {{code: [{', '.join(e['code'])}]}}" for m, e in bench.items()]
     return header + body + "\n".join(lines) + "\n"
 
 
 def main(argv: list[str], params_path: Path = PARAMS) -> int:
-    """`grid models=a,b tasks=x,y [--add] [--dry-run]`: rewrite params.yaml's tasks and runs."""
+    """`grid models=a,b tasks=x,y [bench=c,d] [--add] [--dry-run]`: rewrite params.yaml's tasks, runs
+    and bench (default: the bench already there, else the grid's backbone models)."""
     flags = {a for a in argv if a.startswith("--")}
     args = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("--"))
     stray = [a for a in argv if a not in flags and "=" not in a] + sorted(flags - {"--add", "--dry-run"}) \
-        + sorted(set(args) - {"models", "tasks"})
+        + sorted(set(args) - {"models", "tasks", "bench"})
     if stray or not {"models", "tasks"} <= set(args):
-        raise ConfigError(f"usage: python -m pipeline grid models=a,b|all tasks=x,y|all [--add] [--dry-run]"
+        raise ConfigError(f"usage: python -m pipeline grid models=a,b|all tasks=x,y|all [bench=c,d|all] [--add] [--dry-run]"
                           + (f"; not understood: {' '.join(stray)}" if stray else ""))
     models = _names(args["models"], all_choices("model"), "model")
     tasks = _names(args["tasks"], choices("task"), "task")
@@ -133,8 +206,17 @@ def main(argv: list[str], params_path: Path = PARAMS) -> int:
     if "--add" in flags:
         runs = {**OmegaConf.to_container(params.get("runs") or OmegaConf.create({})), **runs}
         tasks = list(dict.fromkeys([*(params.get("tasks") or []), *tasks]))
-    params.tasks, params.runs = tasks, runs
+    backbones = choices("model")
+    if "bench" in args:
+        bench = _names(args["bench"], backbones, "backbone model")
+    else:
+        bench = [str(m) for m in (params.get("bench") or {})] or \
+            list(dict.fromkeys(r["model"] for r in runs.values() if r["model"] in backbones))
+    if "--add" in flags and "bench" in args:
+        bench = list(dict.fromkeys([*[str(m) for m in (params.get("bench") or {})], *bench]))
+    params.tasks, params.runs, params.bench = tasks, runs, bench_entries(bench)
     check(params)
+    check_bench(params)
     text = render(params, _header(params_path))
     if "--dry-run" in flags:
         sys.stdout.write(text)

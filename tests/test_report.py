@@ -230,8 +230,9 @@ def test_wandb_offline_run(tmp_path: Path, monkeypatch):
     runs = list((wandb_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb")), runs
     logged = {p.name.split("_table")[0] for p in runs[0].glob("files/media/table/*.table.json")}
-    assert logged == {"summary", "buckets", "speed"}
-    assert len(list(runs[0].glob("files/media/images/plots/*.png"))) == 6
+    # no benchmark results here: the bench, complexity and crossover tables are empty and left out
+    assert logged == {"summary", "buckets", "speed", "verdict"}
+    assert len(list(runs[0].glob("files/media/images/plots/*.png"))) == 6 + 2  # + one Pareto plot per task
 
 
 # ----------------------------------------------------------------------------- notebook

@@ -9,7 +9,8 @@ recurrent form also implement `init_state(batch_size)` and `step(x_t, state) -> 
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -18,7 +19,40 @@ from pipeline.config import ConfigError, ModelConfig
 from pipeline.models import registry
 
 
+@dataclass(frozen=True)
+class Complexity:
+    """A family's claimed cost in the sequence length n (d = width, k = kernel, w = window), as the
+    seed papers state it (Vaswani et al. 2017, Table 1; Katharopoulos et al. 2020; Gu & Dao 2023;
+    Peng et al. 2023; Beltagy et al. 2020). The benchmark stage fits the measured exponents against
+    `*_exponent`: time and memory of one sequence of length n, and the latency of one generated
+    token at context n."""
+
+    time: str  # per layer, e.g. "n²·d"
+    time_exponent: float
+    memory: str  # activations of one sequence
+    memory_exponent: float
+    decode: str  # one generated token at context n
+    decode_exponent: Optional[float]  # None: no recurrent form, so no token-by-token decoding
+    path: str  # maximum path length between two positions
+
+    def merge(self, other: "Complexity") -> "Complexity":
+        """A stack of blocks costs as its most expensive block, per column."""
+        def worst(a, b, key):
+            va, vb = getattr(a, key + "_exponent"), getattr(b, key + "_exponent")
+            if va is None or vb is None:
+                return (a if va is None else b), None if key == "decode" else max(va or 0, vb or 0)
+            return (a if va >= vb else b), max(va, vb)
+        t, te = worst(self, other, "time")
+        m, me = worst(self, other, "memory")
+        dsrc, de = worst(self, other, "decode")
+        return Complexity(t.time, te, m.memory, me, dsrc.decode, de, t.path)
+
+
+POSITION_WISE = Complexity("n·d²", 1, "n·d", 1, "d²", 0, "—")
+
+
 class Backbone(nn.Module):
+    complexity: Optional[Complexity] = None  # the family's claim; a stack derives it from its blocks
     causal_capable: bool = True
     bidirectional_capable: bool = True
     registry_name: str = ""
@@ -72,6 +106,7 @@ class Block(nn.Module):
     """
 
     position_wise: bool = False
+    complexity: Optional[Complexity] = None
 
     def __init__(self, cfg: ModelConfig, causal: bool):
         super().__init__()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import ModelConfig
-from pipeline.models.base import Backbone, zero_padding
+from pipeline.models.base import Backbone, Complexity, zero_padding
 from pipeline.models.registry import register_backbone
 
 
@@ -39,6 +39,8 @@ class TemporalConv(nn.Module):
 
 @register_backbone("tcn", TCNConfig)
 class TCN(Backbone):
+    # Dilated causal convolutions: k taps per layer; a path spans the sequence in log_k(n) layers.
+    complexity = Complexity("k·n·d²", 1, "n·d", 1, "—", None, "log_k(n)")
     def __init__(self, cfg: TCNConfig, causal: bool):
         super().__init__(cfg, causal)
         self.dilations = [cfg.dilation_base ** (i % cfg.dilation_cycle) for i in range(cfg.n_layers)]
@@ -79,6 +81,7 @@ class KimCNN(Backbone):
     """
 
     causal_capable = False
+    complexity = Complexity("k·n·d²", 1, "n·d", 1, "—", None, "n/k")
 
     def __init__(self, cfg: KimCNNConfig, causal: bool):
         super().__init__(cfg, causal)

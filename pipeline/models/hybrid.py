@@ -7,6 +7,7 @@ conv+attention hybrid is `[conv, attention, ffn]`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import reduce
 
 import torch
 from torch import nn
@@ -14,7 +15,7 @@ from torch import nn
 from pipeline.config import ModelConfig
 from pipeline.models import registry
 from pipeline.models.attention import position_scale, sinusoidal_positions
-from pipeline.models.base import Backbone
+from pipeline.models.base import POSITION_WISE, Backbone, Complexity
 from pipeline.models.registry import register_backbone
 
 POSITIONAL = ("none", "sinusoidal", "learned", "rotary")
@@ -79,6 +80,12 @@ class Stack(Backbone):
     @property
     def has_step(self) -> bool:
         return self.causal and all(block.has_step for block in self.blocks)
+
+    @property
+    def complexity(self) -> Complexity | None:
+        """The claim of the stack's most expensive block (a position-wise block costs n·d²)."""
+        claims = [POSITION_WISE if b.position_wise and b.complexity is None else b.complexity for b in self.blocks]
+        return None if any(c is None for c in claims) else reduce(Complexity.merge, claims)
 
     def init_state(self, batch_size, device=None):
         if not self.has_step:

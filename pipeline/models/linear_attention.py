@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models.attention import head_count
-from pipeline.models.base import Block
+from pipeline.models.base import Block, Complexity
 from pipeline.models.registry import register_block
 
 EPS = 1e-6  # keeps the normaliser away from 0 when the relu feature map switches every key off
@@ -60,6 +60,8 @@ def global_linear_attention(q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
 
 @register_block("linear_attention")
 class LinearAttention(Block):
+    # Katharopoulos et al. (2020): a d×d running state instead of n×n scores.
+    complexity = Complexity("n·d²", 1, "n·d", 1, "d² (fixed state)", 0, "n")
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
         d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)

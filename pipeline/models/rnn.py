@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.config import ModelConfig
-from pipeline.models.base import Backbone, map_tensors
+from pipeline.models.base import Backbone, Complexity, map_tensors
 from pipeline.models.registry import register_backbone
 
 
@@ -19,6 +19,8 @@ class RNNConfig(ModelConfig):
 
 class _FusedRNN(Backbone):
     rnn_class: type = nn.LSTM
+    # O(n) sequential steps of a d×d matmul; one fixed-size state per step when decoding.
+    complexity = Complexity("n·d²", 1, "n·d", 1, "d² (fixed state)", 0, "n")
 
     def __init__(self, cfg: RNNConfig, causal: bool):
         super().__init__(cfg, causal)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.base import Block
+from pipeline.models.base import POSITION_WISE, Block, Complexity
 from pipeline.models.registry import register_block
 
 NEG = -1e38  # the log-scale of an empty sum: finite, so that NEG - w never makes inf - inf
@@ -93,6 +93,8 @@ def channel_ramp(d: int, power: float) -> torch.Tensor:
 
 @register_block("rwkv_time_mix")
 class TimeMix(Block):
+    # Peng et al. (2023): a per-channel decaying WKV state.
+    complexity = Complexity("n·d²", 1, "n·d", 1, "d² (fixed state)", 0, "n")
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
         d = cfg.d_model
@@ -128,6 +130,7 @@ class TimeMix(Block):
 
 @register_block("rwkv_channel_mix")
 class ChannelMix(Block):
+    complexity = POSITION_WISE
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
         d, hidden = cfg.d_model, cfg.ffn_mult * cfg.d_model

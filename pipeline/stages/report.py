@@ -30,6 +30,9 @@ import pandas as pd
 
 from pipeline.config import ROOT, Config, read_params
 from pipeline.grid import selected_pairs
+from pipeline.report import verdict, verdict_plots
+from pipeline.report.format import (MD_SPECIALS, SAMPLE_MAX_CHARS, SAMPLES_PER_MODEL, _is_nan, _num, fmt_mb,  # noqa: F401
+                                    fmt_metric, fmt_receptive_field, fmt_si, md_table, md_text)
 from pipeline.wandb_mode import resolve_mode
 
 SCHEMA_VERSION = 1
@@ -159,15 +162,6 @@ def _get(d: dict, dotted: str) -> Any:
 # ----------------------------------------------------------------------------- numbers
 
 
-def _num(x: Any) -> float:
-    """None -> NaN, so pandas aggregates and NaN-aware formatting handle missing values."""
-    return float("nan") if x is None else float(x)
-
-
-def _is_nan(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
 def mean_std(values: Iterable[Any]) -> tuple[float, float, int]:
     """Mean, sample std (ddof=1; NaN for a single value) and count of the non-missing values."""
     s = pd.Series([_num(v) for v in values], dtype=float).dropna()
@@ -226,6 +220,7 @@ def _summary_row(r: dict) -> dict:
         "at_chance": at_chance(mean, base, r["higher_is_better"], r["metric"]),
         "train_tokens_per_s": train_tps,
         "infer_tokens_per_s": infer_tps, "infer_length": infer_len,
+        "peak_mem_mb": _at_length((r.get("speed") or {}), "peak_mem_mb", infer_len),
         "speed_batch_size": (r.get("speed") or {}).get("batch_size"),
         "device": env.get("device"), "git_sha": env.get("git_sha"), "torch": env.get("torch"),
     }
@@ -248,6 +243,11 @@ def _longest_measured(speed: dict) -> tuple[Optional[int], float]:
         if tps is not None:
             return int(length), float(tps)
     return None, float("nan")
+
+
+def _at_length(speed: dict, key: str, length: Optional[int]) -> float:
+    values = dict(zip(speed.get("lengths") or [], speed.get(key) or []))
+    return _num(values.get(length))
 
 
 def _rank(summary: pd.DataFrame) -> pd.DataFrame:
@@ -322,68 +322,6 @@ def flat_metrics(summary: pd.DataFrame, extrapolation: Optional[pd.DataFrame] = 
             if not _is_nan(row.value):  # the test split is already <task>/<model>/<metric>
                 out[f"{row.task}/{row.model}/{metric[row.task]}_{row.split}"] = float(row.value)
     return out
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def fmt_si(x: Any, digits: int = 3) -> str:
-    """1534210 -> '1.53M'; counts, FLOPs and tokens/s span orders of magnitude."""
-    if _is_nan(x):
-        return "—"
-    x = float(x)
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.{digits}g}{unit}"
-    return f"{x:.{digits}g}"
-
-
-def fmt_metric(x: Any, like: Any = None) -> str:
-    """Precision by magnitude, not by metric name: 0.853 (fractions), 57.32, 181.4. `like` picks the
-    precision from another number (a std is printed with its mean's decimals)."""
-    if _is_nan(x):
-        return "—"
-    ref = abs(float(x if _is_nan(like) else like))
-    decimals = 3 if ref < 1.5 else 2 if ref < 100 else 1
-    return f"{float(x):.{decimals}f}"
-
-
-def fmt_mb(x: Any) -> str:
-    return "—" if _is_nan(x) else (f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}")
-
-
-def fmt_receptive_field(tokens: Any, measured_at: Any, full: Optional[bool]) -> str:
-    """'full (128)' when every measured position is seen, else the token count; '—' when unknown."""
-    if full:
-        at = tokens if _is_nan(measured_at) else measured_at
-        return "full" if _is_nan(at) else f"full ({int(at)})"
-    return "—" if _is_nan(tokens) else str(int(tokens))
-
-
-# Backslash-escaped so free text (sample translations) renders literally: no emphasis, links or HTML.
-MD_SPECIALS = set("\\`*_[]<>#&")
-SAMPLE_MAX_CHARS = 300  # a degenerate hypothesis can repeat itself up to the length limit
-SAMPLES_PER_MODEL = 3
-
-
-def md_text(text: Any, limit: int = SAMPLE_MAX_CHARS) -> str:
-    """One line of literal markdown text (md_table escapes '|' itself); '*(empty)*' for ''."""
-    text = " ".join(str(text or "").split())
-    if not text:
-        return "*(empty)*"
-    if len(text) > limit:
-        text = text[:limit].rstrip() + "…"
-    return "".join("\\" + c if c in MD_SPECIALS else c for c in text)
-
-
-def md_table(header: list[str], rows: list[list[str]], align: str = "") -> str:
-    """A GitHub markdown table; `align` is one char per column ('l' or 'r'), default: first left."""
-    align = align or "l" + "r" * (len(header) - 1)
-    if len(align) != len(header):
-        raise ValueError(f"md_table: {len(header)} columns but align {align!r}")
-    esc = [[str(c).replace("|", "\\|") for c in row] for row in [header, *rows]]
-    rule = [":--" if a == "l" else "--:" for a in align]
-    return "\n".join("| " + " | ".join(r) + " |" for r in [esc[0], rule, *esc[1:]])
 
 
 # ----------------------------------------------------------------------------- plots
@@ -484,11 +422,11 @@ def _plot_by_length(speed: pd.DataFrame, models: list[str], column: str, ylabel:
 
 
 def render_markdown(results: list[dict], tables: dict[str, pd.DataFrame], plots: dict[str, dict[str, Path]],
-                    out_dir: Path, experiment: str = "") -> str:
+                    out_dir: Path, experiment: str = "", verdict_section: Optional[list[str]] = None) -> str:
     title = f"# seqarena report{f' — {experiment}' if experiment else ''}"
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [title, "", f"Generated {now} from {len(results)} evaluated runs. {_env_line(results)}", "",
-             _how_to_read(tables), ""]
+             *(verdict_section or []), _how_to_read(tables), ""]
     for task in tables["summary"]["task"].unique():
         task_results = [r for r in results if r["task"] == task]
         parts += _task_section(task, task_results, tables, plots.get(task, {}), out_dir)
@@ -681,26 +619,38 @@ def _by_length_md(speed: pd.DataFrame, summary: pd.DataFrame, column: str, fmt) 
 
 
 def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
-                 wandb: Optional[WandbTarget] = None) -> dict[str, Path]:
+                 wandb: Optional[WandbTarget] = None, bench: Optional[list[dict]] = None,
+                 bench_missing: Iterable[str] = ()) -> dict[str, Path]:
     """Write every report artifact into out_dir; log to W&B unless `wandb` is None or resolves to
-    disabled. Returns {artifact name: path}."""
+    disabled. `bench`: the benchmark stage's results (the verdict section). Returns {artifact name: path}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = build_tables(results)
     plots = {task: plot_task(task, tables, out_dir / "plots") for task in tables["summary"]["task"].unique()}
+    bench = bench or []
+    verdict_plots_ = verdict_plots.scaling_plots(verdict.bench_table(bench), out_dir / "plots") if bench else {}
+    for task in tables["summary"]["task"].unique():
+        path = verdict_plots.pareto_plot(task, tables["summary"], out_dir / "plots")
+        if path is not None:
+            verdict_plots_[f"pareto_{task}"] = path
+    tables.update(bench=verdict.bench_table(bench), complexity=verdict.complexity_rows(bench, results),
+                  crossover=verdict.crossover_rows(bench), verdict=verdict.verdict_rows(results, bench))
     written: dict[str, Path] = {}
     for name, df in tables.items():
         written[f"{name}.csv"] = out_dir / f"{name}.csv"
         df.to_csv(written[f"{name}.csv"], index=False)
-    flat = flat_metrics(tables["summary"], tables["extrapolation"])
+    flat = {**flat_metrics(tables["summary"], tables["extrapolation"]), **verdict.headline(bench)}
     written["summary.json"] = out_dir / "summary.json"
     written["summary.json"].write_text(json.dumps(flat, indent=2, sort_keys=True) + "\n")
     written["report.md"] = out_dir / "report.md"
-    written["report.md"].write_text(render_markdown(results, tables, plots, out_dir, experiment))
+    section = verdict.verdict_md(results, bench, list(bench_missing), verdict_plots_, out_dir)
+    written["report.md"].write_text(render_markdown(results, tables, plots, out_dir, experiment, section))
+    written.update({p.name: p for p in verdict_plots_.values()})
     for task, paths in plots.items():
         written.update({p.name: p for p in paths.values()})
     if wandb is not None:
-        log_to_wandb(wandb, tables, [p for paths in plots.values() for p in paths.values()], flat, experiment)
+        log_to_wandb(wandb, tables, [p for paths in plots.values() for p in paths.values()]
+                     + list(verdict_plots_.values()), flat, experiment)
     return written
 
 
@@ -755,7 +705,16 @@ def main(cfg: Config) -> None:
             raise SystemExit(f"report: no run of params.yaml's runs has an eval.json under {runs_dir}; run `dvc repro`")
     target = WandbTarget(mode=cfg.logger.mode, project=cfg.logger.project, group=cfg.logger.group or cfg.experiment,
                          dir=ROOT / cfg.paths.wandb, entity=cfg.logger.entity, tags=list(cfg.logger.tags))
-    written = write_report(results, out_dir, experiment=cfg.experiment, wandb=target)
+    params = read_params()
+    bench_models = [str(m) for m in params["bench"]] if "bench" in params else None
+    try:
+        bench, missing = verdict.load_bench(ROOT / cfg.paths.bench, bench_models)
+    except verdict.BenchResultError as e:
+        raise SystemExit(f"report: {e}") from None
+    if missing:
+        print(f"[report] no benchmark result for {', '.join(missing)}: run `dvc repro benchmark@<model>`")
+    written = write_report(results, out_dir, experiment=cfg.experiment, wandb=target, bench=bench,
+                           bench_missing=missing)
     tasks = sorted({r["task"] for r in results})
     print(f"[report] {len(results)} runs over {len(tasks)} tasks ({', '.join(tasks)}) -> "
           f"{written['report.md'].relative_to(ROOT) if written['report.md'].is_relative_to(ROOT) else written['report.md']}")

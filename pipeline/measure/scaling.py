@@ -1,0 +1,96 @@
+"""Complexity exponents and crossover lengths from a length sweep (numpy only: the report uses it).
+
+A cost that grows as c·n^k is a line of slope k on log-log axes, so the exponent is the
+least-squares slope of log(cost) on log(n), with a 95% interval from the t distribution on n - 2
+degrees of freedom (the usual interval of a regression slope). Fitted over the upper part of the
+sweep, where the asymptotic term dominates fixed costs (kernel launch, Python overhead, weights).
+
+Claims are checked against the interval: the claimed exponent must lie in the interval widened
+by `CLAIM_TOLERANCE` (fixed costs bend a curve below its asymptotic slope even at n = 8K).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+# Two-sided 97.5% quantiles of Student's t by degrees of freedom (scipy is not a dependency).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+CLAIM_TOLERANCE = 0.2
+
+
+def t975(dof: int) -> float:
+    if dof <= 0:
+        return math.inf
+    known = [d for d in _T975 if d <= dof]
+    return _T975[max(known)] if dof <= 30 else 1.96
+
+
+def fit_exponent(lengths: Sequence[float], costs: Sequence[Optional[float]], min_len: float = 0) -> Optional[dict]:
+    """Slope of log(cost) vs log(n) over points with n >= min_len and a positive cost.
+
+    Returns {"exponent", "lo", "hi", "points", "lengths": [first, last], "r2"} or None when fewer
+    than two points remain. With exactly two points the interval is unbounded (lo/hi None)."""
+    pts = [(float(n), float(c)) for n, c in zip(lengths, costs)
+           if c is not None and not math.isnan(float(c)) and float(c) > 0 and n >= min_len]
+    if len(pts) < 2:
+        return None
+    x = np.log([p[0] for p in pts])
+    y = np.log([p[1] for p in pts])
+    xm, ym = x.mean(), y.mean()
+    sxx = float(((x - xm) ** 2).sum())
+    slope = float(((x - xm) * (y - ym)).sum() / sxx)
+    resid = y - (ym + slope * (x - xm))
+    dof = len(pts) - 2
+    ss_tot = float(((y - ym) ** 2).sum())
+    r2 = 1.0 - float((resid ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    lo = hi = None
+    if dof > 0:
+        se = math.sqrt(float((resid ** 2).sum()) / dof / sxx)
+        half = t975(dof) * se
+        lo, hi = slope - half, slope + half
+    return {"exponent": slope, "lo": lo, "hi": hi, "points": len(pts),
+            "lengths": [int(pts[0][0]), int(pts[-1][0])], "r2": r2}
+
+
+def verdict(fit: Optional[dict], claimed: Optional[float], tolerance: float = CLAIM_TOLERANCE) -> str:
+    """'holds' / 'does not hold' / 'not measurable here' for a claimed exponent against a fit."""
+    if fit is None or claimed is None:
+        return "not measurable here"
+    lo = fit["exponent"] if fit["lo"] is None else fit["lo"]
+    hi = fit["exponent"] if fit["hi"] is None else fit["hi"]
+    return "holds" if lo - tolerance <= claimed <= hi + tolerance else "does not hold"
+
+
+def crossover(lengths: Sequence[int], model: Sequence[Optional[float]], reference: Sequence[Optional[float]]) -> dict:
+    """The shortest length from which `model` costs less than `reference` at every longer length
+    measured for both (costs: lower is better, e.g. seconds per token or bytes).
+
+    Returns {"length": n or None, "kind": "always" | "from" | "never" | "not measurable"}: "always"
+    when the model is cheaper at every common length, "never" when not even at the longest."""
+    common = [(n, m, r) for n, m, r in zip(lengths, model, reference)
+              if m is not None and r is not None and not (math.isnan(m) or math.isnan(r))]
+    if not common:
+        return {"length": None, "kind": "not measurable"}
+    cheaper = [m < r for _, m, r in common]
+    if not cheaper[-1]:
+        return {"length": None, "kind": "never"}
+    first = len(cheaper)
+    while first > 0 and cheaper[first - 1]:
+        first -= 1
+    return {"length": int(common[first][0]), "kind": "always" if first == 0 else "from"}
+
+
+def predict(lengths: Sequence[float], costs: Sequence[Optional[float]], at: float) -> Optional[float]:
+    """Extrapolate a cost to length `at` from the last two positive measurements (log-log line);
+    the benchmark uses it to skip cells that would exceed its memory or time cap."""
+    pts = [(n, c) for n, c in zip(lengths, costs) if c is not None and c > 0]
+    if len(pts) < 2:
+        return None
+    (n1, c1), (n2, c2) = pts[-2], pts[-1]
+    if n2 == n1:
+        return c2
+    slope = max(0.0, math.log(c2 / c1) / math.log(n2 / n1))
+    return c2 * (at / n2) ** slope

@@ -1,0 +1,276 @@
+"""The benchmark sweep of one model: train step, inference, memory and decoding at each length n.
+
+The backbone is sized to the profile's budget and wrapped in a fixed small embedding and LM head
+(`bench.vocab_size`), so the backbone dominates the cost. Every cell holds `bench.tokens_per_batch`
+tokens (batch = tokens_per_batch // n): a linear-time backbone then costs the same per cell at every
+n, and anything that grows with n is the architecture's own n-dependence. Per cell:
+
+    train      forward + cross-entropy + backward + AdamW step: time (torch.utils.benchmark, adaptive
+               repeats, median and IQR) and peak memory, of the whole model and of the backbone alone
+    infer      forward without autograd: the same
+    flops      forward FLOPs per token at batch 1 (pipeline/measure/flops.py, attention counted
+               analytically); a train step is counted as 3x forward (backward = 2x, Kaplan et al. 2020)
+    mfu        achieved FLOP/s over this machine's dense fp32 matmul peak, measured in the same run
+    attention  which SDPA kernel ran and whether an n x n score matrix was materialised
+
+Decoding is one greedy generation at batch 1 through the backbone's recurrent `step` (KV cache for
+attention, a fixed-size state for RNNs, SSMs, RWKV and linear attention), `bench.max_len` tokens
+long; the latency at context n is the median wall time of the DECODE_WINDOW tokens generated just
+before the context reached n.
+
+A cell never ends the sweep by failing: running out of memory (on CPU, past `bench.max_mem_gb` of
+live tensors: pipeline/measure/memory.py) is recorded as `oom`, a call slower than
+`bench.cell_timeout_s` as `timeout`, and a cell whose memory or time extrapolated from the shorter
+cells (pipeline/measure/scaling.py) exceeds a cap is `skipped: predicted over cap` without running.
+Longer cells after an oom or timeout are skipped: at a fixed token count cost only grows with n.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.config import Config, to_dict
+from pipeline.measure import env, flops, scaling
+from pipeline.measure.memory import peak_memory_mb
+from pipeline.measure.speed import adaptive_timing, matmul_peak_flops
+from pipeline.models import registry
+from pipeline.models.base import count_params
+from pipeline.models.sizing import build_sized
+
+SCHEMA_VERSION = 1
+DECODE_WINDOW = 16
+# Per-sequence costs fitted against the family's claimed exponents: (fit key, cell key, claim).
+FITTED = (("train_time", "train_s", "time"), ("infer_time", "infer_s", "time"),
+          ("train_memory", "train_backbone_peak_mb", "memory"),
+          ("infer_memory", "infer_backbone_peak_mb", "memory"))
+
+
+class CellTimeout(RuntimeError):
+    pass
+
+
+class BenchLM(nn.Module):
+    """Embedding -> backbone -> LM head: the same small, fixed cost around every backbone."""
+
+    def __init__(self, backbone: nn.Module, vocab_size: int):
+        super().__init__()
+        d = backbone.d_model
+        self.embed = nn.Embedding(vocab_size, d)
+        nn.init.normal_(self.embed.weight, std=d ** -0.5)
+        self.backbone = backbone
+        self.head = nn.Linear(d, vocab_size, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(self.embed(ids)))
+
+
+def sweep_lengths(cfg: Config) -> list[int]:
+    out, n = [], cfg.bench.min_len
+    while n <= cfg.bench.max_len:
+        out.append(n)
+        n *= 2
+    return out
+
+
+def device_of(cfg: Config) -> torch.device:
+    gpu = cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    return torch.device("cuda" if gpu else "cpu")
+
+
+def build(cfg: Config, device: torch.device) -> tuple[BenchLM, dict]:
+    """The sized model; causal where the backbone can be (decoding needs it), else bidirectional."""
+    causal = registry.backbone_class(cfg.model.backbone).causal_capable
+    torch.manual_seed(0)
+    backbone, sizing = build_sized(cfg.model, causal=causal)
+    model = BenchLM(backbone, cfg.bench.vocab_size).to(device).train()
+    info = {"causal": causal, "sizing": sizing, "d_model": backbone.d_model,
+            "params": {"backbone": count_params(backbone), "total": count_params(model)}}
+    return model, info
+
+
+def is_oom(error: BaseException) -> bool:
+    # CPU allocation failures surface as a plain RuntimeError from the default allocator.
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error) \
+        or "out of memory" in str(error)
+
+
+def measure_cell(model: BenchLM, n: int, cfg: Config, device: torch.device, peak_flops: float) -> dict:
+    b = cfg.bench
+    batch = b.tokens_per_batch // n
+    cap_mb = b.max_mem_gb * 1024
+    gen = torch.Generator().manual_seed(n)
+    ids = torch.randint(b.vocab_size, (batch, n + 1), generator=gen).to(device)
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    with torch.no_grad():
+        x = model.embed(inputs)  # the backbone's input, for its own measurements
+    upstream = torch.randn(x.shape, generator=gen).to(device)
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
+        loss.backward()
+        optimizer.step()
+
+    def backbone_train():
+        model.backbone(x).backward(upstream)
+
+    def infer():
+        with torch.no_grad():
+            return model(inputs)
+
+    def backbone_infer():
+        with torch.no_grad():
+            return model.backbone(x)
+
+    t0 = time.perf_counter()
+    train_step()  # warm-up: allocations, AdamW state; also the probe for the time cap
+    first = time.perf_counter() - t0
+    if first > b.cell_timeout_s:
+        raise CellTimeout(f"one train step took {first:.1f} s > bench.cell_timeout_s={b.cell_timeout_s:g}")
+    cell: dict = {"length": n, "batch": batch, "tokens": batch * n, "status": "ok"}
+    cell["train_peak_mb"] = peak_memory_mb(train_step, device, cap_mb)
+    cell["train_backbone_peak_mb"] = peak_memory_mb(backbone_train, device, cap_mb)
+    model.zero_grad(set_to_none=True)
+    timing = adaptive_timing(train_step, device, b.max_run_time_s)
+    cell.update(train_s=timing["median_s"], train_iqr_s=timing["iqr_s"], train_runs=timing["runs"])
+    cell["infer_peak_mb"] = peak_memory_mb(infer, device, cap_mb)
+    cell["infer_backbone_peak_mb"] = peak_memory_mb(backbone_infer, device, cap_mb)
+    timing = adaptive_timing(infer, device, b.max_run_time_s)
+    cell.update(infer_s=timing["median_s"], infer_iqr_s=timing["iqr_s"], infer_runs=timing["runs"])
+    forward = flops.forward_flops_per_token(lambda: model(inputs[:1]), model, n)
+    cell["forward_flops_per_token"] = forward
+    cell["train_mfu"] = 3 * forward * batch * n / cell["train_s"] / peak_flops
+    cell["infer_mfu"] = forward * batch * n / cell["infer_s"] / peak_flops
+    cell["train_tokens_per_s"] = batch * n / cell["train_s"]
+    cell["infer_tokens_per_s"] = batch * n / cell["infer_s"]
+    return cell
+
+
+def _skip_reason(done: list[dict], n: int, cfg: Config) -> Optional[str]:
+    """Why cell n is not run: an earlier cell failed, or memory/time extrapolated past a cap."""
+    failed = [c for c in done if c["status"] in ("oom", "timeout")]
+    if failed:
+        return f"skipped: n={failed[0]['length']} already hit {failed[0]['status']}"
+    ok = [c for c in done if c["status"] == "ok"]
+    lengths = [c["length"] for c in ok]
+    mem = scaling.predict(lengths, [c["train_peak_mb"] for c in ok], n)
+    if mem is not None and mem > cfg.bench.max_mem_gb * 1024:
+        return f"skipped: predicted over cap ({mem / 1024:.2f} GB > bench.max_mem_gb={cfg.bench.max_mem_gb:g})"
+    seconds = scaling.predict(lengths, [c["train_s"] for c in ok], n)
+    if seconds is not None and seconds > cfg.bench.cell_timeout_s:
+        return f"skipped: predicted over time cap ({seconds:.1f} s > bench.cell_timeout_s={cfg.bench.cell_timeout_s:g})"
+    return None
+
+
+def run_cells(model: BenchLM, cfg: Config, device: torch.device, peak_flops: float, log=print) -> list[dict]:
+    cells: list[dict] = []
+    for n in sweep_lengths(cfg):
+        batch = cfg.bench.tokens_per_batch // n
+        reason = _skip_reason(cells, n, cfg)
+        if reason:
+            cells.append({"length": n, "batch": batch, "status": reason})
+        else:
+            try:
+                cells.append(measure_cell(model, n, cfg, device, peak_flops))
+            except CellTimeout as e:
+                cells.append({"length": n, "batch": batch, "status": "timeout", "detail": str(e)})
+            except (RuntimeError, torch.OutOfMemoryError) as e:
+                if not is_oom(e):
+                    raise
+                cells.append({"length": n, "batch": batch, "status": "oom", "detail": str(e).splitlines()[0]})
+            finally:
+                model.zero_grad(set_to_none=True)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+        c = cells[-1]
+        shown = (f"train {c['train_tokens_per_s']:,.0f} tok/s, {c['train_backbone_peak_mb']:.1f} MB backbone"
+                 if c["status"] == "ok" else c["status"])
+        log(f"  n={n:6d} batch {batch:4d}: {shown}")
+    return cells
+
+
+@torch.no_grad()
+def measure_decode(model: BenchLM, contexts: list[int], cfg: Config, device: torch.device) -> dict:
+    """Greedy generation at batch 1 through `step`, up to the longest context (or the time cap)."""
+    backbone = model.backbone
+    if not getattr(backbone, "has_step", False):
+        return {"status": "no recurrent form (decoding would re-run forward on the prefix)", "cells": []}
+    model.eval()
+    try:
+        state = backbone.init_state(1, device)
+        token = torch.zeros(1, dtype=torch.long, device=device)
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < max(contexts) and time.perf_counter() - start < cfg.bench.cell_timeout_s:
+            t0 = time.perf_counter()
+            y, state = backbone.step(model.embed(token), state)
+            token = model.head(y).argmax(-1)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t0)
+    finally:
+        model.train()
+    cells = []
+    for c in contexts:
+        window = times[max(0, c - DECODE_WINDOW):c]
+        if len(times) >= c:
+            cells.append({"context": c, "status": "ok", "latency_ms": statistics.median(window) * 1e3})
+        else:
+            cells.append({"context": c, "status": "timeout",
+                          "detail": f"generated {len(times)} tokens in bench.cell_timeout_s={cfg.bench.cell_timeout_s:g}"})
+    return {"status": "ok", "tokens_generated": len(times), "cells": cells}
+
+
+def fit_all(cells: list[dict], decode: dict, claim, min_len: int) -> dict:
+    """Exponents of the per-sequence costs (a cell's cost / its batch) and of decode latency."""
+    ok = [c for c in cells if c["status"] == "ok"]
+    lengths = [c["length"] for c in ok]
+    out = {}
+    for key, cell_key, claim_key in FITTED:
+        fit = scaling.fit_exponent(lengths, [c[cell_key] / c["batch"] for c in ok], min_len)
+        claimed = None if claim is None else getattr(claim, f"{claim_key}_exponent")
+        out[key] = {"fit": fit, "claimed": claimed, "verdict": scaling.verdict(fit, claimed)}
+    dec = [c for c in decode.get("cells", []) if c["status"] == "ok"]
+    fit = scaling.fit_exponent([c["context"] for c in dec], [c["latency_ms"] for c in dec], min_len)
+    claimed = None if claim is None else claim.decode_exponent
+    out["decode_latency"] = {"fit": fit, "claimed": claimed, "verdict": scaling.verdict(fit, claimed)}
+    return out
+
+
+def run(cfg: Config, log=print) -> dict:
+    """The whole sweep of cfg.model; the benchmark stage writes what this returns."""
+    if cfg.bench.threads:
+        torch.set_num_threads(cfg.bench.threads)
+    device = device_of(cfg)
+    t0 = time.perf_counter()
+    peak = {"fp32": matmul_peak_flops(device, torch.float32)}
+    if device.type == "cuda":
+        peak["bf16"] = matmul_peak_flops(device, torch.bfloat16)
+    model, info = build(cfg, device)
+    claim = getattr(model.backbone, "complexity", None)
+    log(f"[benchmark] {cfg.model.name}: d_model {info['d_model']}, {info['params']['backbone']:,} backbone "
+        f"params, {'causal' if info['causal'] else 'bidirectional'}, fp32 peak {peak['fp32'] / 1e9:.0f} GFLOP/s")
+    cells = run_cells(model, cfg, device, peak["fp32"], log)
+    if not any(c["status"] == "ok" for c in cells):
+        statuses = "; ".join(f"n={c['length']}: {c['status']}" for c in cells)
+        raise RuntimeError(f"benchmark of model '{cfg.model.name}': no cell could be measured ({statuses}); "
+                           f"raise bench.max_mem_gb or bench.cell_timeout_s, or lower bench.min_len")
+    contexts = sweep_lengths(cfg)
+    decode = measure_decode(model, contexts, cfg, device) if cfg.bench.decode and info["causal"] \
+        else {"status": "not measured" if info["causal"] else "bidirectional: no decoding", "cells": []}
+    return {
+        "schema_version": SCHEMA_VERSION, "model": cfg.model.name, "backbone": cfg.model.backbone, **info,
+        "claim": None if claim is None else claim.__dict__,
+        "config": {"model": to_dict(cfg.model), "bench": to_dict(cfg.bench)}, "profile": cfg.profile,
+        "env": {**env.fingerprint(device), "load_avg_1min": os.getloadavg()[0]},
+        "matmul_peak_flops": peak, "cells": cells, "decode": decode,
+        "fits": fit_all(cells, decode, claim, cfg.bench.fit_min_len),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }

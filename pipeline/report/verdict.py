@@ -1,0 +1,349 @@
+"""The report's first section: which architecture for which lengths, and the seeds' claims measured.
+
+Reads the evaluate stage's eval.json files (quality per length bucket) and the benchmark stage's
+results/bench/<model>.json files (speed, memory and decoding per length), and builds:
+
+    verdict       per length: the most accurate model of each task, the fastest to train, the fastest
+                  at inference, the lowest decode latency and the leanest, each with its margin over
+                  the runner-up; a bucket with fewer than `min_examples` examples names no winner
+    complexity    per model: the family's claimed cost beside the fitted exponents with 95% intervals
+                  and a verdict; maximum path length beside the measured receptive field; backbone
+                  memory at 1K/4K/8K; MFU
+    crossover     per model: the length from which it is faster / leaner than the Transformer
+
+No torch here: the report runs where only the results exist.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from pipeline.measure import scaling
+from pipeline.report.format import _is_nan, fmt_mb, fmt_metric, fmt_si, md_table
+
+BENCH_SCHEMA_VERSION = 1
+MIN_BUCKET_EXAMPLES = 30
+REFERENCE_MODEL = "transformer"  # crossovers are against the quadratic baseline
+MEMORY_AT = (1024, 4096, 8192)
+# (column, cell key, lower is better, label)
+SPEED_COLUMNS = (("fastest to train", "train_tokens_per_s", False, "tok/s"),
+                 ("fastest inference", "infer_tokens_per_s", False, "tok/s"),
+                 ("leanest (train, backbone)", "train_backbone_peak_mb", True, "MB"))
+
+
+class BenchResultError(RuntimeError):
+    pass
+
+
+def load_bench(bench_dir: Path, models: Optional[list[str]] = None) -> tuple[list[dict], list[str]]:
+    """(results, missing models) of <bench_dir>/<model>.json for `models` (default: every file)."""
+    bench_dir = Path(bench_dir)
+    names = models if models is not None else sorted(p.stem for p in bench_dir.glob("*.json"))
+    out, missing = [], []
+    for name in names:
+        path = bench_dir / f"{name}.json"
+        if not path.exists():
+            missing.append(name)
+            continue
+        try:
+            result = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise BenchResultError(f"{path}: not valid JSON ({e}); re-run `dvc repro benchmark@{name}`") from e
+        version = result.get("schema_version") if isinstance(result, dict) else None
+        if version != BENCH_SCHEMA_VERSION:
+            raise BenchResultError(f"{path}: schema_version {version!r}, this report reads {BENCH_SCHEMA_VERSION}; "
+                                   f"re-run `dvc repro -s benchmark@{name}`")
+        for key in ("model", "cells", "fits", "decode"):
+            if key not in result:
+                raise BenchResultError(f"{path}: missing key '{key}'; re-run `dvc repro -s benchmark@{name}`")
+        out.append(result)
+    return out, missing
+
+
+# ----------------------------------------------------------------------------- long tables
+
+
+def bench_table(bench: list[dict]) -> pd.DataFrame:
+    """One row per (model, length): the sweep's cells plus decode latency at that context."""
+    rows = []
+    for r in bench:
+        decode = {c["context"]: c for c in r["decode"].get("cells", [])}
+        for c in r["cells"]:
+            d = decode.get(c["length"], {})
+            rows.append({"model": r["model"], "length": c["length"], "batch": c.get("batch"), "status": c["status"],
+                         **{k: c.get(k) for k in ("train_s", "train_iqr_s", "train_tokens_per_s", "infer_s",
+                                                  "infer_iqr_s", "infer_tokens_per_s", "train_peak_mb",
+                                                  "train_backbone_peak_mb", "infer_peak_mb", "infer_backbone_peak_mb",
+                                                  "forward_flops_per_token", "train_mfu", "infer_mfu")},
+                         "decode_latency_ms": d.get("latency_ms") if d.get("status") == "ok" else None,
+                         "attention_kernel": (c.get("attention") or {}).get("summary")})
+    columns = ["model", "length", "batch", "status", "train_s", "train_iqr_s", "train_tokens_per_s", "infer_s",
+               "infer_iqr_s", "infer_tokens_per_s", "train_peak_mb", "train_backbone_peak_mb", "infer_peak_mb",
+               "infer_backbone_peak_mb", "forward_flops_per_token", "train_mfu", "infer_mfu", "decode_latency_ms",
+               "attention_kernel"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ----------------------------------------------------------------------------- verdict per length
+
+
+def _ranked(values: dict[str, float], lower_is_better: bool) -> list[tuple[str, float]]:
+    clean = [(m, v) for m, v in values.items() if not _is_nan(v)]
+    return sorted(clean, key=lambda mv: (mv[1] if lower_is_better else -mv[1], mv[0]))
+
+
+def _quality_cell(task_results: list[dict], length: int, min_examples: int) -> str:
+    """The best model of one task in the bucket whose upper edge is `length`."""
+    values, count, metric, lower = {}, None, None, False
+    for r in task_results:
+        edges = r["buckets"]["edges"]
+        if length not in edges:
+            continue
+        i = edges.index(length)
+        values[r["model"]] = float("nan") if r["per_bucket"][i] is None else float(r["per_bucket"][i])
+        count = r["count"][i] if count is None else min(count, r["count"][i])
+        metric, lower = r["metric"], not r["higher_is_better"]
+    if not values:
+        return ""
+    if not count:
+        return "no examples"
+    if count < min_examples:
+        return f"too few examples ({count} < {min_examples})"
+    ranked = _ranked(values, lower)
+    if not ranked:
+        return "—"
+    best, value = ranked[0]
+    if len(ranked) == 1:
+        return f"{best} {fmt_metric(value)} (only model)"
+    runner, second = ranked[1]
+    sign = "−" if lower else "+"
+    return f"{best} {fmt_metric(value)} ({sign}{fmt_metric(abs(value - second), like=value)} vs {runner})"
+
+
+def _bench_cell(bench: list[dict], length: int, key: str, lower_is_better: bool, unit: str) -> str:
+    values = {}
+    for r in bench:
+        if key == "decode_latency_ms":
+            cell = next((c for c in r["decode"].get("cells", []) if c["context"] == length), None)
+            if cell and cell["status"] == "ok":
+                values[r["model"]] = cell["latency_ms"]
+            continue
+        cell = next((c for c in r["cells"] if c["length"] == length), None)
+        if cell and cell["status"] == "ok" and cell.get(key) is not None:
+            values[r["model"]] = cell[key]
+    ranked = _ranked(values, lower_is_better)
+    if not ranked:
+        return ""
+    fmt = fmt_mb if unit == "MB" else (lambda v: f"{v:.2f}") if unit == "ms" else fmt_si
+    best, value = ranked[0]
+    if len(ranked) == 1:
+        return f"{best} {fmt(value)} {unit} (only model)"
+    runner, second = ranked[1]
+    if lower_is_better:
+        return f"{best} {fmt(value)} {unit} ({runner} {second / value:.2f}× that)"
+    return f"{best} {fmt(value)} {unit} ({value / second:.2f}× {runner})"
+
+
+def verdict_rows(results: list[dict], bench: list[dict], min_examples: int = MIN_BUCKET_EXAMPLES) -> pd.DataFrame:
+    """One row per length (every task bucket edge and every benchmarked length)."""
+    tasks = sorted({r["task"] for r in results})
+    lengths = sorted({e for r in results for e in r["buckets"]["edges"]} |
+                     {c["length"] for r in bench for c in r["cells"]})
+    rows = []
+    for n in lengths:
+        row: dict[str, Any] = {"length": n}
+        for task in tasks:
+            row[f"most accurate: {task}"] = _quality_cell([r for r in results if r["task"] == task], n, min_examples)
+        for column, key, lower, unit in SPEED_COLUMNS[:2]:
+            row[column] = _bench_cell(bench, n, key, lower, unit)
+        row["lowest decode latency"] = _bench_cell(bench, n, "decode_latency_ms", True, "ms")
+        column, key, lower, unit = SPEED_COLUMNS[2]
+        row[column] = _bench_cell(bench, n, key, lower, unit)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def bucket_label(n: int, lengths: list[int]) -> str:
+    i = lengths.index(n)
+    return f"{1 if i == 0 else lengths[i - 1] + 1}–{n}"
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def _fmt_fit(entry: Optional[dict]) -> str:
+    fit = (entry or {}).get("fit")
+    if not fit:
+        return "—"
+    interval = "" if fit["lo"] is None else f" [{fit['lo']:.2f}, {fit['hi']:.2f}]"
+    return f"{fit['exponent']:.2f}{interval}"
+
+
+def _fmt_claim(text: Optional[str], exponent: Optional[float]) -> str:
+    if text is None:
+        return "—"
+    return text if exponent is None else f"{text} (n^{exponent:g})"
+
+
+def _receptive_fields(results: list[dict]) -> dict[str, str]:
+    """Measured receptive field per model, from any evaluated task (the longest measurement)."""
+    out: dict[str, tuple[int, str]] = {}
+    for r in results:
+        rf = r.get("receptive_field")
+        if not isinstance(rf, dict):
+            continue
+        at = int(rf.get("measured_at") or 0)
+        text = f"full ({at})" if rf.get("full") else f"{rf.get('tokens')} of {at}"
+        if r["model"] not in out or at > out[r["model"]][0]:
+            out[r["model"]] = (at, text)
+    return {m: t for m, (_, t) in out.items()}
+
+
+def _memory_at(r: dict, n: int) -> str:
+    cell = next((c for c in r["cells"] if c["length"] == n), None)
+    if cell is None:
+        return "—"
+    if cell["status"] != "ok":
+        return cell["status"].split(":")[0]
+    return fmt_mb(cell["infer_backbone_peak_mb"] / cell["batch"])
+
+
+def complexity_rows(bench: list[dict], results: list[dict]) -> pd.DataFrame:
+    rf = _receptive_fields(results)
+    rows = []
+    for r in bench:
+        claim = r.get("claim") or {}
+        fits = r["fits"]
+        ok = [c for c in r["cells"] if c["status"] == "ok"]
+        mfu = max((c.get("train_mfu") or 0 for c in ok), default=float("nan"))
+        rows.append({
+            "model": r["model"],
+            "claimed time / layer": _fmt_claim(claim.get("time"), claim.get("time_exponent")),
+            "train time exponent": _fmt_fit(fits.get("train_time")),
+            "infer time exponent": _fmt_fit(fits.get("infer_time")),
+            "time claim": _verdict(fits, "train_time", "infer_time"),
+            "claimed memory": _fmt_claim(claim.get("memory"), claim.get("memory_exponent")),
+            "memory exponent (infer, backbone)": _fmt_fit(fits.get("infer_memory")),
+            "memory exponent (train, backbone)": _fmt_fit(fits.get("train_memory")),
+            "memory claim": _verdict(fits, "infer_memory", "train_memory"),
+            "claimed decode / token": _fmt_claim(claim.get("decode"), claim.get("decode_exponent")),
+            "decode exponent": _fmt_fit(fits.get("decode_latency")),
+            "decode claim": (fits.get("decode_latency") or {}).get("verdict", "—"),
+            "claimed max path": claim.get("path", "—"),
+            "measured receptive field": rf.get(r["model"], "not evaluated on a task"),
+            **{f"backbone MB/seq @{n // 1024}K": _memory_at(r, n) for n in MEMORY_AT},
+            "best train MFU": "—" if _is_nan(mfu) else f"{mfu:.1%}",
+        })
+    return pd.DataFrame(rows)
+
+
+def _verdict(fits: dict, *keys: str) -> str:
+    """One word for a claim checked by two fits: both hold, both fail, or which one failed."""
+    verdicts = [(fits.get(k) or {}).get("verdict", "not measurable here") for k in keys]
+    if len(set(verdicts)) == 1:
+        return verdicts[0]
+    return "; ".join(f"{k.split('_')[0]}: {v}" for k, v in zip(keys, verdicts))
+
+
+def crossover_rows(bench: list[dict], reference: str = REFERENCE_MODEL) -> pd.DataFrame:
+    """Per model: from which length it is faster / leaner than the reference (per-token costs)."""
+    ref = next((r for r in bench if r["model"] == reference), None)
+    if ref is None:
+        return pd.DataFrame()
+
+    def series(r: dict, key: str) -> tuple[list[int], list[Optional[float]]]:
+        if key == "decode":
+            cells = {c["context"]: c.get("latency_ms") for c in r["decode"].get("cells", []) if c["status"] == "ok"}
+        else:
+            cells = {c["length"]: (c[key] / c["tokens"] if key.endswith("_s") else c[key] / c["batch"])
+                     for c in r["cells"] if c["status"] == "ok"}
+        return list(cells), list(cells.values())
+
+    rows = []
+    for r in bench:
+        if r["model"] == reference:
+            continue
+        row = {"model": r["model"]}
+        for label, key in (("train faster", "train_s"), ("inference faster", "infer_s"),
+                           ("decode faster", "decode"), ("leaner (infer, backbone)", "infer_backbone_peak_mb")):
+            n_m, v_m = series(r, key)
+            n_r, v_r = series(ref, key)
+            common = sorted(set(n_m) & set(n_r))
+            cross = scaling.crossover(common, [v_m[n_m.index(n)] for n in common], [v_r[n_r.index(n)] for n in common])
+            row[label] = _fmt_crossover(cross)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt_crossover(cross: dict) -> str:
+    return {"always": "at every length", "never": "never within the sweep",
+            "not measurable": "not measured"}.get(cross["kind"], f"from n = {cross['length']}")
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots: dict[str, Path], out_dir: Path,
+               min_examples: int = MIN_BUCKET_EXAMPLES) -> list[str]:
+    import os
+
+    out = ["## Which architecture for my lengths?", ""]
+    env = next((r.get("env") for r in bench if r.get("env")), {}) or {}
+    if bench:
+        b = (bench[0].get("config") or {}).get("bench", {})
+        out += [f"Quality comes from each task's test set, bucketed by length (the bucket ending at n); speed, "
+                f"memory and decoding from the benchmark stage: every model at the profile's budget "
+                f"({fmt_si(bench[0]['params']['backbone'])} backbone parameters for {bench[0]['model']}), "
+                f"{b.get('tokens_per_batch', '?')} tokens per batch at every length n, fp32, "
+                f"{env.get('device', '?')} ({env.get('cpu', '?')}, {env.get('threads', '?')} threads). "
+                f"Margins: quality as the difference to the runner-up, speed and memory as the ratio. "
+                f"A bucket with fewer than {min_examples} test examples names no winner.", ""]
+    if missing:
+        out += [f"No benchmark result for: {', '.join(missing)} (run `dvc repro benchmark@<model>`).", ""]
+    rows = verdict_rows(results, bench, min_examples)
+    if len(rows):
+        lengths = list(rows["length"])
+        keep = [c for c in rows.columns if c != "length" and (rows[c] != "").any()]
+        table = [[bucket_label(n, lengths), *[row[c] or "—" for c in keep]] for n, row in zip(lengths, rows.to_dict("records"))]
+        out += [md_table(["length", *keep], table, align="l" * (len(keep) + 1)), ""]
+    if bench:
+        out += ["### The seeds' claims, measured", "",
+                "Exponent k of cost ∝ n^k, fitted on log-log axes over the upper sweep "
+                f"(n ≥ {(bench[0].get('config') or {}).get('bench', {}).get('fit_min_len', '?')}) with a 95% interval; "
+                "time and memory are per sequence of length n (a linear-time model: k ≈ 1, quadratic: k ≈ 2), "
+                "decode is the latency of one token at context n (KV cache: k ≈ 1, fixed state: k ≈ 0). "
+                f"A claim holds when its exponent lies in the interval ± {scaling.CLAIM_TOLERANCE}. "
+                "Maximum path length is set beside the receptive field measured on the trained backbones.", "",
+                _df_md(complexity_rows(bench, results)), ""]
+        cross = crossover_rows(bench)
+        if len(cross):
+            out += [f"### Crossover lengths against the {REFERENCE_MODEL}", "",
+                    "Per token: the shortest length from which a model is faster (or leaner) than the "
+                    f"{REFERENCE_MODEL} at every longer measured length.", "", _df_md(cross), ""]
+        for kind in ("time_vs_length", "memory_vs_length", "decode_vs_context"):
+            if plots.get(kind):
+                out += [f"![{kind}]({Path(os.path.relpath(plots[kind], out_dir)).as_posix()})", ""]
+    for key, path in sorted(plots.items()):
+        if key.startswith("pareto_"):
+            out += [f"![{key}]({Path(os.path.relpath(path, out_dir)).as_posix()})", ""]
+    return out
+
+
+def _df_md(df: pd.DataFrame) -> str:
+    return md_table(list(df.columns), [[str(v) for v in row] for row in df.itertuples(index=False)],
+                    align="l" * len(df.columns))
+
+
+def headline(bench: list[dict]) -> dict[str, float]:
+    """Flat benchmark numbers for summary.json: exponents per model."""
+    out = {}
+    for r in bench:
+        for key, entry in r["fits"].items():
+            fit = entry.get("fit")
+            if fit and not math.isnan(fit["exponent"]):
+                out[f"bench/{r['model']}/{key}_exponent"] = round(float(fit["exponent"]), 4)
+    return out

@@ -1,0 +1,107 @@
+"""Plots of the verdict section: cost vs length on log-log axes, and quality-vs-cost Pareto fronts."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter
+
+from pipeline.report.format import _is_nan, fmt_si
+
+# (file stem, column, per-sequence?, y label)
+SCALING_PLOTS = (("time_vs_length", "train_s", True, "train step time per sequence (s)"),
+                 ("memory_vs_length", "infer_backbone_peak_mb", True, "backbone inference memory per sequence (MB)"),
+                 ("decode_vs_context", "decode_latency_ms", False, "latency per generated token (ms)"))
+
+
+def _axes(ncols: int = 1, width: float = 7.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, 4.4), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+
+
+def _reference_slopes(ax, xs: np.ndarray, ys: np.ndarray) -> None:
+    """Dashed lines of slope 1 and 2 through the geometric middle of the data, for the eye."""
+    x0, y0 = math.exp(np.log(xs).mean()), math.exp(np.log(ys).mean())
+    span = np.array([xs.min(), xs.max()])
+    for k, style in ((1, "--"), (2, ":")):
+        ax.plot(span, y0 * (span / x0) ** k, color="grey", linestyle=style, linewidth=1, label=f"slope {k}")
+
+
+def scaling_plots(table: pd.DataFrame, plots_dir: Path) -> dict[str, Path]:
+    """Log-log cost vs n for every benchmarked model, with reference slopes 1 and 2."""
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for stem, column, per_seq, ylabel in SCALING_PLOTS:
+        data = table[(table["status"] == "ok") & table[column].notna()]
+        if data.empty:
+            continue
+        fig, (ax,) = _axes()
+        xs, ys = [], []
+        for model, g in data.groupby("model", sort=False):
+            y = g[column] / g["batch"] if per_seq else g[column]
+            ax.plot(g["length"], y, marker="o", label=model)
+            xs.append(g["length"].to_numpy(float))
+            ys.append(y.to_numpy(float))
+        xs, ys = np.concatenate(xs), np.concatenate(ys)
+        positive = ys > 0  # a log axis cannot show 0 MB
+        if positive.any():
+            _reference_slopes(ax, xs[positive], ys[positive])
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length n (tokens)" if per_seq else "context length n (tokens)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(ylabel.split(" (")[0] + " vs length")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="x-small", ncol=2)
+        fig.tight_layout()
+        paths[stem] = plots_dir / f"bench_{stem}.png"
+        fig.savefig(paths[stem])
+    return paths
+
+
+def pareto_front(points: list[tuple[str, float, float]], x_higher: bool, y_higher: bool) -> set[str]:
+    """Names of the points no other point beats on both axes."""
+    def beats(a, b):
+        ge_x = a[1] >= b[1] if x_higher else a[1] <= b[1]
+        ge_y = a[2] >= b[2] if y_higher else a[2] <= b[2]
+        return ge_x and ge_y and (a[1], a[2]) != (b[1], b[2])
+
+    return {p[0] for p in points if not any(beats(q, p) for q in points)}
+
+
+def pareto_plot(task: str, summary: pd.DataFrame, plots_dir: Path) -> Path | None:
+    """Quality vs training throughput and vs peak inference memory, one task; the front is joined."""
+    rows = summary[summary["task"] == task]
+    if rows.empty:
+        return None
+    metric, higher = rows["metric"].iloc[0], bool(rows["higher_is_better"].iloc[0])
+    fig, axes = _axes(2, width=10.0)
+    for ax, column, label, x_higher in ((axes[0], "train_tokens_per_s", "training tokens/s", True),
+                                        (axes[1], "peak_mem_mb", "peak inference memory (MB, at the task length)", False)):
+        pts = [(m, float(x), float(y)) for m, x, y in zip(rows["model"], rows[column], rows["value"])
+               if not _is_nan(x) and not _is_nan(y)]
+        if not pts:
+            ax.set_visible(False)
+            continue
+        front = pareto_front(pts, x_higher, higher)
+        for name, x, y in pts:
+            ax.scatter([x], [y], s=40, color="C0" if name in front else "grey")
+            ax.annotate(name, (x, y), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+        line = sorted((p for p in pts if p[0] in front), key=lambda p: p[1])
+        ax.plot([p[1] for p in line], [p[2] for p in line], color="C0", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"test {metric} ({'higher' if higher else 'lower'} is better)")
+        ax.grid(alpha=0.3, which="both")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_si(v)))
+    fig.suptitle(f"{task}: quality vs cost (blue: the Pareto front)")
+    fig.tight_layout()
+    path = plots_dir / f"{task}_pareto.png"
+    fig.savefig(path)
+    return path
