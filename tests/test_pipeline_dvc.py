@@ -37,7 +37,9 @@ def smoke_repo(tmp_path_factory, downloads_dir):
     # The manual drop-in directory: verified artifacts are used without the network.
     shutil.copytree(downloads_dir, repo / "data" / "downloads", dirs_exist_ok=True)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params.update(profile="smoke", tasks=TASKS,
+    from pipeline.grid import bench_entries
+
+    params.update(profile="smoke", tasks=TASKS, bench=bench_entries(MODELS),
                   runs={f"{m}-{t}": {"model": m, "task": t} for t in TASKS for m in MODELS})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -64,7 +66,13 @@ def test_repro_produces_the_report(smoke_repo):
             run_id = train["seeds"][0]["wandb_run_id"]
             assert list((repo / "wandb").glob(f"offline-run-*-{run_id}")), "no W&B offline run for this training run"
             assert (repo / "runs" / task / model / "ckpt" / "seed0" / "best.ckpt").exists()
+    for model in MODELS:
+        assert f"benchmark@{model}" in out
+        bench = json.loads((repo / "results" / "bench" / f"{model}.json").read_text())
+        assert [c["length"] for c in bench["cells"]] == [32, 64, 128]
+        assert all(c["status"] == "ok" and c["train_s"] > 0 and c["infer_backbone_peak_mb"] > 0 for c in bench["cells"])
     report = (repo / "reports" / "report.md").read_text()
+    assert report.index("## Which architecture for my lengths?") < report.index("## Task")
     for name in MODELS + TASKS:
         assert name in report
     for plot in ("ptb_metric_by_bucket", "rt_speed_by_length", "rt_memory_by_length"):
@@ -97,8 +105,8 @@ def test_editing_one_model_config_invalidates_only_its_stages(smoke_repo):
     try:
         path.write_text(original.replace("dropout: 0.2", "dropout: 0.25"))
         status = json.loads(run(["dvc", "status", "--json"], repo, env))
-        changed = {name for name in status if name.startswith(("train@", "evaluate@"))}
-        assert {"train@tcn-ptb", "train@tcn-rt"} <= changed
+        changed = {name for name in status if name.startswith(("train@", "evaluate@", "benchmark@"))}
+        assert {"train@tcn-ptb", "train@tcn-rt", "benchmark@tcn"} <= changed
         assert all("tcn" in name for name in changed), changed
     finally:
         path.write_text(original)

@@ -1,0 +1,118 @@
+"""The benchmark stage: a real (tiny) length sweep, its caps, and its DVC deps in params.yaml."""
+import json
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline import grid
+from pipeline.config import ROOT, ConfigError, load
+from pipeline.measure import sweep
+
+SMOKE = ["profile=smoke", "bench.threads=1"]
+
+
+def smoke_cfg(model: str, *overrides: str):
+    return load([f"model={model}", *SMOKE, *overrides])
+
+
+def test_smoke_sweep_measures_every_cell_and_fits_exponents():
+    result = sweep.run(smoke_cfg("transformer"), log=lambda *_: None)
+    assert [c["length"] for c in result["cells"]] == [32, 64, 128]
+    for c in result["cells"]:
+        assert c["status"] == "ok" and c["batch"] * c["length"] == c["tokens"] == 128
+        for key in ("train_s", "infer_s", "train_peak_mb", "train_backbone_peak_mb", "infer_peak_mb",
+                    "infer_backbone_peak_mb", "forward_flops_per_token", "train_mfu", "infer_mfu"):
+            assert c[key] > 0, key
+        assert c["train_backbone_peak_mb"] <= c["train_peak_mb"]  # the backbone is part of the whole
+        assert c["train_runs"] >= 1 and c["train_iqr_s"] >= 0
+    assert result["matmul_peak_flops"]["fp32"] > 1e9
+    decode = result["decode"]
+    assert decode["status"] == "ok" and decode["tokens_generated"] == 128
+    assert [c["context"] for c in decode["cells"]] == [32, 64, 128]
+    assert all(c["latency_ms"] > 0 for c in decode["cells"])
+    assert result["claim"]["time_exponent"] == 2 and result["fits"]["train_time"]["fit"]["points"] == 3
+    assert result["params"]["backbone"] < result["params"]["total"]
+
+
+def test_bidirectional_model_has_no_decoding():
+    result = sweep.run(smoke_cfg("kim-cnn"), log=lambda *_: None)
+    assert not result["causal"] and result["decode"]["cells"] == []
+    assert all(c["status"] == "ok" for c in result["cells"])
+
+
+def test_memory_cap_records_oom_and_the_sweep_goes_on():
+    # 0.01 MB of live tensors: the first cell runs out of memory, the rest are skipped, nothing raises.
+    cfg = smoke_cfg("lstm", "bench.max_mem_gb=0.00001")
+    cells = sweep.run_cells(*_model(cfg), log=lambda *_: None)
+    assert cells[0]["status"] == "oom" and "over the cap" in cells[0]["detail"]
+    assert all(c["status"].startswith("skipped: n=32 already hit oom") for c in cells[1:])
+
+
+def test_cells_predicted_over_a_cap_are_skipped_without_running():
+    cfg = smoke_cfg("transformer", "bench.max_mem_gb=1", "bench.cell_timeout_s=10")
+    # memory quadruples per doubling (an n x n score matrix): 256 MB at n=1024 predicts 1 GB at 2048
+    done = [{"length": n, "status": "ok", "train_peak_mb": 256.0 * (n / 1024) ** 2, "train_s": 0.1}
+            for n in (512, 1024)]
+    assert sweep._skip_reason(done, 2048, cfg) is None  # exactly 1 GB: not over
+    reason = sweep._skip_reason(done, 4096, cfg)
+    assert reason.startswith("skipped: predicted over cap (4.00 GB > bench.max_mem_gb=1)")
+    slow = [{"length": n, "status": "ok", "train_peak_mb": 1.0, "train_s": 2.0 * n / 1024} for n in (512, 1024)]
+    assert sweep._skip_reason(slow, 8192, cfg).startswith("skipped: predicted over time cap (16.0 s")
+
+
+def test_timeout_is_recorded():
+    cfg = smoke_cfg("lstm", "bench.cell_timeout_s=0.000001")
+    cells = sweep.run_cells(*_model(cfg), log=lambda *_: None)
+    assert cells[0]["status"] == "timeout" and "bench.cell_timeout_s" in cells[0]["detail"]
+    assert cells[1]["status"] == "skipped: n=32 already hit timeout"
+
+
+def test_stage_fails_naming_the_model_when_no_cell_runs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "benchmark", "model=tcn", *SMOKE,
+                           "bench.max_mem_gb=0.00001", f"paths.bench={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "benchmark of model 'tcn': no cell could be measured" in proc.stderr
+    assert not (tmp_path / "tcn.json").exists()
+
+
+def test_stage_writes_the_json(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "benchmark", "model=lstm", *SMOKE,
+                           f"paths.bench={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "lstm.json").read_text())
+    assert result["schema_version"] == sweep.SCHEMA_VERSION and result["model"] == "lstm"
+    assert "[benchmark] lstm: 3/3 cells" in proc.stdout
+
+
+@pytest.mark.parametrize("override, message", [
+    ("bench.tokens_per_batch=64", "bench.tokens_per_batch=64 is below bench.max_len=128"),
+    ("bench.max_len=100", "must be powers of two"),
+    ("bench.max_mem_gb=0", "bench.max_mem_gb must be positive"),
+    ("bench.nope=1", "unknown key 'bench.nope'"),
+])
+def test_bad_bench_settings_fail_at_load(override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        load(["model=lstm", "profile=smoke", override])
+
+
+def test_params_bench_code_matches_the_import_graph():
+    """dvc.yaml's benchmark deps come from params.yaml's bench.<model>.code: they must be current."""
+    params = OmegaConf.load(ROOT / "params.yaml")
+    for model, entry in params.bench.items():
+        assert list(entry.code) == grid.model_code(model), \
+            f"params.yaml bench.{model}.code is stale: run `python -m pipeline grid ... bench=...`"
+
+
+def test_model_code_names_only_the_models_own_modules():
+    assert grid.model_code("lstm") == ["rnn"] * grid.CODE_SLOTS
+    mamba = set(grid.model_code("mamba"))
+    assert "ssm" in mamba and "rwkv" not in mamba and "sparse_attention" not in mamba
+
+
+def _model(cfg):
+    device = sweep.device_of(cfg)
+    model, _ = sweep.build(cfg, device)
+    return model, cfg, device, 1e10

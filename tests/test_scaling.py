@@ -1,0 +1,59 @@
+"""Exponent fits, claim verdicts, crossovers and cap predictions (pipeline/measure/scaling.py)."""
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.measure import scaling
+
+LENGTHS = [128, 256, 512, 1024, 2048, 4096, 8192]
+
+
+@pytest.mark.parametrize("exponent", [0.0, 1.0, 1.5, 2.0])
+def test_fit_recovers_a_known_exponent_exactly(exponent):
+    fit = scaling.fit_exponent(LENGTHS, [3e-5 * n ** exponent for n in LENGTHS], min_len=1024)
+    assert fit["points"] == 4 and fit["lengths"] == [1024, 8192]
+    assert fit["exponent"] == pytest.approx(exponent, abs=1e-9)
+    assert fit["hi"] - fit["lo"] == pytest.approx(0, abs=1e-6)  # no noise, no width
+
+
+def test_interval_covers_the_truth_under_noise_and_narrows_with_more_points():
+    rng = np.random.default_rng(0)
+    covered, widths = 0, []
+    for _ in range(200):
+        costs = [2e-6 * n ** 2 * math.exp(rng.normal(0, 0.05)) for n in LENGTHS]
+        fit = scaling.fit_exponent(LENGTHS, costs)
+        covered += fit["lo"] <= 2.0 <= fit["hi"]
+        widths.append(fit["hi"] - fit["lo"])
+    assert 0.9 <= covered / 200 <= 1.0  # a 95% interval
+    assert np.median(widths) < 0.15
+
+
+def test_fit_skips_missing_and_needs_two_points():
+    assert scaling.fit_exponent([1024, 2048], [None, 1.0]) is None
+    two = scaling.fit_exponent([1024, 2048, 4096], [1.0, float("nan"), 4.0])
+    assert two["exponent"] == pytest.approx(1.0) and two["lo"] is None  # 0 degrees of freedom: no interval
+
+
+def test_verdict_against_claims():
+    quad = scaling.fit_exponent(LENGTHS, [n ** 1.9 for n in LENGTHS], 1024)
+    assert scaling.verdict(quad, 2) == "holds"
+    assert scaling.verdict(quad, 1) == "does not hold"
+    assert scaling.verdict(None, 1) == "not measurable here"
+    assert scaling.verdict(quad, None) == "not measurable here"
+
+
+def test_crossover():
+    ref = [1, 2, 4, 8, 16]  # quadratic per token
+    assert scaling.crossover([1, 2, 3, 4, 5], [5, 5, 5, 5, 5], ref) == {"length": 4, "kind": "from"}
+    assert scaling.crossover([1, 2, 3], [0.5, 1, 2], [1, 2, 4]) == {"length": 1, "kind": "always"}
+    assert scaling.crossover([1, 2, 3], [2, 3, 5], [1, 2, 4])["kind"] == "never"
+    # cheaper in the middle only: no crossover, since it is not cheaper at every longer length
+    assert scaling.crossover([1, 2, 3], [2, 1, 5], [1, 2, 4])["kind"] == "never"
+    assert scaling.crossover([1, 2], [None, None], [1, 2])["kind"] == "not measurable"
+
+
+def test_predict_extrapolates_the_last_two_points():
+    assert scaling.predict([1024, 2048], [10.0, 40.0], 4096) == pytest.approx(160.0)
+    assert scaling.predict([1024], [10.0], 2048) is None
+    assert scaling.predict([1024, 2048], [10.0, 5.0], 4096) == pytest.approx(5.0)  # never predicts a fall

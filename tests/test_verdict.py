@@ -1,0 +1,130 @@
+"""The report's verdict section, built from fixture eval.json and benchmark results with known answers."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.measure.sweep import fit_all
+from pipeline.models.base import Complexity
+from pipeline.report import verdict
+from pipeline.stages.report import collect, write_report
+from test_report import grid, write_runs
+
+LENGTHS = [128, 256, 512, 1024, 2048, 4096, 8192]
+QUADRATIC = Complexity("n²·d", 2, "n²", 2, "n·d", 1, "1")
+LINEAR = Complexity("n·d²", 1, "n·d", 1, "d²", 0, "n")
+
+
+def make_bench(model: str, claim: Complexity, time_exp: float, mem_exp: float, decode_exp: float | None,
+               time_scale: float, mem_scale: float, oom_from: int | None = None) -> dict:
+    cells = []
+    for n in LENGTHS:
+        batch = 8192 // n
+        if oom_from and n >= oom_from:
+            cells.append({"length": n, "batch": batch, "status": "oom" if n == oom_from else "skipped: n=... already hit oom"})
+            continue
+        per_seq_s, per_seq_mb = time_scale * n ** time_exp, mem_scale * n ** mem_exp
+        cells.append({"length": n, "batch": batch, "tokens": batch * n, "status": "ok",
+                      "train_s": per_seq_s * batch, "infer_s": per_seq_s * batch / 3,
+                      "train_tokens_per_s": n / per_seq_s, "infer_tokens_per_s": 3 * n / per_seq_s,
+                      "train_peak_mb": 1.1 * per_seq_mb * batch, "train_backbone_peak_mb": per_seq_mb * batch,
+                      "infer_peak_mb": 0.6 * per_seq_mb * batch, "infer_backbone_peak_mb": 0.5 * per_seq_mb * batch,
+                      "forward_flops_per_token": 1e6, "train_mfu": 0.2, "infer_mfu": 0.1})
+    decode = {"status": "ok", "cells": [{"context": n, "status": "ok", "latency_ms": 0.1 * n ** decode_exp}
+                                        for n in LENGTHS]} if decode_exp is not None else {"status": "bidirectional", "cells": []}
+    return {"schema_version": 1, "model": model, "params": {"backbone": 500_000, "total": 566_000},
+            "claim": claim.__dict__, "config": {"bench": {"tokens_per_batch": 8192, "fit_min_len": 1024}},
+            "env": {"device": "cpu", "cpu": "Test CPU", "threads": 2}, "cells": cells, "decode": decode,
+            "fits": fit_all(cells, decode, claim, 1024)}
+
+
+def bench_fixture() -> list[dict]:
+    # transformer: quadratic, cheapest per token until n = 512; lstm: linear; tcn: linear but runs out of memory
+    return [make_bench("transformer", QUADRATIC, 2.0, 2.0, 1.0, time_scale=1e-8, mem_scale=1e-6),
+            make_bench("lstm", LINEAR, 1.0, 1.0, 0.0, time_scale=5e-6, mem_scale=2e-3),
+            make_bench("tcn", LINEAR, 1.0, 1.0, None, time_scale=4e-6, mem_scale=3e-3, oom_from=4096)]
+
+
+@pytest.fixture
+def report_md(tmp_path: Path) -> str:
+    results = collect(write_runs(tmp_path, grid()))
+    write_report(results, tmp_path / "reports", experiment="unit", bench=bench_fixture(), bench_missing=["mamba"])
+    return (tmp_path / "reports" / "report.md").read_text()
+
+
+def section(md: str, title: str) -> str:
+    start = md.index(title)
+    return md[start:md.index("\n## ", start + 1)]
+
+
+def row(md: str, first_cell: str) -> list[str]:
+    line = next(l for l in md.splitlines() if l.startswith(f"| {first_cell} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_verdict_is_the_first_section_and_names_winners_per_length(report_md):
+    assert report_md.index("## Which architecture for my lengths?") < report_md.index("## How to read this")
+    verdict_md = section(report_md, "## Which architecture for my lengths?")
+    header = row(verdict_md, "length")
+    assert header == ["length", "most accurate: ptb", "most accurate: rt", "fastest to train", "fastest inference",
+                      "lowest decode latency", "leanest (train, backbone)"]
+    # ptb bucket 1-16: lstm 270 vs tcn 570 (seed means); rt buckets have 10/20/5/0 documents: no winner
+    assert row(verdict_md, "1–16")[1] == "lstm 270.0 (−300.0 vs tcn)"
+    assert row(verdict_md, "1–16")[2] == "too few examples (10 < 30)"
+    assert row(verdict_md, "65–128")[2] == "no examples"
+    # 128 tokens: the transformer (1e-8 n^2 s per sequence) beats tcn (4e-6 n) and lstm (5e-6 n)
+    assert row(verdict_md, "65–128")[3].startswith("transformer ")
+    # 8192: transformer 0.67 s per sequence, tcn out of memory, lstm 0.041 s: lstm wins by 16.4x
+    long = row(verdict_md, "4097–8192")
+    assert long[3].startswith("lstm ") and "16.38× transformer" in long[3]
+    assert long[5].startswith("lstm ") and "transformer" in long[5]  # fixed state vs KV cache
+    assert "No benchmark result for: mamba" in verdict_md
+
+
+def test_complexity_table_checks_the_claims(report_md):
+    claims = section(report_md, "## Which architecture for my lengths?")
+    transformer, lstm, tcn = row(claims, "transformer"), row(claims, "lstm"), row(claims, "tcn")
+    assert transformer[1] == "n²·d (n^2)" and transformer[2].startswith("2.00 [") and transformer[4] == "holds"
+    assert lstm[2].startswith("1.00 [") and lstm[4] == "holds" and lstm[8] == "holds"
+    assert lstm[11] == "holds"  # decode exponent 0 against a fixed-state claim
+    assert tcn[10] == "—" and tcn[11] == "not measurable here"  # bidirectional fixture: no decoding
+    assert tcn[15] == "oom"  # backbone memory at 4K: the cell ran out of memory
+
+
+def test_crossovers_against_the_transformer(report_md):
+    cross = section(report_md, "### Crossover lengths")
+    # per token: lstm 5e-6 vs transformer 1e-8 n -> cheaper from n > 500, i.e. from 512
+    assert row(cross, "lstm")[1] == "from n = 512"
+    assert row(cross, "lstm")[3] == "at every length"  # decode: 0.1 ms vs 0.1 n ms
+    assert row(cross, "tcn")[3] == "not measured"
+
+
+def test_tables_and_plots_are_written(tmp_path):
+    results = collect(write_runs(tmp_path, grid()))
+    written = write_report(results, tmp_path / "reports", bench=bench_fixture())
+    for name in ("bench.csv", "complexity.csv", "crossover.csv", "verdict.csv",
+                 "bench_time_vs_length.png", "bench_memory_vs_length.png", "bench_decode_vs_context.png",
+                 "ptb_pareto.png", "rt_pareto.png"):
+        assert written[name].exists() and written[name].stat().st_size > 0, name
+    bench = pd.read_csv(written["bench.csv"])
+    assert set(bench["model"]) == {"transformer", "lstm", "tcn"} and len(bench) == 3 * len(LENGTHS)
+    summary = json.loads(written["summary.json"].read_text())
+    assert summary["bench/transformer/train_time_exponent"] == pytest.approx(2.0)
+
+
+def test_load_bench_names_the_file_and_the_stage(tmp_path):
+    (tmp_path / "lstm.json").write_text("{")
+    with pytest.raises(verdict.BenchResultError, match=r"lstm.json: not valid JSON.*benchmark@lstm"):
+        verdict.load_bench(tmp_path, ["lstm"])
+    (tmp_path / "lstm.json").write_text(json.dumps({"schema_version": 0}))
+    with pytest.raises(verdict.BenchResultError, match="schema_version 0"):
+        verdict.load_bench(tmp_path, ["lstm"])
+    assert verdict.load_bench(tmp_path, ["gru"]) == ([], ["gru"])
+
+
+def test_pareto_front():
+    from pipeline.report.verdict_plots import pareto_front
+
+    points = [("a", 10.0, 0.9), ("b", 20.0, 0.8), ("c", 5.0, 0.7), ("d", 20.0, 0.85)]
+    assert pareto_front(points, x_higher=True, y_higher=True) == {"a", "d"}
