@@ -83,13 +83,16 @@ def test_verdict_is_the_first_section_and_names_winners_per_length(report_md):
 
 
 def test_complexity_table_checks_the_claims(report_md):
-    claims = section(report_md, "## Which architecture for my lengths?")
-    transformer, lstm, tcn = row(claims, "transformer"), row(claims, "lstm"), row(claims, "tcn")
+    claims = section(report_md, "### The seeds' claims, measured")
+    time_memory, rest = claims.split("Decoding, paths and memory")
+    transformer, lstm = row(time_memory, "transformer"), row(time_memory, "lstm")
     assert transformer[1] == "n²·d (n^2)" and transformer[2].startswith("2.00 [") and transformer[4] == "holds"
     assert lstm[2].startswith("1.00 [") and lstm[4] == "holds" and lstm[8] == "holds"
-    assert lstm[11] == "holds"  # decode exponent 0 against a fixed-state claim
-    assert tcn[10] == "—" and tcn[11] == "not measurable here"  # bidirectional fixture: no decoding
-    assert tcn[15] == "oom"  # backbone memory at 4K: the cell ran out of memory
+    header, lstm, tcn = row(rest, "model"), row(rest, "lstm"), row(rest, "tcn")
+    assert header[1:4] == ["claimed decode / token", "decode exponent", "decode claim"]
+    assert lstm[3] == "holds"  # decode exponent 0 against a fixed-state claim
+    assert tcn[2] == "—" and tcn[3] == "not measurable here"  # bidirectional fixture: no decoding
+    assert tcn[header.index("backbone MB/seq @4K")] == "oom"  # the cell ran out of memory
 
 
 def test_crossovers_against_the_transformer(report_md):

@@ -217,15 +217,25 @@ def measure_decode(model: BenchLM, contexts: list[int], cfg: Config, device: tor
             times.append(time.perf_counter() - t0)
     finally:
         model.train()
-    cells = []
+    cells, elapsed = [], 0.0
+    cumulative = [elapsed := elapsed + t for t in times]
     for c in contexts:
         window = times[max(0, c - DECODE_WINDOW):c]
         if len(times) >= c:
-            cells.append({"context": c, "status": "ok", "latency_ms": statistics.median(window) * 1e3})
+            cells.append({"context": c, "status": "ok", "latency_ms": statistics.median(window) * 1e3,
+                          "sequence_s": cumulative[c - 1]})  # the whole sequence, token by token
         else:
             cells.append({"context": c, "status": "timeout",
                           "detail": f"generated {len(times)} tokens in bench.cell_timeout_s={cfg.bench.cell_timeout_s:g}"})
     return {"status": "ok", "tokens_generated": len(times), "cells": cells}
+
+
+def parallel_speedup(cells: list[dict], decode: dict) -> list[dict]:
+    """How much faster the parallel forward reads a sequence than the model's own recurrence does:
+    per sequence, token-by-token decoding time over inference time (infer_s / batch)."""
+    infer = {c["length"]: c["infer_s"] / c["batch"] for c in cells if c["status"] == "ok"}
+    return [{"length": d["context"], "speedup": d["sequence_s"] / infer[d["context"]]}
+            for d in decode.get("cells", []) if d["status"] == "ok" and d["context"] in infer]
 
 
 def fit_all(cells: list[dict], decode: dict, claim, min_len: int) -> dict:
@@ -265,6 +275,7 @@ def run(cfg: Config, log=print) -> dict:
     contexts = sweep_lengths(cfg)
     decode = measure_decode(model, contexts, cfg, device) if cfg.bench.decode and info["causal"] \
         else {"status": "not measured" if info["causal"] else "bidirectional: no decoding", "cells": []}
+    decode["parallel_speedup"] = parallel_speedup(cells, decode)
     return {
         "schema_version": SCHEMA_VERSION, "model": cfg.model.name, "backbone": cfg.model.backbone, **info,
         "claim": None if claim is None else claim.__dict__,

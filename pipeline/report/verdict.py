@@ -237,8 +237,15 @@ def complexity_rows(bench: list[dict], results: list[dict]) -> pd.DataFrame:
             "measured receptive field": rf.get(r["model"], "not evaluated on a task"),
             **{f"backbone MB/seq @{n // 1024}K": _memory_at(r, n) for n in MEMORY_AT},
             "best train MFU": "—" if _is_nan(mfu) else f"{mfu:.1%}",
+            "parallel vs own recurrence": _speedup(r),
         })
     return pd.DataFrame(rows)
+
+
+def _speedup(r: dict) -> str:
+    """The parallel form's speed-up over token-by-token decoding, at the longest length measured."""
+    ratios = r["decode"].get("parallel_speedup") or []
+    return "—" if not ratios else f"{ratios[-1]['speedup']:.1f}× at {ratios[-1]['length']}"
 
 
 def _verdict(fits: dict, *keys: str) -> str:
@@ -318,7 +325,15 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
                 "decode is the latency of one token at context n (KV cache: k ≈ 1, fixed state: k ≈ 0). "
                 f"A claim holds when its exponent lies in the interval ± {scaling.CLAIM_TOLERANCE}. "
                 "Maximum path length is set beside the receptive field measured on the trained backbones.", "",
-                _df_md(complexity_rows(bench, results)), ""]
+                ]
+        claims = complexity_rows(bench, results)
+        split = list(claims.columns).index("claimed decode / token")
+        out += [_df_md(claims.iloc[:, :split]), "",
+                "Decoding, paths and memory: the latency of one generated token (batch 1) at context n; how much "
+                "faster the parallel forward reads a sequence than the model's own token-by-token recurrence; "
+                "backbone inference memory per sequence; the best train-step MFU (achieved FLOP/s over this "
+                "machine's measured fp32 matmul peak).", "",
+                _df_md(claims.iloc[:, [0, *range(split, len(claims.columns))]]), ""]
         cross = crossover_rows(bench)
         if len(cross):
             out += [f"### Crossover lengths against the {REFERENCE_MODEL}", "",
