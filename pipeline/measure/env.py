@@ -29,16 +29,20 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def attention_kernel(device: torch.device) -> str:
+def configured_attention_kernel(device: torch.device) -> str:
+    """What the settings allow, not what ran: on CUDA the enabled SDPA backends; on CPU SDPA picks
+    the fused kernel or the math path per call. pipeline/measure/kernels.py observes the kernel."""
     if device.type == "cuda":
         b = torch.backends.cuda
         enabled = [n for n, on in (("flash", b.flash_sdp_enabled()), ("mem_efficient", b.mem_efficient_sdp_enabled()),
                                    ("math", b.math_sdp_enabled())) if on]
         return "sdpa(" + ",".join(enabled) + ")"
-    return "sdpa(cpu fused kernel)"
+    return "sdpa(cpu: fused or math, not probed)"
 
 
-def fingerprint(device: torch.device | None = None) -> dict:
+def fingerprint(device: torch.device | None = None, attention_kernel: str | None = None) -> dict:
+    """attention_kernel: the kernel measured by pipeline.measure.kernels.probe (its summary);
+    without it, the configured backends (configured_attention_kernel)."""
     device = device or torch.device("cpu")
     return {
         "git_sha": git_sha(),
@@ -47,5 +51,5 @@ def fingerprint(device: torch.device | None = None) -> dict:
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
-        "attention_kernel": attention_kernel(device),
+        "attention_kernel": attention_kernel or configured_attention_kernel(device),
     }

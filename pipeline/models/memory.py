@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.attention import head_count, rotary
+from pipeline.models.attention import attention_dropout, head_count, rotary
 from pipeline.models.base import Block
 from pipeline.models.registry import register_block
 
@@ -76,7 +76,7 @@ class MemoryAttention(Block):
                                                    key_mask[:, seg]], 1)[:, None, None, :]
             y = F.scaled_dot_product_attention(q[:, :, seg], torch.cat([mk, k[:, :, seg]], 2),
                                                torch.cat([mv, v[:, :, seg]], 2), attn_mask=attn_mask,
-                                               dropout_p=self.dropout if self.training else 0.0)
+                                               dropout_p=attention_dropout(self.dropout, q, self.training))
             y = self.out(y.transpose(1, 2).reshape(B, n, D))
             outs.append(y)
             if seg.stop < L:

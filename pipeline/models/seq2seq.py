@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.config import ModelConfig
-from pipeline.models.attention import head_count, sinusoidal_positions
+from pipeline.models.attention import attention_dropout, head_count, sinusoidal_positions
 from pipeline.models.base import map_tensors
 from pipeline.models.registry import register_seq2seq
 
@@ -156,8 +156,9 @@ class Attention(nn.Module):
 
     def forward(self, x, k, v, attn_mask=None, is_causal=False):
         B, L, D = x.shape
-        y = F.scaled_dot_product_attention(self.heads(self.q(x)), k, v, attn_mask=attn_mask, is_causal=is_causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        q = self.heads(self.q(x))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                                           dropout_p=attention_dropout(self.dropout, q, self.training))
         return self.out(y.transpose(1, 2).reshape(B, L, D))
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.attention import head_count, rotary
+from pipeline.models.attention import attention_dropout, head_count, rotary
 from pipeline.models.base import Block
 from pipeline.models.registry import register_block
 
@@ -142,7 +142,7 @@ class SparseAttention(Block):
         y = block_sparse_attention(q, k, v, causal=self.causal, window=self.window, block=self.block,
                                    key_mask=key_mask, n_global=self.n_global,
                                    random_blocks=self.random_blocks(nb, lengths, x.device),
-                                   dropout_p=self.dropout if self.training else 0.0)
+                                   dropout_p=attention_dropout(self.dropout, q, self.training))
         return self.out(y.transpose(1, 2).reshape(B, L, D))
 
     # KV cache: the global keys plus the last window+1 non-global keys; O(w + g) per token.

@@ -24,7 +24,7 @@ import torch
 from pipeline import buckets
 from pipeline.config import ROOT, Config, ConfigError, run_dir, to_dict
 from pipeline.data.datamodule import SequenceDataModule, read_meta, tokenized_dir
-from pipeline.measure import env, flops, memory, receptive_field, speed
+from pipeline.measure import env, flops, kernels, memory, receptive_field, speed
 from pipeline.models.base import Backbone
 from pipeline.tasks.base import TaskModule
 from pipeline.tasks.registry import task_class
@@ -113,6 +113,15 @@ def flops_per_token(module: TaskModule, cfg: Config) -> float:
     return flops.forward_flops_per_token(lambda: module.per_example(batch), module, cfg.task.max_len)
 
 
+def attention_probe(module: TaskModule, cfg: Config) -> dict:
+    """The SDPA kernel(s) one forward at task.max_len ran, and whether it built an n x n score matrix
+    (pipeline/measure/kernels.py). Batch 1, like flops_per_token: the kernel choice does not depend
+    on the batch size, and the probe slows every op."""
+    batch = speed_batch(module, test_stream(cfg), cfg.task.max_len, 1, next(module.parameters()).device)
+    with torch.no_grad():
+        return kernels.probe(lambda: module.per_example(batch), cfg.task.max_len)
+
+
 def measured_receptive_field(module: TaskModule, cfg: Config) -> dict | None:
     """On a float64 copy, so the trained module is untouched; None for encoder-decoder models."""
     if not isinstance(module.backbone, Backbone):
@@ -155,6 +164,7 @@ def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, m
     for s in seeds:
         s["train"] = train_by_seed.get(s["seed"], {})
     edges = module.bucket_edges
+    probe = attention_probe(module, cfg)
     return {
         "schema_version": SCHEMA_VERSION,
         "task": cfg.task.name, "task_kind": cfg.task.kind, "model": cfg.model.name, "backbone": cfg.model.backbone,
@@ -163,7 +173,8 @@ def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, m
         "params": module.param_counts(), "sizing": module.sizing,
         "flops_per_token": flops_per_token(module, cfg),
         "receptive_field": measured_receptive_field(module, cfg),
-        "env": env.fingerprint(next(module.parameters()).device),
+        "env": {**env.fingerprint(next(module.parameters()).device, attention_kernel=probe["summary"]),
+                "attention_probe": probe},
         "baseline": baseline(meta), "reference": cfg.task.reference,
         "buckets": {"edges": edges, "labels": buckets.labels(edges),
                     "unit": BUCKET_UNIT[cfg.task.kind]},
