@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import Config, to_dict
-from pipeline.measure import env, flops, scaling
+from pipeline.measure import env, flops, kernels, scaling
 from pipeline.measure.memory import peak_memory_mb
 from pipeline.measure.speed import adaptive_timing, matmul_peak_flops
 from pipeline.models import registry
@@ -141,7 +141,10 @@ def measure_cell(model: BenchLM, n: int, cfg: Config, device: torch.device, peak
     timing = adaptive_timing(train_step, device, b.max_run_time_s)
     cell.update(train_s=timing["median_s"], train_iqr_s=timing["iqr_s"], train_runs=timing["runs"])
     cell["infer_peak_mb"] = peak_memory_mb(infer, device, cap_mb)
-    cell["infer_backbone_peak_mb"] = peak_memory_mb(backbone_infer, device, cap_mb)
+    probe: dict = {}  # which SDPA kernel ran, and any n x n scores, seen during the same forward
+    cell["infer_backbone_peak_mb"] = peak_memory_mb(lambda: probe.update(kernels.probe(backbone_infer, n)),
+                                                    device, cap_mb)
+    cell["attention"] = {k: probe[k] for k in ("summary", "sdpa_kernels", "materialized_scores")}
     timing = adaptive_timing(infer, device, b.max_run_time_s)
     cell.update(infer_s=timing["median_s"], infer_iqr_s=timing["iqr_s"], infer_runs=timing["runs"])
     forward = flops.forward_flops_per_token(lambda: model(inputs[:1]), model, n)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.base import Block, zero_padding
+from pipeline.models.base import POSITION_WISE, Block, Complexity, zero_padding
 from pipeline.models.cnn import TemporalConv
 from pipeline.models.registry import register_block
 
@@ -66,6 +66,8 @@ def head_count(d_model: int, n_heads: int) -> int:
 
 @register_block("attention")
 class MultiHeadAttention(Block):
+    # Vaswani et al. (2017), Table 1: every pair of positions, one step apart; decoding reads the KV cache.
+    complexity = Complexity("n²·d", 2, "n²", 2, "n·d (KV cache)", 1, "1")
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
         d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)
@@ -104,6 +106,8 @@ class MultiHeadAttention(Block):
 @register_block("ffn")
 class FeedForward(Block):
     position_wise = True
+    complexity = POSITION_WISE
+
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
         self.up = nn.Linear(cfg.d_model, cfg.ffn_mult * cfg.d_model)
@@ -116,6 +120,8 @@ class FeedForward(Block):
 @register_block("conv")
 class LocalConv(Block):
     """Depthwise local convolution then a pointwise mix: the convolutional half of conv+attention hybrids."""
+
+    complexity = Complexity("k·n·d", 1, "n·d", 1, "k·d (conv buffer)", 0, "n/k")
 
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)

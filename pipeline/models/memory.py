@@ -16,12 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models.attention import attention_dropout, head_count, rotary
-from pipeline.models.base import Block
+from pipeline.models.base import Block, Complexity
 from pipeline.models.registry import register_block
 
 
 @register_block("memory_attention")
 class MemoryAttention(Block):
+    # Segment-level recurrence (Dai et al. 2019; Bulatov et al. 2022): attention within a segment of s
+    # tokens plus a few memory slots carried across segments.
+    complexity = Complexity("s·n·d", 1, "s·n", 1, "s·d (segment + memory)", 0, "n/s")
     def __init__(self, cfg, causal):
         super().__init__(cfg, causal)
         d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)

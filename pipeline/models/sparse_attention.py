@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models.attention import attention_dropout, head_count, rotary
-from pipeline.models.base import Block
+from pipeline.models.base import Block, Complexity
 from pipeline.models.registry import register_block
 
 
@@ -107,6 +107,8 @@ def block_sparse_attention(q, k, v, *, causal: bool, window: int, block: int, ke
 
 
 class SparseAttention(Block):
+    # Beltagy et al. (2020), Zaheer et al. (2020): each query sees O(w) keys (window, globals, random blocks).
+    complexity = Complexity("w·n·d", 1, "w·n", 1, "w·d (window cache)", 0, "n/w")
     """Projections as in the dense `attention` block (same parameter names), sparse pattern in between."""
 
     n_global = 0
