@@ -55,13 +55,34 @@ def fit_exponent(lengths: Sequence[float], costs: Sequence[Optional[float]], min
             "lengths": [int(pts[0][0]), int(pts[-1][0])], "r2": r2}
 
 
-def verdict(fit: Optional[dict], claimed: Optional[float], tolerance: float = CLAIM_TOLERANCE) -> str:
-    """'holds' / 'does not hold' / 'not measurable here' for a claimed exponent against a fit."""
+def local_exponents(lengths: Sequence[float], costs: Sequence[Optional[float]]) -> list[dict]:
+    """The slope between each pair of consecutive measured lengths: how the exponent evolves with n
+    (a + b·n² per sequence has local slope 1 + b·n / (a + b·n), rising from 1 toward 2)."""
+    pts = [(float(n), float(c)) for n, c in zip(lengths, costs)
+           if c is not None and not math.isnan(float(c)) and float(c) > 0]
+    return [{"length": int(n2), "exponent": math.log(c2 / c1) / math.log(n2 / n1)}
+            for (n1, c1), (n2, c2) in zip(pts, pts[1:])]
+
+
+def verdict(fit: Optional[dict], claimed: Optional[float], tolerance: float = CLAIM_TOLERANCE,
+            local: Optional[list[dict]] = None) -> str:
+    """'holds' / 'approaching' / 'does not hold' / 'not measurable here' for a claimed exponent.
+
+    Holds: the claim lies in the fitted interval widened by `tolerance`. Approaching: it does not,
+    but the local exponents over the fitted range move monotonically toward the claim and the last
+    one is closer to it than the fit (lower-order terms still dominate at these lengths)."""
     if fit is None or claimed is None:
         return "not measurable here"
     lo = fit["exponent"] if fit["lo"] is None else fit["lo"]
     hi = fit["exponent"] if fit["hi"] is None else fit["hi"]
-    return "holds" if lo - tolerance <= claimed <= hi + tolerance else "does not hold"
+    if lo - tolerance <= claimed <= hi + tolerance:
+        return "holds"
+    top = [e["exponent"] for e in (local or []) if e["length"] > fit["lengths"][0]]
+    if len(top) >= 2:
+        toward = all((b - a) * (claimed - a) >= 0 for a, b in zip(top, top[1:]))
+        if toward and abs(claimed - top[-1]) < abs(claimed - fit["exponent"]):
+            return f"approaching (local {top[0]:.2f} → {top[-1]:.2f})"
+    return "does not hold"
 
 
 def crossover(lengths: Sequence[int], model: Sequence[Optional[float]], reference: Sequence[Optional[float]]) -> dict:

@@ -34,6 +34,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from pipeline.config import Config, to_dict
 from pipeline.measure import env, flops, kernels, scaling
@@ -48,7 +49,8 @@ DECODE_WINDOW = 16
 # Per-sequence costs fitted against the family's claimed exponents: (fit key, cell key, claim).
 FITTED = (("train_time", "train_s", "time"), ("infer_time", "infer_s", "time"),
           ("train_memory", "train_backbone_peak_mb", "memory"),
-          ("infer_memory", "infer_backbone_peak_mb", "memory"))
+          ("infer_memory", "infer_backbone_peak_mb", "memory"),
+          ("infer_memory_eager", "infer_backbone_eager_peak_mb", "memory"))
 
 
 class CellTimeout(RuntimeError):
@@ -145,6 +147,9 @@ def measure_cell(model: BenchLM, n: int, cfg: Config, device: torch.device, peak
     cell["infer_backbone_peak_mb"] = peak_memory_mb(lambda: probe.update(kernels.probe(backbone_infer, n)),
                                                     device, cap_mb)
     cell["attention"] = {k: probe[k] for k in ("summary", "sdpa_kernels", "materialized_scores")}
+    if probe["sdpa_calls"]:  # the same forward on the eager path that materialises the n x n scores
+        with sdpa_kernel(SDPBackend.MATH):
+            cell["infer_backbone_eager_peak_mb"] = peak_memory_mb(backbone_infer, device, cap_mb)
     timing = adaptive_timing(infer, device, b.max_run_time_s)
     cell.update(infer_s=timing["median_s"], infer_iqr_s=timing["iqr_s"], infer_runs=timing["runs"])
     forward = flops.forward_flops_per_token(lambda: model(inputs[:1]), model, n)
@@ -244,17 +249,24 @@ def parallel_speedup(cells: list[dict], decode: dict) -> list[dict]:
 def fit_all(cells: list[dict], decode: dict, claim, min_len: int) -> dict:
     """Exponents of the per-sequence costs (a cell's cost / its batch) and of decode latency."""
     ok = [c for c in cells if c["status"] == "ok"]
-    lengths = [c["length"] for c in ok]
     out = {}
     for key, cell_key, claim_key in FITTED:
-        fit = scaling.fit_exponent(lengths, [c[cell_key] / c["batch"] for c in ok], min_len)
+        have = [c for c in ok if c.get(cell_key) is not None]
+        if not have:
+            continue
+        lengths, costs = [c["length"] for c in have], [c[cell_key] / c["batch"] for c in have]
         claimed = None if claim is None else getattr(claim, f"{claim_key}_exponent")
-        out[key] = {"fit": fit, "claimed": claimed, "verdict": scaling.verdict(fit, claimed)}
+        out[key] = _fit(lengths, costs, claimed, min_len)
     dec = [c for c in decode.get("cells", []) if c["status"] == "ok"]
-    fit = scaling.fit_exponent([c["context"] for c in dec], [c["latency_ms"] for c in dec], min_len)
     claimed = None if claim is None else claim.decode_exponent
-    out["decode_latency"] = {"fit": fit, "claimed": claimed, "verdict": scaling.verdict(fit, claimed)}
+    out["decode_latency"] = _fit([c["context"] for c in dec], [c["latency_ms"] for c in dec], claimed, min_len)
     return out
+
+
+def _fit(lengths: list[int], costs: list[float], claimed, min_len: int) -> dict:
+    fit = scaling.fit_exponent(lengths, costs, min_len)
+    local = scaling.local_exponents(lengths, costs)
+    return {"fit": fit, "local": local, "claimed": claimed, "verdict": scaling.verdict(fit, claimed, local=local)}
 
 
 def run(cfg: Config, log=print) -> dict:

@@ -176,11 +176,18 @@ def bucket_label(n: int, lengths: list[int]) -> str:
 
 
 def _fmt_fit(entry: Optional[dict]) -> str:
+    """'1.62 [1.41, 1.83]; 1.89 at 8K': the fitted exponent, its interval, and the last local slope."""
     fit = (entry or {}).get("fit")
     if not fit:
         return "—"
     interval = "" if fit["lo"] is None else f" [{fit['lo']:.2f}, {fit['hi']:.2f}]"
-    return f"{fit['exponent']:.2f}{interval}"
+    local = (entry or {}).get("local") or []
+    last = f"; {local[-1]['exponent']:.2f} at {_k(local[-1]['length'])}" if local else ""
+    return f"{fit['exponent']:.2f}{interval}{last}"
+
+
+def _k(n: int) -> str:
+    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
 def _fmt_claim(text: Optional[str], exponent: Optional[float]) -> str:
@@ -230,6 +237,7 @@ def complexity_rows(bench: list[dict], results: list[dict]) -> pd.DataFrame:
             "memory exponent (infer, backbone)": _fmt_fit(fits.get("infer_memory")),
             "memory exponent (train, backbone)": _fmt_fit(fits.get("train_memory")),
             "memory claim": _verdict(fits, "infer_memory", "train_memory"),
+            "memory exponent (eager attention, n×n scores)": _fmt_fit(fits.get("infer_memory_eager")),
             "claimed decode / token": _fmt_claim(claim.get("decode"), claim.get("decode_exponent")),
             "decode exponent": _fmt_fit(fits.get("decode_latency")),
             "decode claim": (fits.get("decode_latency") or {}).get("verdict", "—"),

@@ -1,0 +1,309 @@
+"""Confidence intervals and significance for the evaluate and report stages (numpy only, no torch).
+
+One test set gives one number per system; these functions say how much that number would move on
+another test set of the same kind, and whether two systems' difference is more than that.
+
+    bootstrap_interval   percentile bootstrap interval of a (weighted) mean over test examples,
+                         optionally resampling whole groups (e.g. all tokens of one LM sequence)
+                         and optionally of a transformed mean (mean NLL -> perplexity)
+    paired_bootstrap     A vs B on the same examples: the difference, its interval, a verdict
+    rank_with_ties       systems sorted by value, each marked better than / tied with the next
+    seed_interval        mean and Student-t interval across training seeds
+    bleu_interval        sacreBLEU's own bootstrap interval of corpus BLEU
+    chrf_interval        the same for chrF
+
+The bootstrap is Efron & Tibshirani (1993), "An Introduction to the Bootstrap", ch. 6 and 13 (the
+percentile interval); the paired form for comparing two systems on one test set is Koehn (2004),
+"Statistical Significance Tests for Machine Translation Evaluation", EMNLP.
+
+Resampling a weighted mean only needs, per resampled unit (an example, or a group), the sum of
+weight*value and the sum of weight. Groups are first collapsed to those two sums (np.bincount), so a
+replicate is a draw of G unit indices and two gathered sums: O(n + n_boot * G) time for n values in
+G groups (G = n without groups), with memory bounded by resampling in chunks of replicates.
+Measured on one CPU core: 1,000 replicates over 80,000 tokens in 3,700 sequences take ~0.05 s;
+over 80,000 ungrouped examples ~0.9 s (drawing 80M random indices dominates).
+"""
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+# Upper bound on the elements of one (replicates x units) index matrix: 4M int64 = 32 MiB.
+_CHUNK_ELEMS = 1 << 22
+
+# Student t 0.975 quantiles (two-sided 95%) for 1..30 degrees of freedom; 1.96 (normal) beyond, which
+# is at most 2% narrower than the exact value (2.042 at 30 df).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+Transform = Optional[Callable[[np.ndarray], np.ndarray]]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resampling core
+# ---------------------------------------------------------------------------------------------------
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+
+
+def _units(columns: Sequence[np.ndarray], weights, groups) -> tuple[np.ndarray, np.ndarray, str]:
+    """Collapse per-example values into resampling units.
+
+    Returns (sums, totals, kind): sums[k, u] = sum of weight*value of column k over unit u, totals[u]
+    = sum of weight over unit u. A unit is one example, or one group when `groups` is given, so that
+    correlated examples (the tokens of one sequence) are drawn together: the cluster bootstrap
+    (Efron & Tibshirani 1993, sec. 8.4 on dependent data)."""
+    n = columns[0].size
+    if n == 0:
+        raise ValueError("no values to resample")
+    for col in columns:
+        if col.shape != (n,):
+            raise ValueError(f"value arrays differ in length: {col.shape} vs ({n},)")
+        if not np.all(np.isfinite(col)):
+            raise ValueError("values must be finite")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).ravel()
+    if w.shape != (n,):
+        raise ValueError(f"weights have shape {w.shape}, values ({n},)")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("weights must be finite, non-negative and not all zero")
+    weighted = np.stack([col * w for col in columns])
+    if groups is None:
+        return weighted, w, "examples"
+    g = np.asarray(groups).ravel()
+    if g.shape != (n,):
+        raise ValueError(f"groups have shape {g.shape}, values ({n},)")
+    _, unit = np.unique(g, return_inverse=True)
+    n_units = int(unit.max()) + 1
+    sums = np.stack([np.bincount(unit, weights=row, minlength=n_units) for row in weighted])
+    return sums, np.bincount(unit, weights=w, minlength=n_units), "groups"
+
+
+def _resampled_means(sums: np.ndarray, totals: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(k, n_boot) weighted means, each replicate drawing len(totals) units with replacement.
+
+    The same draw serves every row of `sums`, which is what makes paired_bootstrap paired. Draws are
+    made a chunk of replicates at a time as an integer index matrix; O(n_boot * units) time and
+    O(_CHUNK_ELEMS) memory."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    n_units = totals.size
+    rng = np.random.default_rng(seed)
+    rows = max(1, _CHUNK_ELEMS // n_units)
+    uniform = bool(np.all(totals == totals[0]))  # unweighted examples: every draw weighs the same
+    out = np.empty((sums.shape[0], n_boot))
+    for start in range(0, n_boot, rows):
+        stop = min(n_boot, start + rows)
+        idx = rng.integers(0, n_units, size=(stop - start, n_units))
+        weight = n_units * totals[0] if uniform else totals[idx].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a draw of only zero-weight units
+            for k, row in enumerate(sums):  # row[idx] per row: faster than sums[:, idx]
+                out[k, start:stop] = row[idx].sum(axis=1) / weight
+    return out
+
+
+def _apply(transform: Transform, x):
+    return x if transform is None else transform(x)
+
+
+def _percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval (Efron & Tibshirani 1993, sec. 13.3): the (1-level)/2 and (1+level)/2
+    quantiles of the bootstrap replicates. It follows monotone transforms, so the interval of
+    exp(mean NLL) is the exp of the interval of mean NLL, asymmetric as perplexity is."""
+    lo, hi = np.nanquantile(samples, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------------
+
+def bootstrap_interval(values, weights=None, groups=None, statistic: str = "mean", n_boot: int = 1000,
+                       level: float = 0.95, seed: int = 0, transform: Transform = None) -> dict:
+    """Percentile bootstrap interval of transform(weighted mean of `values`) over the test examples.
+
+    values     per-example metric terms: 0/1 correctness for accuracy, per-token NLL for an LM
+    weights    optional per-example weights (default 1); the mean is sum(w*v) / sum(w)
+    groups     optional per-example group ids: whole groups are resampled (cluster bootstrap), since
+               the tokens of one sequence are correlated and resampling them one by one gives an
+               interval that is too narrow
+    statistic  only "mean" (the metrics here are all means of per-example terms)
+    transform  vectorised function applied to each resampled mean, e.g. np.exp for perplexity, so
+               the interval is of the metric that is reported
+    Returns {"value", "lo", "hi", "n", "n_boot", "level", "method"}; value is the full-sample
+    statistic, n the number of examples (see "n_units" for the number of resampled units).
+    Cost: O(n + n_boot * units), units = groups or examples.
+    """
+    if statistic != "mean":
+        raise ValueError(f"only statistic='mean' is supported, got {statistic!r}")
+    _check_level(level)
+    v = np.asarray(values, dtype=float).ravel()
+    sums, totals, kind = _units([v], weights, groups)
+    value = _apply(transform, sums[0].sum() / totals.sum())
+    lo, hi = _percentiles(_apply(transform, _resampled_means(sums, totals, n_boot, seed)[0]), level)
+    return {"value": float(value), "lo": lo, "hi": hi, "n": int(v.size), "n_units": int(totals.size),
+            "n_boot": int(n_boot), "level": float(level), "method": f"bootstrap (percentile, {kind})"}
+
+
+def paired_bootstrap(values_a, values_b, weights=None, groups=None, higher_is_better: bool = True,
+                     transform: Transform = None, n_boot: int = 1000, level: float = 0.95,
+                     seed: int = 0) -> dict:
+    """Paired bootstrap of system A vs system B on the same test examples (Koehn 2004).
+
+    Each replicate draws one resample of examples (or of groups) and scores both systems on it, so
+    the difference's variation excludes example difficulty, which both systems share. `values_a` and
+    `values_b` are per-example terms aligned to the same examples; weights and groups are shared.
+
+    Returns {"value_a", "value_b", "diff", "lo", "hi", "p_a_better", "verdict", "n", "n_boot",
+    "level", "method"}: diff = transform(mean A) - transform(mean B) on the full test set, [lo, hi]
+    its percentile interval, p_a_better the fraction of replicates in which A is strictly better.
+    verdict is "A better" or "B better" only when the interval excludes 0, else "tied" (identical
+    systems give a zero-width interval at 0: "tied").
+    """
+    _check_level(level)
+    a = np.asarray(values_a, dtype=float).ravel()
+    b = np.asarray(values_b, dtype=float).ravel()
+    sums, totals, kind = _units([a, b], weights, groups)
+    value_a, value_b = (float(_apply(transform, s.sum() / totals.sum())) for s in sums)
+    boot = _apply(transform, _resampled_means(sums, totals, n_boot, seed))
+    diffs = boot[0] - boot[1]
+    lo, hi = _percentiles(diffs, level)
+    sign = 1.0 if higher_is_better else -1.0
+    better_lo, better_hi = sorted((sign * lo, sign * hi))  # the interval of "how much A is better"
+    verdict = "A better" if better_lo > 0 else "B better" if better_hi < 0 else "tied"
+    return {"value_a": value_a, "value_b": value_b, "diff": value_a - value_b, "lo": lo, "hi": hi,
+            "p_a_better": float(np.mean(sign * diffs > 0)), "verdict": verdict, "n": int(a.size),
+            "n_boot": int(n_boot), "level": float(level),
+            "method": f"paired bootstrap (percentile, {kind})"}
+
+
+def rank_with_ties(systems: Mapping[str, Sequence[float]], higher_is_better: bool = True,
+                   weights=None, groups=None, transform: Transform = None, n_boot: int = 1000,
+                   level: float = 0.95, seed: int = 0) -> list[tuple[str, float, Optional[str]]]:
+    """Rank systems scored on the same examples, and say which places are earned.
+
+    `systems` maps a name to its per-example terms (aligned across systems; weights and groups
+    shared). Returns [(name, value, verdict), ...] best first, where verdict compares the system with
+    the next one in the list: "better" when paired_bootstrap finds it significantly better, "tied"
+    when the interval of the difference contains 0, and None for the last. (A "worse" is possible
+    only when a nonlinear transform makes the point value and the replicates disagree.)
+    """
+    values = {name: bootstrap_value(v, weights, transform) for name, v in systems.items()}
+    sign = -1.0 if higher_is_better else 1.0
+    order = sorted(values, key=lambda name: (sign * values[name], name))
+    words = {"A better": "better", "B better": "worse", "tied": "tied"}
+    ranked = []
+    for i, name in enumerate(order):
+        verdict = None
+        if i + 1 < len(order):
+            res = paired_bootstrap(systems[name], systems[order[i + 1]], weights, groups,
+                                   higher_is_better, transform, n_boot, level, seed)
+            verdict = words[res["verdict"]]
+        ranked.append((name, values[name], verdict))
+    return ranked
+
+
+def bootstrap_value(values, weights=None, transform: Transform = None) -> float:
+    """The point value bootstrap_interval reports: transform(sum(w*v) / sum(w)), without resampling."""
+    sums, totals, _ = _units([np.asarray(values, dtype=float).ravel()], weights, None)
+    return float(_apply(transform, sums[0].sum() / totals.sum()))
+
+
+def seed_interval(values, level: float = 0.95) -> dict:
+    """Mean over training seeds with a Student-t interval: mean +- t(0.975, k-1) * sd / sqrt(k).
+
+    Seeds are few (3-5), so the normal 1.96 would be far too narrow; the t quantiles come from a
+    table for 1..30 degrees of freedom (1.96 beyond). Only level=0.95 is supported, since the table
+    holds only that quantile. With one seed there is no spread to measure: lo and hi are None.
+    Returns {"value", "lo", "hi", "sd", "n", "level", "method"}.
+    """
+    if level != 0.95:
+        raise ValueError("seed_interval supports only level=0.95 (tabulated t quantiles)")
+    x = np.asarray(values, dtype=float).ravel()
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        raise ValueError("seed_interval needs at least one finite value")
+    mean = float(x.mean())
+    if x.size == 1:
+        return {"value": mean, "lo": None, "hi": None, "sd": None, "n": 1, "level": level,
+                "method": "one seed: no interval"}
+    df = x.size - 1
+    t = _T975[df - 1] if df <= len(_T975) else 1.96
+    sd = float(x.std(ddof=1))
+    half = t * sd / math.sqrt(x.size)
+    return {"value": mean, "lo": mean - half, "hi": mean + half, "sd": sd, "n": int(x.size),
+            "level": level, "method": f"t-interval over seeds (df={df}, t={t})"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# sacreBLEU's bootstrap
+# ---------------------------------------------------------------------------------------------------
+
+@contextmanager
+def _sacrebleu_seed(seed: int):
+    """sacreBLEU seeds its bootstrap from the SACREBLEU_SEED environment variable (default 12345);
+    set it for the call and put the previous value back."""
+    old = os.environ.get("SACREBLEU_SEED")
+    os.environ["SACREBLEU_SEED"] = str(int(seed))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SACREBLEU_SEED", None)
+        else:
+            os.environ["SACREBLEU_SEED"] = old
+
+
+def _sacrebleu_interval(metric, hypotheses: Sequence[str], references, n_boot: int, seed: int) -> dict:
+    """Corpus score and bootstrap interval of a sacreBLEU metric object, computed by sacreBLEU.
+
+    Metric.corpus_score(..., n_bootstrap=n) (what the CLI's --confidence runs) resamples sentence
+    statistics with sacrebleu.significance._bootstrap_resample and keeps only the replicates' mean and
+    half-width (Score._mean, Score._ci). To report the interval's endpoints we make the same two calls
+    corpus_score makes: _extract_corpus_statistics, then _bootstrap_resample; lo and hi are the
+    replicates at the indices sacreBLEU's Score.estimate_ci uses (n//40 from each end: 95%). "mu" and
+    "ci" are sacreBLEU's own "mu +- ci" from estimate_ci on those same replicates.
+    """
+    from sacrebleu.significance import _bootstrap_resample  # private, but it is what corpus_score calls
+
+    hyps = list(hypotheses)
+    refs = list(references)
+    if refs and isinstance(refs[0], str):  # one reference per hypothesis -> one reference stream
+        refs = [refs]
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    metric._check_corpus_score_args(hyps, refs)
+    stats = metric._extract_corpus_statistics(hyps, refs)
+    score = metric._aggregate_and_compute(stats)
+    with _sacrebleu_seed(seed):
+        _, replicates = _bootstrap_resample(stats, metric, n_boot)
+    score.estimate_ci(replicates)
+    raw = sorted(r.score for r in replicates)
+    cut = len(raw) // 40
+    return {"value": float(score.score), "lo": float(raw[cut]), "hi": float(raw[len(raw) - cut - 1]),
+            "mu": float(score._mean), "ci": float(score._ci), "n": len(hyps), "n_boot": int(n_boot),
+            "level": 0.95, "method": f"sacreBLEU bootstrap (n={n_boot})"}
+
+
+def bleu_interval(hypotheses: Sequence[str], references, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Corpus BLEU (sacreBLEU defaults: 13a tokenizer, exp smoothing) with sacreBLEU's 95% bootstrap.
+
+    references: one string per hypothesis, or sacreBLEU's list of reference streams.
+    Returns {"value", "lo", "hi", "mu", "ci", "n", "n_boot", "level", "method"}.
+    """
+    from sacrebleu.metrics import BLEU
+
+    return _sacrebleu_interval(BLEU(), hypotheses, references, n_boot, seed)
+
+
+def chrf_interval(hypotheses: Sequence[str], references, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Corpus chrF (sacreBLEU defaults: chrF2, character 6-grams) with sacreBLEU's 95% bootstrap.
+    Same arguments and result as bleu_interval."""
+    from sacrebleu.metrics import CHRF
+
+    return _sacrebleu_interval(CHRF(), hypotheses, references, n_boot, seed)
