@@ -57,3 +57,14 @@ def test_predict_extrapolates_the_last_two_points():
     assert scaling.predict([1024, 2048], [10.0, 40.0], 4096) == pytest.approx(160.0)
     assert scaling.predict([1024], [10.0], 2048) is None
     assert scaling.predict([1024, 2048], [10.0, 5.0], 4096) == pytest.approx(5.0)  # never predicts a fall
+
+
+def test_a_plus_b_n_squared_is_approaching_two():
+    """Linear terms dominate a Transformer's cost until n >> d: the local slope rises toward 2."""
+    costs = [1e-3 * n + 1e-7 * n ** 2 for n in LENGTHS]
+    local = scaling.local_exponents(LENGTHS, costs)
+    assert [round(e["exponent"], 2) for e in local] == sorted(round(e["exponent"], 2) for e in local)
+    fit = scaling.fit_exponent(LENGTHS, costs, 1024)
+    assert 1.1 < fit["exponent"] < 1.4
+    assert scaling.verdict(fit, 2, local=local).startswith("approaching (local ")
+    assert scaling.verdict(fit, 1, local=local) == "does not hold"  # it moves away from 1
