@@ -11,59 +11,158 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
-from pipeline.models.base import Block, zero_padding
+from pipeline.models.base import Block, Complexity, zero_padding
 from pipeline.models.registry import register_block
 
 
 # ----------------------------------------------------------------------------- selective scan
+#
+# Mamba-1's decay exp(Δ_t A) differs per (channel e, state n), so the SSD "dual" form of Mamba-2
+# (Dao & Gu 2024), a masked (c × c) matmul per chunk, would need a (c × c) kernel for every (e, n):
+# c times the work of the scan itself. So the scan stays a recurrence, and what is tuned is how it
+# touches memory. The (E, N) states exist only inside one *segment* of the sequence at a time: a
+# few hundred (position, batch) rows, whose (rows, N, E) buffers stay in cache and are reused
+# from the heap segment after segment. A (B, L, E, N) tensor of fresh pages costs more to fault
+# in than the scan costs to compute (measured on CPU), and its memory is what made training heavy.
+# Within a segment the chunks of `chunk_size` positions advance together, one position per step.
 
-def _chunked(x: torch.Tensor, chunk: int) -> torch.Tensor:
-    """(B, L, *rest) -> (B, L / chunk, chunk, *rest), zero-padded at the end to whole chunks."""
-    B, L = x.shape[:2]
-    pad = (-L) % chunk
-    if pad:  # Δ = 0 and x = 0: identity steps at the end, cut off by the caller
-        x = torch.cat([x, x.new_zeros(B, pad, *x.shape[2:])], 1)
-    return x.view(B, (L + pad) // chunk, chunk, *x.shape[2:])
+SEGMENT_ROWS = 128  # (position, batch) rows per segment, rounded to whole chunks
+
+
+def _time_major(t: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, L, *rest) -> (length, B, *rest), zero-padded at the end: Δ = 0 and x = 0 are identity
+    steps. Time-major, so that a run of positions is a contiguous slice for every batch row."""
+    t = t.transpose(0, 1)
+    if length > t.shape[0]:
+        t = torch.cat([t, t.new_zeros(length - t.shape[0], *t.shape[1:])])
+    return t.contiguous()
+
+
+def _decay(dt: torch.Tensor, At: torch.Tensor) -> torch.Tensor:
+    """exp(Δ A) (..., N, E) for Δ (..., E) >= 0 and At = Aᵀ (N, E) <= 0: factors in (0, 1], no overflow."""
+    return (dt.unsqueeze(-2) * At).exp_()
+
+
+def _outer(v: torch.Tensor, w: torch.Tensor, out=None) -> torch.Tensor:
+    """(..., N), (..., E) -> (..., N, E)."""
+    return torch.mul(v.unsqueeze(-1), w.unsqueeze(-2), out=out)
+
+
+def _scan_(a, s, h0=None, totals=None, incoming=None, reverse=False):
+    """The linear recurrence s_i <- a_i ⊙ s_{i-1} + s_i in place on chunked (k, c, ...) tensors, the
+    k chunks back to back, starting from h0 (None: zero) before the first (reverse: s_i <- a_i ⊙
+    s_{i+1} + s_i, right to left, h0 after the last). Returns the state entering each chunk (k, ...).
+
+    All chunks advance together, one position per step: (1) each chunk's own final state from zero,
+    (2) a loop over chunks carries the state into each, decayed across a whole chunk by `totals`
+    (k, ...), the product of a over it, (3) every chunk is rerun from its incoming state. 2c + k
+    steps, only products of decays <= 1. `incoming` from an earlier call skips (1) and (2).
+    """
+    pos = range(s.shape[1] - 1, -1, -1) if reverse else range(s.shape[1])
+    a_i, s_i = a.unbind(1), s.unbind(1)  # one view per position: cheaper than indexing each step
+    if incoming is None:
+        incoming = _incoming(a_i, s_i, pos, totals, h0, reverse)
+    prev = incoming
+    for i in pos:
+        prev = s_i[i].addcmul_(a_i[i], prev)
+    return incoming
+
+
+def _incoming(a_i, s_i, pos, totals, h0, reverse):
+    """Steps (1) and (2) of `_scan_`: the state entering each chunk."""
+    start = h0 if h0 is not None else s_i[0].new_zeros(s_i[0].shape[1:])
+    if s_i[0].shape[0] == 1:
+        return start.unsqueeze(0)
+    feeders = slice(1, None) if reverse else slice(None, -1)  # the chunks whose final state enters another
+    own = s_i[pos[0]][feeders]
+    for i in pos[1:]:
+        own = torch.addcmul(s_i[i][feeders], a_i[i][feeders], own)
+    own, decay = own.unbind(0), totals[feeders].unbind(0)
+    if reverse:
+        own, decay = own[::-1], decay[::-1]
+    states = [start]
+    for own_j, decay_j in zip(own, decay):
+        states.append(torch.addcmul(own_j, decay_j, states[-1]))
+    return torch.stack(states[::-1] if reverse else states)
+
+
+def _segments(length: int, batch: int, chunk: int):
+    """(start, stop) positions of the segments: whole chunks, about SEGMENT_ROWS rows each."""
+    step = chunk * max(1, SEGMENT_ROWS // (chunk * batch))
+    return [(i, min(i + step, length)) for i in range(0, length, step)]
+
+
+class _SelectiveScan(torch.autograd.Function):
+    """`selective_scan`, segment by segment, with a hand-written backward that recomputes the
+    states rather than keeping them, as Mamba's fused kernel does (Gu & Dao 2023, §3.3.2): saved
+    are the inputs and the state entering each chunk, O(L (E + N) + (L / c) N E) memory."""
+
+    @staticmethod
+    def forward(ctx, dt, A, x, Bm, Cm, chunk):
+        B, L, E = x.shape
+        c = max(1, min(chunk, L))
+        Lp = -(-L // c) * c
+        d, u, Bt, Ct = (_time_major(t, Lp) for t in (dt, dt * x, Bm, Cm))
+        At = A.t().contiguous()
+        h, ys, entering = None, [], []
+        for start, stop in _segments(Lp, B, c):
+            chunks = lambda t: t[start:stop].view(-1, c, *t.shape[1:])  # noqa: E731
+            dc = chunks(d)
+            s = _outer(chunks(Bt), chunks(u))  # Δ x B, overwritten by the states h
+            entering.append(_scan_(_decay(dc, At), s, h0=h, totals=_decay(dc.sum(1), At)))
+            h = s[-1, -1].clone()
+            ys.append(torch.bmm(chunks(Ct).reshape(-1, 1, Ct.shape[-1]), s.view(-1, *s.shape[-2:])))
+        ctx.save_for_backward(dt, A, x, Bm, Cm, torch.cat(entering))
+        ctx.chunk = c
+        return torch.cat(ys).view(Lp, B, E)[:L].transpose(0, 1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        dt, A, x, Bm, Cm, entering = ctx.saved_tensors
+        c, (B, L, E), N = ctx.chunk, x.shape, A.shape[1]
+        Lp = entering.shape[0] * c
+        # one position more at the end (Δ = 0, gy = 0), so a_{t+1} exists for every t
+        d, u, Bt, Ct, g_y = (_time_major(t, Lp + 1) for t in (dt, dt * x, Bm, Cm, gy))
+        At = A.t().contiguous()
+        gd, gu = d.new_zeros(Lp, B, E), d.new_zeros(Lp, B, E)
+        gB, gC = d.new_zeros(Lp, B, N), d.new_zeros(Lp, B, N)
+        gA = torch.zeros_like(At)
+        g = None  # ∂loss/∂h at the position after the segment
+        for start, stop in reversed(_segments(Lp, B, c)):
+            k, rows = (stop - start) // c, slice(start, stop)
+            chunks = lambda t: t.view(k, c, *t.shape[1:])  # noqa: E731
+            # decays and states with one extra position, shifted views instead of copies:
+            # a_{t+1} = a_all[1:], h_{t-1} = h_all[:-1]
+            a_all = _decay(d[start:stop + 1], At)
+            h_all = torch.empty_like(a_all)
+            h_all[0] = entering[start // c]
+            _outer(Bt[rows], u[rows], out=h_all[1:])
+            h, a = h_all[1:], a_all[:-1]
+            _scan_(chunks(a), chunks(h), incoming=entering[start // c:stop // c])
+            # ∂loss/∂h_t = C_t gy_t + a_{t+1} ⊙ ∂loss/∂h_{t+1}: the same recurrence, right to left
+            gh = _outer(Ct[rows], g_y[rows])
+            d_next = chunks(d[start + 1:stop + 1])
+            _scan_(chunks(a_all[1:]), chunks(gh), h0=g, totals=_decay(d_next.sum(1), At), reverse=True)
+            g = gh[0].clone()
+            flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731  (rows, ...) -> (rows·B, ...)
+            gC[rows] = torch.linalg.vecdot(h, g_y[rows].unsqueeze(-2))
+            gu[rows] = torch.bmm(flat(Bt[rows]).unsqueeze(1), flat(gh)).view(-1, B, E)
+            gB[rows] = torch.linalg.vecdot(gh, u[rows].unsqueeze(-2))
+            gz = gh.mul_(a).mul_(h_all[:-1])  # ∂loss/∂(Δ_t A): the decay a_t met h_{t-1}
+            gA += torch.mul(gz, d[rows].unsqueeze(-2), out=a).sum((0, 1))  # a is spent: reuse it
+            gd[rows] = gz.mul_(At).sum(-2)
+        gd, gu, gB, gC = (t[:L].transpose(0, 1) for t in (gd, gu, gB, gC))
+        return gd + gu * x, gA.t(), gu * dt, gB, gC, None
 
 
 def selective_scan(dt: torch.Tensor, A: torch.Tensor, x: torch.Tensor, Bm: torch.Tensor, Cm: torch.Tensor,
                    chunk: int) -> torch.Tensor:
     """y_t = C_t · h_t with h_t = exp(Δ_t A) h_{t-1} + Δ_t x_t B_t, h_{-1} = 0 (Mamba's SSM, ZOH for A,
-    Euler for B). Δ, x: (B, L, E); A: (E, N), <= 0; B, C: (B, L, N) -> y: (B, L, E).
-
-    The sequence is cut into chunks and all chunks advance together, one position per step:
-    (1) each chunk's own final state, (2) a loop over chunks carries the state into each, (3) each
-    chunk is rerun from its incoming state, reading out y. 2c + L/c sequential steps on (B, L/c, E, N)
-    slices, O(L) work, only products of decays <= 1 (nothing overflows however fast the decay), the
-    same arithmetic as `step`. The (E, N) factors exp(Δ A) and Δ x B are formed one slice at a time,
-    never as (B, L, E, N) tensors: the memory traffic, not the arithmetic, is what costs on a CPU.
-    """
-    L, E = x.shape[1:]
-    # unbind, not indexing, into per-position views: its backward is one stack, not a zeroed copy per slice
-    dts, xs, Bs = (_chunked(t, chunk).unbind(2) for t in (dt, dt * x, Bm))
-    Cs = _chunked(Cm.unsqueeze(-1), chunk).unbind(2)
-
-    def advance(h, i):  # h (B, n, E, N) -> the state one position later, in every chunk
-        u = xs[i].unsqueeze(-1) * Bs[i].unsqueeze(-2)
-        return u if h is None else torch.addcmul(u, torch.exp(dts[i].unsqueeze(-1) * A), h)
-
-    # 1. Each chunk's own final state.
-    h = None
-    for i in range(chunk):
-        h = advance(h, i)
-    # 2. The state entering each chunk; across a whole chunk the state decays by exp(A Σ Δ).
-    total = torch.exp(_chunked(dt, chunk).sum(2).unsqueeze(-1) * A)
-    state, incoming = torch.zeros_like(h[:, 0]), []
-    for total_j, h_j in zip(total.unbind(1), h.unbind(1)):
-        incoming.append(state)
-        state = torch.addcmul(h_j, total_j, state)
-    # 3. Rerun every chunk from its incoming state.
-    h, ys = torch.stack(incoming, 1), []
-    for i in range(chunk):
-        h = advance(h, i)
-        ys.append((h @ Cs[i]).squeeze(-1))
-    return torch.stack(ys, 2).reshape(x.shape[0], -1, E)[:, :L]
+    Euler for B). Δ, x: (B, L, E); A: (E, N), <= 0; B, C: (B, L, N) -> y: (B, L, E)."""
+    return _SelectiveScan.apply(dt, A, x, Bm, Cm, chunk)
 
 
 def sequential_scan(log_decay: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -117,6 +216,8 @@ class SelectiveSSM(nn.Module):
 
 @register_block("mamba")
 class Mamba(Block):
+    # Gu & Dao (2023): a selective scan, linear in n; decoding carries a fixed (E, N) state.
+    complexity = Complexity("n·d·N", 1, "n·d", 1, "d·N (fixed state)", 0, "n")
     """Mamba mixer: in-proj to (x, z), SSM branch on x, gated by SiLU(z), out-proj.
 
     Bidirectional (for classification), as in Vision Mamba (Zhu et al. 2024): a second conv + SSM
@@ -163,6 +264,8 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 @register_block("s4d")
 class S4D(Block):
+    # Gu et al. (2022): a long convolution by FFT, n log n; every output sees every earlier input.
+    complexity = Complexity("n·log n·d", 1, "n·d", 1, "d·N (fixed state)", 0, "1")
     """S4D layer: per channel a diagonal complex SSM with B = 1, x' = Ax + u, y = 2 Re(C x) + D u.
 
     A = -exp(log_A_real) + i·A_imag with the S4D-Lin init A_n = -1/2 + iπn; ZOH discretisation
