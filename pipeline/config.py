@@ -157,6 +157,7 @@ class BenchConfig:
     cell_timeout_s: float = 60.0  # a measured call slower than this ends the sweep for longer n
     max_run_time_s: float = 0.5  # torch.utils.benchmark adaptive timing: most seconds per measurement
     decode: bool = True  # time one generated token at each context length (models with `step`)
+    decode_max_len: Optional[int] = None  # longest context decoded (one token at a time); None = max_len
     threads: int = 0  # intra-op threads; 0 = torch's default
 
 

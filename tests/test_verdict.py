@@ -28,7 +28,7 @@ def make_bench(model: str, claim: Complexity, time_exp: float, mem_exp: float, d
         cells.append({"length": n, "batch": batch, "tokens": batch * n, "status": "ok",
                       "train_s": per_seq_s * batch, "infer_s": per_seq_s * batch / 3,
                       "train_tokens_per_s": n / per_seq_s, "infer_tokens_per_s": 3 * n / per_seq_s,
-                      "train_peak_mb": 1.1 * per_seq_mb * batch, "train_backbone_peak_mb": per_seq_mb * batch,
+                      "train_peak_mb": per_seq_mb * batch,
                       "infer_peak_mb": 0.6 * per_seq_mb * batch, "infer_backbone_peak_mb": 0.5 * per_seq_mb * batch,
                       "forward_flops_per_token": 1e6, "train_mfu": 0.2, "infer_mfu": 0.1})
     decode = {"status": "ok", "cells": [{"context": n, "status": "ok", "latency_ms": 0.1 * n ** decode_exp}
@@ -68,7 +68,7 @@ def test_verdict_is_the_first_section_and_names_winners_per_length(report_md):
     verdict_md = section(report_md, "## Which architecture for my lengths?")
     header = row(verdict_md, "length")
     assert header == ["length", "most accurate: ptb", "most accurate: rt", "fastest to train", "fastest inference",
-                      "lowest decode latency", "leanest (train, backbone)"]
+                      "lowest decode latency", "leanest (train step)"]
     # ptb bucket 1-16: lstm 270 vs tcn 570 (seed means); rt buckets have 10/20/5/0 documents: no winner
     assert row(verdict_md, "1–16")[1] == "lstm 270.0 (−300.0 vs tcn)"
     assert row(verdict_md, "1–16")[2] == "too few examples (10 < 30)"

@@ -6,8 +6,9 @@ tokens (batch = tokens_per_batch // n): a linear-time backbone then costs the sa
 n, and anything that grows with n is the architecture's own n-dependence. Per cell:
 
     train      forward + cross-entropy + backward + AdamW step: time (torch.utils.benchmark, adaptive
-               repeats, median and IQR) and peak memory, of the whole model and of the backbone alone
-    infer      forward without autograd: the same
+               repeats, median and IQR) and peak memory
+    infer      forward without autograd: time, and peak memory of the whole model and of the backbone
+               alone (for attention also on the eager path, which materialises the n x n scores)
     flops      forward FLOPs per token at batch 1 (pipeline/measure/flops.py, attention counted
                analytically); a train step is counted as 3x forward (backward = 2x, Kaplan et al. 2020)
     mfu        achieved FLOP/s over this machine's dense fp32 matmul peak, measured in the same run
@@ -48,7 +49,7 @@ SCHEMA_VERSION = 1
 DECODE_WINDOW = 16
 # Per-sequence costs fitted against the family's claimed exponents: (fit key, cell key, claim).
 FITTED = (("train_time", "train_s", "time"), ("infer_time", "infer_s", "time"),
-          ("train_memory", "train_backbone_peak_mb", "memory"),
+          ("train_memory", "train_peak_mb", "memory"),
           ("infer_memory", "infer_backbone_peak_mb", "memory"),
           ("infer_memory_eager", "infer_backbone_eager_peak_mb", "memory"))
 
@@ -102,26 +103,33 @@ def is_oom(error: BaseException) -> bool:
         or "out of memory" in str(error)
 
 
-def measure_cell(model: BenchLM, n: int, cfg: Config, device: torch.device, peak_flops: float) -> dict:
-    b = cfg.bench
-    batch = b.tokens_per_batch // n
-    cap_mb = b.max_mem_gb * 1024
-    gen = torch.Generator().manual_seed(n)
-    ids = torch.randint(b.vocab_size, (batch, n + 1), generator=gen).to(device)
-    inputs, targets = ids[:, :-1], ids[:, 1:]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    with torch.no_grad():
-        x = model.embed(inputs)  # the backbone's input, for its own measurements
-    upstream = torch.randn(x.shape, generator=gen).to(device)
-
+def train_step_fn(model: BenchLM, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor):
     def train_step():
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
         loss.backward()
         optimizer.step()
 
-    def backbone_train():
-        model.backbone(x).backward(upstream)
+    return train_step
+
+
+def batch_at(n: int, cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(n)
+    ids = torch.randint(cfg.bench.vocab_size, (cfg.bench.tokens_per_batch // n, n + 1), generator=gen).to(device)
+    return ids[:, :-1], ids[:, 1:]
+
+
+def measure_cell(model: BenchLM, optimizer: torch.optim.Optimizer, n: int, cfg: Config, device: torch.device,
+                 peak_flops: float) -> dict:
+    """One length. The optimizer's state exists already (run_cells warms it up), so the first,
+    memory-tracked train step is a warm call too, and doubles as the probe for the time cap."""
+    b = cfg.bench
+    cap_mb = b.max_mem_gb * 1024
+    inputs, targets = batch_at(n, cfg, device)
+    batch = inputs.shape[0]
+    with torch.no_grad():
+        x = model.embed(inputs)  # the backbone's input, for its own measurements
+    train_step = train_step_fn(model, optimizer, inputs, targets)
 
     def infer():
         with torch.no_grad():
@@ -131,14 +139,12 @@ def measure_cell(model: BenchLM, n: int, cfg: Config, device: torch.device, peak
         with torch.no_grad():
             return model.backbone(x)
 
+    cell: dict = {"length": n, "batch": batch, "tokens": batch * n, "status": "ok"}
     t0 = time.perf_counter()
-    train_step()  # warm-up: allocations, AdamW state; also the probe for the time cap
+    cell["train_peak_mb"] = peak_memory_mb(train_step, device, cap_mb)
     first = time.perf_counter() - t0
     if first > b.cell_timeout_s:
         raise CellTimeout(f"one train step took {first:.1f} s > bench.cell_timeout_s={b.cell_timeout_s:g}")
-    cell: dict = {"length": n, "batch": batch, "tokens": batch * n, "status": "ok"}
-    cell["train_peak_mb"] = peak_memory_mb(train_step, device, cap_mb)
-    cell["train_backbone_peak_mb"] = peak_memory_mb(backbone_train, device, cap_mb)
     model.zero_grad(set_to_none=True)
     timing = adaptive_timing(train_step, device, b.max_run_time_s)
     cell.update(train_s=timing["median_s"], train_iqr_s=timing["iqr_s"], train_runs=timing["runs"])
@@ -178,6 +184,8 @@ def _skip_reason(done: list[dict], n: int, cfg: Config) -> Optional[str]:
 
 
 def run_cells(model: BenchLM, cfg: Config, device: torch.device, peak_flops: float, log=print) -> list[dict]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    train_step_fn(model, optimizer, *batch_at(cfg.bench.min_len, cfg, device))()  # AdamW state, allocator
     cells: list[dict] = []
     for n in sweep_lengths(cfg):
         batch = cfg.bench.tokens_per_batch // n
@@ -186,7 +194,7 @@ def run_cells(model: BenchLM, cfg: Config, device: torch.device, peak_flops: flo
             cells.append({"length": n, "batch": batch, "status": reason})
         else:
             try:
-                cells.append(measure_cell(model, n, cfg, device, peak_flops))
+                cells.append(measure_cell(model, optimizer, n, cfg, device, peak_flops))
             except CellTimeout as e:
                 cells.append({"length": n, "batch": batch, "status": "timeout", "detail": str(e)})
             except (RuntimeError, torch.OutOfMemoryError) as e:
@@ -198,7 +206,8 @@ def run_cells(model: BenchLM, cfg: Config, device: torch.device, peak_flops: flo
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
         c = cells[-1]
-        shown = (f"train {c['train_tokens_per_s']:,.0f} tok/s, {c['train_backbone_peak_mb']:.1f} MB backbone"
+        shown = (f"train {c['train_tokens_per_s']:,.0f} tok/s, infer {c['infer_tokens_per_s']:,.0f} tok/s, "
+                 f"{c['infer_backbone_peak_mb']:.1f} MB backbone"
                  if c["status"] == "ok" else c["status"])
         log(f"  n={n:6d} batch {batch:4d}: {shown}")
     return cells
@@ -287,7 +296,7 @@ def run(cfg: Config, log=print) -> dict:
         statuses = "; ".join(f"n={c['length']}: {c['status']}" for c in cells)
         raise RuntimeError(f"benchmark of model '{cfg.model.name}': no cell could be measured ({statuses}); "
                            f"raise bench.max_mem_gb or bench.cell_timeout_s, or lower bench.min_len")
-    contexts = sweep_lengths(cfg)
+    contexts = [n for n in sweep_lengths(cfg) if n <= (cfg.bench.decode_max_len or cfg.bench.max_len)]
     decode = measure_decode(model, contexts, cfg, device) if cfg.bench.decode and info["causal"] \
         else {"status": "not measured" if info["causal"] else "bidirectional: no decoding", "cells": []}
     decode["parallel_speedup"] = parallel_speedup(cells, decode)

@@ -32,7 +32,7 @@ MEMORY_AT = (1024, 4096, 8192)
 # (column, cell key, lower is better, label)
 SPEED_COLUMNS = (("fastest to train", "train_tokens_per_s", False, "tok/s"),
                  ("fastest inference", "infer_tokens_per_s", False, "tok/s"),
-                 ("leanest (train, backbone)", "train_backbone_peak_mb", True, "MB"))
+                 ("leanest (train step)", "train_peak_mb", True, "MB"))
 
 
 class BenchResultError(RuntimeError):
@@ -77,12 +77,12 @@ def bench_table(bench: list[dict]) -> pd.DataFrame:
             rows.append({"model": r["model"], "length": c["length"], "batch": c.get("batch"), "status": c["status"],
                          **{k: c.get(k) for k in ("train_s", "train_iqr_s", "train_tokens_per_s", "infer_s",
                                                   "infer_iqr_s", "infer_tokens_per_s", "train_peak_mb",
-                                                  "train_backbone_peak_mb", "infer_peak_mb", "infer_backbone_peak_mb",
-                                                  "forward_flops_per_token", "train_mfu", "infer_mfu")},
+                                                  "infer_peak_mb", "infer_backbone_peak_mb",
+                                                  "infer_backbone_eager_peak_mb", "forward_flops_per_token", "train_mfu", "infer_mfu")},
                          "decode_latency_ms": d.get("latency_ms") if d.get("status") == "ok" else None,
                          "attention_kernel": (c.get("attention") or {}).get("summary")})
     columns = ["model", "length", "batch", "status", "train_s", "train_iqr_s", "train_tokens_per_s", "infer_s",
-               "infer_iqr_s", "infer_tokens_per_s", "train_peak_mb", "train_backbone_peak_mb", "infer_peak_mb",
+               "infer_iqr_s", "infer_tokens_per_s", "train_peak_mb", "infer_peak_mb", "infer_backbone_eager_peak_mb",
                "infer_backbone_peak_mb", "forward_flops_per_token", "train_mfu", "infer_mfu", "decode_latency_ms",
                "attention_kernel"]
     return pd.DataFrame(rows, columns=columns)
@@ -235,7 +235,7 @@ def complexity_rows(bench: list[dict], results: list[dict]) -> pd.DataFrame:
             "time claim": _verdict(fits, "train_time", "infer_time"),
             "claimed memory": _fmt_claim(claim.get("memory"), claim.get("memory_exponent")),
             "memory exponent (infer, backbone)": _fmt_fit(fits.get("infer_memory")),
-            "memory exponent (train, backbone)": _fmt_fit(fits.get("train_memory")),
+            "memory exponent (train step)": _fmt_fit(fits.get("train_memory")),
             "memory claim": _verdict(fits, "infer_memory", "train_memory"),
             "memory exponent (eager attention, n×n scores)": _fmt_fit(fits.get("infer_memory_eager")),
             "claimed decode / token": _fmt_claim(claim.get("decode"), claim.get("decode_exponent")),
