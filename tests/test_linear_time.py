@@ -5,6 +5,7 @@ import torch
 from pipeline.config import load
 from pipeline.models.linear_attention import LinearAttention, causal_linear_attention, feature_map
 from pipeline.models.rwkv import TimeMix, wkv_chunked
+from pipeline.models import ssm
 from pipeline.models.ssm import S4D, Mamba, selective_scan, sequential_scan
 
 L, CHUNK = 37, 8  # a length that is not a multiple of the chunk
@@ -60,6 +61,40 @@ def test_selective_scan_equals_sequential_scan_even_with_fast_decay():
     torch.testing.assert_close(selective_scan(dt, A, x, Bm, Cm, CHUNK), reference, **TOL)
     args32 = [t.float() for t in (dt, A, x, Bm, Cm)]
     torch.testing.assert_close(selective_scan(*args32, CHUNK), reference.float(), **TOL)
+
+
+def scan_inputs(B=2, E=5, N=3):
+    dt = torch.rand(B, L, E, dtype=torch.float64)
+    dt[:, 10] = 100.0  # a near-total reset
+    dt[1, 30:] = 0.0  # right padding: identity steps
+    A = -1 - torch.rand(E, N, dtype=torch.float64)
+    return dt, A, torch.randn(B, L, E, dtype=torch.float64), *torch.randn(2, B, L, N, dtype=torch.float64)
+
+
+def reference_scan(dt, A, x, Bm, Cm):
+    u = (dt * x).unsqueeze(-1) * Bm.unsqueeze(2)
+    return (sequential_scan(dt.unsqueeze(-1) * A, u) @ Cm.unsqueeze(-1)).squeeze(-1)
+
+
+# 15 = N·E: one segment for the whole batch; one chunk per segment; 2 chunks per segment
+@pytest.mark.parametrize("segment_elements", [ssm.SEGMENT_ELEMENTS, 1, 15 * CHUNK * 2 * 2])
+@pytest.mark.parametrize("chunk", [1, CHUNK, 64])
+def test_selective_scan_gradients_equal_autograd_through_sequential_scan(monkeypatch, segment_elements, chunk):
+    monkeypatch.setattr(ssm, "SEGMENT_ELEMENTS", segment_elements)
+    torch.manual_seed(0)
+    inputs = [t.requires_grad_() for t in scan_inputs()]
+    gy = torch.randn(2, L, 5, dtype=torch.float64)
+    y = selective_scan(*inputs, chunk)
+    reference = reference_scan(*inputs)
+    torch.testing.assert_close(y, reference, **TOL)
+    for g, g_ref in zip(torch.autograd.grad(y, inputs, gy), torch.autograd.grad(reference, inputs, gy)):
+        torch.testing.assert_close(g, g_ref, **TOL)
+
+
+def test_selective_scan_gradcheck():
+    torch.manual_seed(0)
+    inputs = [t[:, :20].clone() if t.dim() == 3 else t for t in scan_inputs(E=3, N=2)]
+    assert torch.autograd.gradcheck(lambda *t: selective_scan(*t, CHUNK), [t.requires_grad_() for t in inputs])
 
 
 @pytest.mark.parametrize("block_cls", [Mamba, S4D, LinearAttention, TimeMix])

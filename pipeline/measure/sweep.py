@@ -153,7 +153,7 @@ def measure_cell(model: BenchLM, optimizer: torch.optim.Optimizer, n: int, cfg: 
     cell["infer_backbone_peak_mb"] = peak_memory_mb(lambda: probe.update(kernels.probe(backbone_infer, n)),
                                                     device, cap_mb)
     cell["attention"] = {k: probe[k] for k in ("summary", "sdpa_kernels", "materialized_scores")}
-    if probe["sdpa_calls"]:  # the same forward on the eager path that materialises the n x n scores
+    if probe["sdpa_calls"] and n <= (b.eager_max_len or b.max_len):  # the same forward on the eager path that materialises the n x n scores
         with sdpa_kernel(SDPBackend.MATH):
             cell["infer_backbone_eager_peak_mb"] = peak_memory_mb(backbone_infer, device, cap_mb)
     timing = adaptive_timing(infer, device, b.max_run_time_s)

@@ -19,16 +19,22 @@ from pipeline.models.registry import register_block
 
 # ----------------------------------------------------------------------------- selective scan
 #
-# Mamba-1's decay exp(Δ_t A) differs per (channel e, state n), so the SSD "dual" form of Mamba-2
-# (Dao & Gu 2024), a masked (c × c) matmul per chunk, would need a (c × c) kernel for every (e, n):
-# c times the work of the scan itself. So the scan stays a recurrence, and what is tuned is how it
-# touches memory. The (E, N) states exist only inside one *segment* of the sequence at a time: a
-# few hundred (position, batch) rows, whose (rows, N, E) buffers stay in cache and are reused
-# from the heap segment after segment. A (B, L, E, N) tensor of fresh pages costs more to fault
-# in than the scan costs to compute (measured on CPU), and its memory is what made training heavy.
-# Within a segment the chunks of `chunk_size` positions advance together, one position per step.
+# Mamba-2's SSD form (Dao & Gu 2024, "Transformers are SSMs") turns a chunk into a masked (c × c)
+# matmul because its decay is one scalar per head. Mamba-1's decay exp(Δ_t A) differs per (state n,
+# channel e): the (c × c) kernel would be needed for every (n, e), c times the exps and the work of
+# the scan itself, and exps of non-positive numbers only rule out factoring it as
+# exp(A S_t)·exp(-A S_s). So the scan stays a recurrence, one exp and a few multiply-adds per
+# (t, n, e), and what is tuned is memory traffic, which is what dominates on a CPU:
+# - the (N, E) states exist only for one *segment* of the sequence at a time (about a hundred
+#   (position, batch) rows, SEGMENT_ELEMENTS per buffer), so each segment's decays and states stay
+#   in cache and their memory is reused segment after segment; nothing (B, L, N, E) is formed;
+# - inside a segment, its chunks of `chunk_size` positions advance together, one position per op;
+# - the backward is written out and recomputes the states (`_SelectiveScan`), instead of autograd
+#   keeping every intermediate of the recurrence;
+# - states are laid out (N, E), E innermost, so that the read-out Σ_n C_n h_n is a batched
+#   (1 × N)(N × E) matmul.
 
-SEGMENT_ROWS = 128  # (position, batch) rows per segment, rounded to whole chunks
+SEGMENT_ELEMENTS = 2 ** 19  # per (rows, N, E) segment buffer: 2 MB fp32; the fastest of 2^17 .. 2^23
 
 
 def _time_major(t: torch.Tensor, length: int) -> torch.Tensor:
@@ -61,24 +67,25 @@ def _scan_(a, s, h0=None, totals=None, incoming=None, reverse=False):
     steps, only products of decays <= 1. `incoming` from an earlier call skips (1) and (2).
     """
     pos = range(s.shape[1] - 1, -1, -1) if reverse else range(s.shape[1])
-    a_i, s_i = a.unbind(1), s.unbind(1)  # one view per position: cheaper than indexing each step
     if incoming is None:
-        incoming = _incoming(a_i, s_i, pos, totals, h0, reverse)
+        incoming = _incoming(a, s, pos, totals, h0, reverse)
+    a_i, s_i = a.unbind(1), s.unbind(1)  # one view per position: cheaper than indexing each step
     prev = incoming
     for i in pos:
         prev = s_i[i].addcmul_(a_i[i], prev)
     return incoming
 
 
-def _incoming(a_i, s_i, pos, totals, h0, reverse):
+def _incoming(a, s, pos, totals, h0, reverse):
     """Steps (1) and (2) of `_scan_`: the state entering each chunk."""
-    start = h0 if h0 is not None else s_i[0].new_zeros(s_i[0].shape[1:])
-    if s_i[0].shape[0] == 1:
+    start = h0 if h0 is not None else s.new_zeros(s.shape[2:])
+    if s.shape[0] == 1:
         return start.unsqueeze(0)
     feeders = slice(1, None) if reverse else slice(None, -1)  # the chunks whose final state enters another
-    own = s_i[pos[0]][feeders]
+    a_i, s_i = a[feeders].unbind(1), s[feeders].unbind(1)
+    own = s_i[pos[0]]
     for i in pos[1:]:
-        own = torch.addcmul(s_i[i][feeders], a_i[i][feeders], own)
+        own = torch.addcmul(s_i[i], a_i[i], own)
     own, decay = own.unbind(0), totals[feeders].unbind(0)
     if reverse:
         own, decay = own[::-1], decay[::-1]
@@ -88,10 +95,34 @@ def _incoming(a_i, s_i, pos, totals, h0, reverse):
     return torch.stack(states[::-1] if reverse else states)
 
 
-def _segments(length: int, batch: int, chunk: int):
-    """(start, stop) positions of the segments: whole chunks, about SEGMENT_ROWS rows each."""
-    step = chunk * max(1, SEGMENT_ROWS // (chunk * batch))
+def _segments(length: int, batch: int, chunk: int, state_size: int):
+    """(start, stop) positions of the segments: whole chunks, about SEGMENT_ELEMENTS / state_size
+    (position, batch) rows each."""
+    step = chunk * max(1, SEGMENT_ELEMENTS // (state_size * chunk * batch))
     return [(i, min(i + step, length)) for i in range(0, length, step)]
+
+
+def _chunked(t: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(rows, ...) -> (rows / chunk, chunk, ...)."""
+    return t.view(-1, chunk, *t.shape[1:])
+
+
+def _read_out(h: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """(rows, B, N, E), (rows, B, N) -> Σ_n v_n h_n (rows, B, E), as one batched (1 × N)(N × E) matmul."""
+    E = h.shape[-1]
+    return torch.bmm(v.reshape(-1, 1, v.shape[-1]), h.reshape(-1, *h.shape[-2:]), out=out.view(-1, 1, E))
+
+
+def _states_again(d, u, Bt, At, entering, chunk):
+    """A segment's decays and states, recomputed from the state entering each of its chunks. Both
+    have one position more, so that shifted views replace copies: for d (G + 1, B, E) and u, Bt
+    (G, B, ·), a_all[:-1] = a_t and a_all[1:] = a_{t+1}; h_all[:-1] = h_{t-1} and h_all[1:] = h_t."""
+    a_all = _decay(d, At)
+    h_all = torch.empty_like(a_all)
+    h_all[0] = entering[0]
+    _outer(Bt, u, out=h_all[1:])
+    _scan_(_chunked(a_all[:-1], chunk), _chunked(h_all[1:], chunk), incoming=entering)
+    return a_all, h_all
 
 
 class _SelectiveScan(torch.autograd.Function):
@@ -106,54 +137,42 @@ class _SelectiveScan(torch.autograd.Function):
         Lp = -(-L // c) * c
         d, u, Bt, Ct = (_time_major(t, Lp) for t in (dt, dt * x, Bm, Cm))
         At = A.t().contiguous()
-        h, ys, entering = None, [], []
-        for start, stop in _segments(Lp, B, c):
-            chunks = lambda t: t[start:stop].view(-1, c, *t.shape[1:])  # noqa: E731
-            dc = chunks(d)
-            s = _outer(chunks(Bt), chunks(u))  # Δ x B, overwritten by the states h
-            entering.append(_scan_(_decay(dc, At), s, h0=h, totals=_decay(dc.sum(1), At)))
+        y, entering, h = d.new_empty(Lp, B, E), d.new_empty(Lp // c, B, *At.shape), None
+        for start, stop in _segments(Lp, B, c, At.numel()):
+            dc = _chunked(d[start:stop], c)
+            s = _outer(_chunked(Bt[start:stop], c), _chunked(u[start:stop], c))  # Δ x B, becomes h
+            entering[start // c:stop // c] = _scan_(_decay(dc, At), s, h0=h, totals=_decay(dc.sum(1), At))
             h = s[-1, -1].clone()
-            ys.append(torch.bmm(chunks(Ct).reshape(-1, 1, Ct.shape[-1]), s.view(-1, *s.shape[-2:])))
-        ctx.save_for_backward(dt, A, x, Bm, Cm, torch.cat(entering))
+            _read_out(s, Ct[start:stop], out=y[start:stop])
+        ctx.save_for_backward(dt, A, x, Bm, Cm, entering)
         ctx.chunk = c
-        return torch.cat(ys).view(Lp, B, E)[:L].transpose(0, 1)
+        return y[:L].transpose(0, 1)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy):
         dt, A, x, Bm, Cm, entering = ctx.saved_tensors
-        c, (B, L, E), N = ctx.chunk, x.shape, A.shape[1]
+        (B, L, E), N, c = x.shape, A.shape[1], ctx.chunk
         Lp = entering.shape[0] * c
-        # one position more at the end (Δ = 0, gy = 0), so a_{t+1} exists for every t
-        d, u, Bt, Ct, g_y = (_time_major(t, Lp + 1) for t in (dt, dt * x, Bm, Cm, gy))
+        d = _time_major(dt, Lp + 1)  # Δ_Lp = 0: a_{t+1} exists for every t
+        u, Bt, Ct, g_y = (_time_major(t, Lp) for t in (dt * x, Bm, Cm, gy))
         At = A.t().contiguous()
-        gd, gu = d.new_zeros(Lp, B, E), d.new_zeros(Lp, B, E)
-        gB, gC = d.new_zeros(Lp, B, N), d.new_zeros(Lp, B, N)
-        gA = torch.zeros_like(At)
-        g = None  # ∂loss/∂h at the position after the segment
-        for start, stop in reversed(_segments(Lp, B, c)):
-            k, rows = (stop - start) // c, slice(start, stop)
-            chunks = lambda t: t.view(k, c, *t.shape[1:])  # noqa: E731
-            # decays and states with one extra position, shifted views instead of copies:
-            # a_{t+1} = a_all[1:], h_{t-1} = h_all[:-1]
-            a_all = _decay(d[start:stop + 1], At)
-            h_all = torch.empty_like(a_all)
-            h_all[0] = entering[start // c]
-            _outer(Bt[rows], u[rows], out=h_all[1:])
-            h, a = h_all[1:], a_all[:-1]
-            _scan_(chunks(a), chunks(h), incoming=entering[start // c:stop // c])
+        gd, gu, gB, gC = d.new_empty(Lp, B, E), d.new_empty(Lp, B, E), d.new_empty(Lp, B, N), d.new_empty(Lp, B, N)
+        gA, g = torch.zeros_like(At), None  # g: ∂loss/∂h at the position after the segment
+        for start, stop in reversed(_segments(Lp, B, c, At.numel())):
+            rows = slice(start, stop)
+            a_all, h_all = _states_again(d[start:stop + 1], u[rows], Bt[rows], At, entering[start // c:stop // c], c)
             # ∂loss/∂h_t = C_t gy_t + a_{t+1} ⊙ ∂loss/∂h_{t+1}: the same recurrence, right to left
             gh = _outer(Ct[rows], g_y[rows])
-            d_next = chunks(d[start + 1:stop + 1])
-            _scan_(chunks(a_all[1:]), chunks(gh), h0=g, totals=_decay(d_next.sum(1), At), reverse=True)
+            totals = _decay(_chunked(d[start + 1:stop + 1], c).sum(1), At)
+            _scan_(_chunked(a_all[1:], c), _chunked(gh, c), h0=g, totals=totals, reverse=True)
             g = gh[0].clone()
-            flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731  (rows, ...) -> (rows·B, ...)
-            gC[rows] = torch.linalg.vecdot(h, g_y[rows].unsqueeze(-2))
-            gu[rows] = torch.bmm(flat(Bt[rows]).unsqueeze(1), flat(gh)).view(-1, B, E)
-            gB[rows] = torch.linalg.vecdot(gh, u[rows].unsqueeze(-2))
-            gz = gh.mul_(a).mul_(h_all[:-1])  # ∂loss/∂(Δ_t A): the decay a_t met h_{t-1}
-            gA += torch.mul(gz, d[rows].unsqueeze(-2), out=a).sum((0, 1))  # a is spent: reuse it
-            gd[rows] = gz.mul_(At).sum(-2)
+            torch.linalg.vecdot(h_all[1:], g_y[rows].unsqueeze(-2), out=gC[rows])  # y_t = C_t · h_t
+            torch.linalg.vecdot(gh, u[rows].unsqueeze(-2), out=gB[rows])  # Δ_t x_t B_t enters h_t
+            _read_out(gh, Bt[rows], out=gu[rows])
+            gz = gh.mul_(a_all[:-1]).mul_(h_all[:-1])  # ∂loss/∂(Δ_t A): the decay a_t met h_{t-1}
+            gA += torch.mul(gz, d[rows].unsqueeze(-2), out=h_all[1:]).sum((0, 1))  # h is spent: reuse it
+            torch.sum(gz.mul_(At), -2, out=gd[rows])
         gd, gu, gB, gC = (t[:L].transpose(0, 1) for t in (gd, gu, gB, gC))
         return gd + gu * x, gA.t(), gu * dt, gB, gC, None
 
