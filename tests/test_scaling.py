@@ -43,6 +43,16 @@ def test_verdict_against_claims():
     assert scaling.verdict(quad, None) == "not measurable here"
 
 
+def test_a_wide_interval_does_not_confirm_a_claim():
+    """The LSTM's measured 1K-8K train times (seconds per sequence at 8192 tokens per cell): slope
+    1.34 with a 95% interval of about [1.14, 1.54]; claim 1 is within that interval widened by 0.2,
+    but the exponent is 0.34 away from it, so the claim does not hold."""
+    costs = [0.130 / 8, 0.152 / 4, 0.221 / 2, 0.253]
+    fit = scaling.fit_exponent(LENGTHS[-4:], costs, 1024)
+    assert fit["exponent"] == pytest.approx(1.34, abs=0.01) and fit["lo"] - 0.2 < 1 < fit["hi"]
+    assert scaling.verdict(fit, 1, local=scaling.local_exponents(LENGTHS[-4:], costs)) == "does not hold"
+
+
 def test_crossover():
     ref = [1, 2, 4, 8, 16]  # quadratic per token
     assert scaling.crossover([1, 2, 3, 4, 5], [5, 5, 5, 5, 5], ref) == {"length": 4, "kind": "from"}

@@ -27,9 +27,12 @@ def rotary(x: torch.Tensor, offset: int = 0) -> torch.Tensor:
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
-def sinusoidal_positions(length: int, d_model: int, device=None) -> torch.Tensor:
-    """Fixed sinusoids of Vaswani et al. (2017), (L, D), scaled by POSITION_SCALE(d_model)."""
-    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+def sinusoidal_positions(length: int, d_model: int, device=None, offset: int = 0) -> torch.Tensor:
+    """Fixed sinusoids of Vaswani et al. (2017) for positions offset..offset+length-1, (L, D), scaled by
+    position_scale(d_model). Only those rows: a decoding step builds one row, not the whole prefix
+    (building offset+1 rows per step made sliding-window decoding O(n) per token, 0.4 -> 1.6 ms from
+    1K to 4K context)."""
+    pos = torch.arange(offset, offset + length, device=device, dtype=torch.float32)[:, None]
     div = torch.exp(torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model))
     pe = torch.zeros(length, d_model, device=device)
     pe[:, 0::2] = torch.sin(pos * div)

@@ -66,7 +66,7 @@ class Stack(Backbone):
 
     def add_positions(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         if self.cfg.positional == "sinusoidal":
-            return x + sinusoidal_positions(offset + x.shape[1], x.shape[2], x.device)[offset:].to(x.dtype)
+            return x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, offset).to(x.dtype)
         if self.learned_pos is not None:
             return x + self.learned_pos(torch.arange(offset, offset + x.shape[1], device=x.device))
         return x

@@ -215,7 +215,7 @@ class TransformerSeq2Seq(Seq2Seq):
         return cfg.n_heads
 
     def positions(self, x, offset=0):
-        return self.drop(x + sinusoidal_positions(offset + x.shape[1], x.shape[2], x.device)[offset:].to(x.dtype))
+        return self.drop(x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, offset).to(x.dtype))
 
     def encode(self, src_emb, src_mask):
         mask = _full_mask(src_emb, src_mask)
