@@ -117,3 +117,21 @@ def _model(cfg):
     device = sweep.device_of(cfg)
     model, _ = sweep.build(cfg, device)
     return model, cfg, device, 1e10
+
+
+def test_adaptive_timing_calls_once_per_run_and_stops_on_a_steady_median():
+    """Every call is a timed run (no hidden warm-ups), four steady runs suffice, and a slow callable
+    stops once the time budget is spent."""
+    import time
+
+    import torch
+
+    from pipeline.measure.speed import adaptive_timing
+
+    calls = []
+    steady = adaptive_timing(lambda: calls.append(time.sleep(0.01)), torch.device("cpu"), max_run_time=5.0)
+    assert steady["runs"] == len(calls) == 4
+    assert 0.01 <= steady["median_s"] < 0.05 and steady["iqr_s"] < 0.1 * steady["median_s"]
+    calls.clear()
+    slow = adaptive_timing(lambda: calls.append(time.sleep(0.06)), torch.device("cpu"), max_run_time=0.1)
+    assert slow["runs"] == len(calls) == 2

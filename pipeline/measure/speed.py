@@ -27,27 +27,26 @@ def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int 
 
 def adaptive_timing(fn: Callable[[], object], device: torch.device, max_run_time: float,
                     threshold: float = 0.1) -> dict:
-    """Adaptive repeats on torch.utils.benchmark's Timer, as its adaptive_autorange does (stop once
-    there are 4 runs and the IQR is within `threshold` of the median, or `max_run_time` is spent), but
-    one call per run and no block-size probe: a cell already warmed up costs one call when a single
-    call outlasts `max_run_time`, instead of two. Call it warm. {"median_s", "iqr_s", "runs"}."""
-    from torch.utils.benchmark import Timer
-    from torch.utils.benchmark.utils.common import Measurement
+    """Adaptive repeats in the manner of torch.utils.benchmark's adaptive_autorange (stop once there
+    are 4 runs and the IQR is within `threshold` of the median, or `max_run_time` is spent), with its
+    Measurement for the statistics. One call per run: Timer.timeit(1) runs two warm-up calls before
+    each timed one, which tripled every benchmark cell (a slow cell is warm already: call it warm).
+    {"median_s", "iqr_s", "runs"}."""
+    from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
-    def call():
+    task = TaskSpec(stmt="fn()", setup="pass", num_threads=torch.get_num_threads())
+    times: list[float] = []
+    while True:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-
-    timer = Timer(stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads())
-    runs: list[Measurement] = []
-    spent = 0.0
-    while True:
-        runs.append(timer.timeit(number=1))
-        spent += runs[-1].times[0]
-        m = Measurement.merge(runs)[0]
-        if spent >= max_run_time or (len(runs) >= 4 and m.iqr / m.median < threshold):
-            return {"median_s": float(m.median), "iqr_s": float(m.iqr), "runs": len(runs)}
+        times.append(max(time.perf_counter() - t0, 1e-9))
+        m = Measurement(number_per_run=1, raw_times=list(times), task_spec=task)
+        if sum(times) >= max_run_time or (len(times) >= 4 and m.iqr / m.median < threshold):
+            return {"median_s": float(m.median), "iqr_s": float(m.iqr), "runs": len(times)}
 
 
 def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048,
