@@ -331,7 +331,11 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
                 f"(n ≥ {(bench[0].get('config') or {}).get('bench', {}).get('fit_min_len', '?')}) with a 95% interval; "
                 "time and memory are per sequence of length n (a linear-time model: k ≈ 1, quadratic: k ≈ 2), "
                 "decode is the latency of one token at context n (KV cache: k ≈ 1, fixed state: k ≈ 0). "
-                f"A claim holds when its exponent lies in the interval ± {scaling.CLAIM_TOLERANCE}. "
+                f"A claim holds when the fitted exponent is within {scaling.CLAIM_TOLERANCE} of it; "
+                "'approaching' when the local slopes move toward it as n grows. "
+                "Every cell holds the same number of tokens, so the batch shrinks as n grows: a model that "
+                "reads a sequence token by token (LSTM, GRU) cannot use the time axis for parallelism and "
+                "loses the batch axis too, so its wall-clock exponent exceeds its FLOP exponent of 1. "
                 "Maximum path length is set beside the receptive field measured on the trained backbones.", "",
                 ]
         claims = complexity_rows(bench, results)
