@@ -284,9 +284,10 @@ def run(cfg: Config, log=print) -> dict:
         torch.set_num_threads(cfg.bench.threads)
     device = device_of(cfg)
     t0 = time.perf_counter()
-    peak = {"fp32": matmul_peak_flops(device, torch.float32)}
+    fp32 = matmul_peak_flops(device, torch.float32)
+    peak = {"fp32": fp32["peak"], "fp32_by_kernel": fp32}
     if device.type == "cuda":
-        peak["bf16"] = matmul_peak_flops(device, torch.bfloat16)
+        peak["bf16"] = matmul_peak_flops(device, torch.bfloat16)["peak"]
     model, info = build(cfg, device)
     claim = getattr(model.backbone, "complexity", None)
     log(f"[benchmark] {cfg.model.name}: d_model {info['d_model']}, {info['params']['backbone']:,} backbone "
