@@ -184,7 +184,7 @@ def _skip_reason(done: list[dict], n: int, cfg: Config) -> Optional[str]:
 
 
 def run_cells(model: BenchLM, cfg: Config, device: torch.device, peak_flops: float, log=print) -> list[dict]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in ("cpu", "cuda"))  # as training
     train_step_fn(model, optimizer, *batch_at(cfg.bench.min_len, cfg, device))()  # AdamW state, allocator
     cells: list[dict] = []
     for n in sweep_lengths(cfg):
