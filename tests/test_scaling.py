@@ -46,11 +46,14 @@ def test_verdict_against_claims():
 def test_a_wide_interval_does_not_confirm_a_claim():
     """The LSTM's measured 1K-8K train times (seconds per sequence at 8192 tokens per cell): slope
     1.34 with a 95% interval of about [1.14, 1.54]; claim 1 is within that interval widened by 0.2,
-    but the exponent is 0.34 away from it, so the claim does not hold."""
+    but the exponent is 0.34 away from it: not a pass, and not a clear miss either."""
     costs = [0.130 / 8, 0.152 / 4, 0.221 / 2, 0.253]
     fit = scaling.fit_exponent(LENGTHS[-4:], costs, 1024)
     assert fit["exponent"] == pytest.approx(1.34, abs=0.01) and fit["lo"] - 0.2 < 1 < fit["hi"]
-    assert scaling.verdict(fit, 1, local=scaling.local_exponents(LENGTHS[-4:], costs)) == "does not hold"
+    local = scaling.local_exponents(LENGTHS[-4:], costs)
+    assert scaling.verdict(fit, 1, local=local).startswith("inconclusive (interval 1.1")
+    steady = [n ** 1.34 * (1 + 0.01 * (-1) ** i) for i, n in enumerate(LENGTHS[-4:])]  # clean n^1.34
+    assert scaling.verdict(scaling.fit_exponent(LENGTHS[-4:], steady, 1024), 1) == "does not hold"
 
 
 def test_crossover():

@@ -6,9 +6,11 @@ degrees of freedom (the usual interval of a regression slope). Fitted over the u
 sweep, where the asymptotic term dominates fixed costs (kernel launch, Python overhead, weights).
 
 A claim holds when the fitted exponent lies within `CLAIM_TOLERANCE` of it (fixed costs bend a
-curve below its asymptotic slope even at n = 8K). The 95% interval is reported beside it but not used
-to pass a claim: four points give intervals of ±0.2 or more, wide enough to "confirm" an LSTM whose
-time grows as n^1.34 against a claimed n^1.
+curve below its asymptotic slope even at n = 8K); it does not hold when it also lies outside the 95%
+interval widened by that tolerance; in between the measurement cannot tell ("inconclusive"). The
+interval alone must not pass a claim: four points give intervals of ±0.2 or more, wide enough to
+"confirm" an LSTM whose time grows as n^1.34 against a claimed n^1; nor fail one: a noisy host put
+Kim CNN's train-time slope at 1.25 [0.25, 2.24] in one run and 1.00 in the next.
 """
 from __future__ import annotations
 
@@ -68,21 +70,25 @@ def local_exponents(lengths: Sequence[float], costs: Sequence[Optional[float]]) 
 
 def verdict(fit: Optional[dict], claimed: Optional[float], tolerance: float = CLAIM_TOLERANCE,
             local: Optional[list[dict]] = None) -> str:
-    """'holds' / 'approaching' / 'does not hold' / 'not measurable here' for a claimed exponent.
+    """'holds' / 'approaching' / 'inconclusive' / 'does not hold' / 'not measurable here'.
 
     Holds: the fitted exponent is within `tolerance` of the claim. Approaching: it is not, but the
     local exponents over the fitted range move monotonically toward the claim and the last one is
-    closer to it than the fit (lower-order terms still dominate at these lengths)."""
+    closer to it than the fit (lower-order terms still dominate at these lengths). Inconclusive: the
+    claim is still inside the 95% interval widened by `tolerance`. Otherwise it does not hold."""
     if fit is None or claimed is None:
         return "not measurable here"
     if abs(fit["exponent"] - claimed) <= tolerance:
         return "holds"
+    lo = fit["exponent"] if fit["lo"] is None else fit["lo"]
+    hi = fit["exponent"] if fit["hi"] is None else fit["hi"]
+    within_interval = lo - tolerance <= claimed <= hi + tolerance
     top = [e["exponent"] for e in (local or []) if e["length"] > fit["lengths"][0]]
     if len(top) >= 2:
         toward = all((b - a) * (claimed - a) >= 0 for a, b in zip(top, top[1:]))
         if toward and abs(claimed - top[-1]) < abs(claimed - fit["exponent"]):
             return f"approaching (local {top[0]:.2f} → {top[-1]:.2f})"
-    return "does not hold"
+    return f"inconclusive (interval {lo:.2f}–{hi:.2f})" if within_interval else "does not hold"
 
 
 def crossover(lengths: Sequence[int], model: Sequence[Optional[float]], reference: Sequence[Optional[float]]) -> dict:
