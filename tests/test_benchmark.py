@@ -29,7 +29,7 @@ def test_smoke_sweep_measures_every_cell_and_fits_exponents():
         assert c["attention"]["summary"] == "flash_attention_for_cpu"
         assert c["train_runs"] >= 1 and c["train_iqr_s"] >= 0
     peak = result["matmul_peak_flops"]
-    assert peak["fp32"] > 1e9 and peak["fp32"] == max(v for k, v in peak["fp32_by_kernel"].items() if k != "peak")
+    assert peak["fp32"] > 1e9 and peak["fp32"] == max(peak["fp32_by_kernel"].values())
     assert all(c["train_mfu"] < 1 and c["infer_mfu"] < 1 for c in result["cells"])  # a peak is not exceeded
     decode = result["decode"]
     assert decode["status"] == "ok" and decode["tokens_generated"] == 128

@@ -8,19 +8,21 @@ from typing import Callable
 import torch
 
 
-def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 3, warmup: int = 1) -> float:
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a wall-clock interval covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
+
+def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 3, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        sync()
+        _sync(device)
         t0 = time.perf_counter()
         fn()
-        sync()
+        _sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -37,12 +39,10 @@ def adaptive_timing(fn: Callable[[], object], device: torch.device, max_run_time
     task = TaskSpec(stmt="fn()", setup="pass", num_threads=torch.get_num_threads())
     times: list[float] = []
     while True:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        _sync(device)
         t0 = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        _sync(device)
         times.append(max(time.perf_counter() - t0, 1e-9))
         m = Measurement(number_per_run=1, raw_times=list(times), task_spec=task)
         if sum(times) >= max_run_time or (len(times) >= 4 and m.iqr / m.median < threshold):
@@ -51,8 +51,8 @@ def adaptive_timing(fn: Callable[[], object], device: torch.device, max_run_time
 
 def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048,
                       max_run_time: float = 1.0) -> dict:
-    """This machine's dense matmul FLOP/s in `dtype` (2·size³ per product), the denominator of MFU:
-    {"peak": best, "<kernel>": FLOP/s, ...}. On CPU both torch.mm (MKL) and oneDNN's matmul are
+    """This machine's dense matmul FLOP/s in `dtype` (2·size³ per product) per kernel,
+    {"<kernel>": FLOP/s}; the fastest is the denominator of MFU. On CPU both torch.mm (MKL) and oneDNN's matmul are
     timed and the faster counts: on the 2-core AVX-512 machine of stack-notes torch.mm reaches
     ~180 GFLOP/s and oneDNN ~420, and oneDNN's LSTM alone ran at 260, i.e. an MFU over 100% against
     torch.mm's figure."""
@@ -67,4 +67,4 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
         for _ in range(3):  # warm-up
             fn()
         out[name] = 2 * size ** 3 / adaptive_timing(fn, device, max_run_time / len(candidates))["median_s"]
-    return {"peak": max(out.values()), **out}
+    return out
