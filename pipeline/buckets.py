@@ -6,8 +6,6 @@ buckets count document tokens.
 """
 from __future__ import annotations
 
-import torch
-
 
 def edges(max_len: int, smallest: int = 16) -> list[int]:
     out = [smallest]
@@ -21,7 +19,9 @@ def labels(bucket_edges: list[int]) -> list[str]:
     return [f"{lo}-{hi}" for lo, hi in zip(lows, bucket_edges)]
 
 
-def index(lengths: torch.Tensor, bucket_edges: list[int]) -> torch.Tensor:
-    """Bucket index of each length; lengths beyond the last edge fall in the last bucket."""
+def index(lengths, bucket_edges: list[int]):
+    """Bucket index of each length (a tensor); lengths beyond the last edge fall in the last bucket."""
+    import torch  # here, so that stages reading only edges and labels stay torch-free
+
     boundaries = torch.tensor(bucket_edges, device=lengths.device, dtype=lengths.dtype)
     return torch.bucketize(lengths.contiguous(), boundaries).clamp(max=len(bucket_edges) - 1)

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     stage, overrides = argv[0], argv[1:]
     if stage == "grid":  # writes params.yaml; not a stage
         from pipeline import grid
-        from pipeline.config import ConfigError
+        from pipeline.schema import ConfigError
 
         try:
             return grid.main(overrides)
@@ -29,11 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     if stage not in STAGES:
         print(f"unknown stage '{stage}'; choose one of: {', '.join(STAGES)} (or grid)", file=sys.stderr)
         return 2
-    from pipeline.config import ConfigError, load
+    from pipeline.config import load
+    from pipeline.schema import ConfigError  # also ArtifactError: a missing, corrupt or stale input
 
     try:
-        cfg = load(overrides)
-        importlib.import_module(f"pipeline.stages.{stage}").main(cfg)
+        module = importlib.import_module(f"pipeline.stages.{stage}")
+        # download / tokenize / report read no model code: a model file that fails cannot stop them
+        cfg = load(overrides, model=getattr(module, "NEEDS_MODEL", True))
+        module.main(cfg)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

@@ -13,184 +13,20 @@ backbone does not know is an error, not silently ignored.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = ROOT / "conf"
+from pipeline.models import registry  # torch-free: resolves names lazily, imports one model on demand
+from pipeline.paths import CONF_DIR, PARAMS, ROOT, relative, run_dir  # noqa: F401  (re-exported)
+from pipeline.schema import (BenchConfig, Config, ConfigError, DataConfig, EvalConfig, LoggerConfig,  # noqa: F401
+                             ModelConfig, OptimConfig, PathsConfig, SyntheticConfig, TaskConfig, TrainerConfig,
+                             to_dict)
+from pipeline import kinds
+
 GROUPS = ("profile", "task", "model", "trainer", "logger")
-
-
-class ConfigError(ValueError):
-    """A configuration problem, worded for the user: what, where, and how to fix it."""
-
-
-# ----------------------------------------------------------------------------- schema
-
-
-@dataclass
-class ModelConfig:
-    """Fields every backbone has. Backbones subclass this with their own knobs."""
-
-    name: str = MISSING  # the conf/model/<name>.yaml that chose it (set by the loader)
-    backbone: str = MISSING  # key in the backbone registry
-    d_model: int = 128
-    n_layers: int = 2
-    dropout: float = 0.1
-    # Target count of backbone (non-embedding) parameters; when set, sizing solves d_model.
-    budget_params: Optional[int] = None
-
-
-@dataclass
-class SyntheticConfig:
-    """Generator parameters of the synthetic tasks (pipeline/data/synthetic.py); real corpora ignore it."""
-
-    seq_len: int = 128  # training length in tokens (MQAR, selcopy: exact; ListOps: lengths in (seq_len/2, seq_len])
-    n_train: int = 20000
-    n_val: int = 1000
-    n_test: int = 1000
-    seed: int = 0
-    extrapolate: list[int] = field(default_factory=lambda: [2, 4])  # extra splits test_{k}x at k * seq_len
-    vocab: int = 128  # MQAR: keys = first half, values = second half; selcopy: data tokens
-    num_pairs: int = 16  # MQAR: key-value pairs, each queried once
-    num_copy: int = 16  # selcopy: data tokens to copy
-    max_depth: int = 10  # ListOps: deepest nesting
-    max_args: int = 5  # ListOps: most arguments per operator
-
-
-@dataclass
-class TaskConfig:
-    name: str = MISSING
-    kind: str = MISSING  # lm | classify
-    corpus: str = MISSING  # key in pipeline.data.sources.CORPORA
-    tokenizer: str = "word"  # word | bpe | byte
-    vocab_size: int = 10000
-    min_frequency: int = 1
-    lowercase: bool = False
-    max_len: int = 128  # LM: context window; classify: truncation length (tokens)
-    val_fraction: float = 0.1  # used only where the corpus has no official split
-    test_fraction: float = 0.1
-    split_seed: int = 1234
-    head: str = "full"  # full | adaptive (adaptive softmax for large LM vocabularies)
-    adaptive_cutoffs: list[int] = field(default_factory=lambda: [2000, 6000])
-    pooling: str = "mean"  # classify: mean | last | max
-    truncate: str = "head"  # classify, documents over max_len: keep the head (first tokens) | tail (last)
-    reference: str = ""  # published reference point shown in the report
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # synthetic tasks only
-
-
-@dataclass
-class DataConfig:
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    num_workers: int = 0
-    # Batches are formed from pools of this many batches sorted by length (less padding).
-    bucket_pool: int = 50
-    max_train_examples: Optional[int] = None  # cap for quick profiles; None = all
-    max_eval_examples: Optional[int] = None
-    bucket_min: int = 16  # first length bucket is (0, bucket_min]; then powers of two
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.99
-    warmup_steps: int = 100
-    schedule: str = "cosine"  # cosine | constant
-
-
-@dataclass
-class TrainerConfig:
-    accelerator: str = "cpu"
-    devices: Any = 1  # int, list of ids, or "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"  # auto | ddp (never ddp_spawn: torchmetrics state is shared on CPU)
-    precision: str = "32-true"  # bf16-mixed only on CUDA; it is ~100x slower on CPU
-    max_epochs: int = 1
-    max_steps: int = -1
-    val_check_interval: Optional[float] = None
-    limit_val_batches: float = 1.0
-    gradient_clip_val: float = 1.0
-    log_every_n_steps: int = 20
-    enable_progress_bar: bool = True
-    deterministic: bool = False
-    num_sanity_val_steps: int = 0
-
-
-@dataclass
-class LoggerConfig:
-    mode: str = "auto"  # auto (online when logged in) | online | offline | disabled
-    project: str = "seqarena"
-    entity: Optional[str] = None
-    group: Optional[str] = None  # defaults to the experiment name
-    tags: list[str] = field(default_factory=list)
-
-
-@dataclass
-class EvalConfig:
-    speed_batch_size: int = 8
-    speed_repeats: int = 3
-    measure_memory: bool = True
-    max_speed_len: Optional[int] = None  # longest length timed; None = the task's max_len
-    beam_size: int = 1  # translation decoding: 1 = greedy
-
-
-@dataclass
-class BenchConfig:
-    """The benchmark stage's length sweep (pipeline/stages/benchmark.py), independent of tasks."""
-
-    min_len: int = 128  # the sweep is n = min_len, 2·min_len, ... up to max_len (powers of two)
-    max_len: int = 8192
-    # Every cell holds this many tokens (batch = tokens_per_batch // n), so a linear-time model's step
-    # costs the same at every n and a quadratic one's grows with n. Must be >= max_len.
-    tokens_per_batch: int = 8192
-    vocab_size: int = 256  # a fixed small embedding and LM head, so the backbone dominates the cost
-    fit_min_len: int = 1024  # complexity exponents are fitted over n >= this (the upper sweep)
-    max_mem_gb: float = 8.0  # cells predicted (or found) above this peak are skipped / recorded as oom
-    cell_timeout_s: float = 60.0  # a measured call slower than this ends the sweep for longer n
-    max_run_time_s: float = 0.5  # torch.utils.benchmark adaptive timing: most seconds per measurement
-    decode: bool = True  # time one generated token at each context length (models with `step`)
-    decode_max_len: Optional[int] = None  # longest context decoded (one token at a time); None = max_len
-    # longest n whose eager attention (n x n scores materialised) is measured beside the fused kernel's;
-    # None = max_len. The eager path is the slow one: 10 s of the Transformer's 8K cell on 2 cores.
-    eager_max_len: Optional[int] = None
-    threads: int = 0  # intra-op threads; 0 = torch's default
-
-
-@dataclass
-class PathsConfig:
-    raw: str = "data/raw"
-    tokenized: str = "data/tokenized"
-    runs: str = "runs"
-    reports: str = "reports"
-    bench: str = "results/bench"  # benchmark stage: <bench>/<model>.json
-    wandb: str = "."  # W&B writes <wandb>/wandb/offline-run-*
-
-
-@dataclass
-class Config:
-    profile: str = "cpu"
-    experiment: str = "default"
-    seeds: list[int] = field(default_factory=lambda: [0])
-    task: TaskConfig = field(default_factory=TaskConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    bench: BenchConfig = field(default_factory=BenchConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
-
-
-TASK_KINDS = ("lm", "classify", "translate", "recall")
 
 # ----------------------------------------------------------------------------- loading
 
@@ -199,11 +35,9 @@ def choices(group: str) -> list[str]:
     """Names selectable for a group. conf/model/ holds backbones and encoder–decoder models
     (translation only); `choices("model")` lists the backbones, `choices("seq2seq")` the others."""
     if group in ("model", "seq2seq"):
-        from pipeline.models import registry
-
         seq2seq = set(registry.seq2seq_names())
         return [name for name in all_choices("model")
-                if (_model_backbone(name) in seq2seq) == (group == "seq2seq")]
+                if (model_backbone(name) in seq2seq) == (group == "seq2seq")]
     return all_choices(group)
 
 
@@ -211,11 +45,12 @@ def all_choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-def _model_backbone(name: str) -> str:
-    return str(OmegaConf.select(_read_yaml(CONF_DIR / "model" / f"{name}.yaml"), "model.backbone"))
+def model_backbone(name: str) -> str:
+    """The `model.backbone` that conf/model/<name>.yaml selects."""
+    return str(OmegaConf.select(read_yaml(CONF_DIR / "model" / f"{name}.yaml"), "model.backbone"))
 
 
-def _read_yaml(path: Path) -> DictConfig:
+def read_yaml(path: Path) -> DictConfig:
     if not path.exists():
         raise ConfigError(f"{path}: file not found")
     try:
@@ -274,33 +109,88 @@ def _parse_overrides(overrides: list[str]) -> tuple[dict[str, str], DictConfig]:
 
 
 def read_params(path: Path | None = None) -> DictConfig:
-    path = path or ROOT / "params.yaml"
-    return _read_yaml(path) if path.exists() else OmegaConf.create({})
+    path = path or PARAMS
+    return read_yaml(path) if path.exists() else OmegaConf.create({})
 
 
 PARAMS_KEYS = ("profile", "experiment", "seeds", "tasks", "runs", "bench")
+# benchmark@<model> deps: the model modules it imports, in this many fixed slots (see pipeline/grid.py)
+CODE_SLOTS = 4
+
+
+def run_name(model: str, task: str) -> str:
+    return f"{model}-{task}"
 
 
 def check_params(params: DictConfig) -> None:
-    """params.yaml: only known keys, and a grid whose every run can be served (pipeline/grid.py)."""
-    from pipeline import grid
-
+    """params.yaml: only known keys, known names, well-formed `runs` and `bench` entries. Whether
+    each model can serve its task needs the model code: `grid.check` adds that, and `load()` checks
+    the run it builds."""
     unknown = sorted(set(params.keys()) - set(PARAMS_KEYS))
     if unknown:
         hint = " (the models × tasks `grid` became `tasks` + `runs`: python -m pipeline grid models=... tasks=...)" \
             if "grid" in unknown else ""
         raise ConfigError(f"params.yaml: unknown key(s) {', '.join(unknown)}; valid: {', '.join(PARAMS_KEYS)}{hint}")
     if "tasks" in params or "runs" in params:
-        grid.check(params)
-    grid.check_bench(params)
+        check_runs(params)
+    check_bench(params)
 
 
-def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None = None) -> Config:
-    """Compose, validate and return the typed config (an OmegaConf-backed `Config`)."""
-    from pipeline.models import registry  # populates the backbone registry
+def check_runs(params) -> dict[str, tuple[str, str]]:
+    """`tasks` and `runs` of params.yaml; returns {run key: (model, task)}."""
+    tasks, runs = params.get("tasks"), params.get("runs")
+    if tasks is None or runs is None:
+        raise ConfigError("params.yaml: needs `tasks` (a list) and `runs` (a mapping <model>-<task>: "
+                          "{model, task}); write them with `python -m pipeline grid models=... tasks=...`")
+    valid_tasks, valid_models = choices("task"), all_choices("model")
+    for task in tasks:
+        if task not in valid_tasks:
+            raise ConfigError(f"params.yaml: tasks: unknown task '{task}'; choose from: {', '.join(valid_tasks)}")
+    pairs = {}
+    for key, run in runs.items():
+        where = f"params.yaml: runs.{key}"
+        if not hasattr(run, "keys") or set(run.keys()) != {"model", "task"}:
+            raise ConfigError(f"{where}: must be {{model: <name>, task: <name>}}, got {run}")
+        model, task = str(run["model"]), str(run["task"])
+        if model not in valid_models:
+            raise ConfigError(f"{where}: unknown model '{model}'; choose from: {', '.join(valid_models)}")
+        if task not in tasks:
+            raise ConfigError(f"{where}: task '{task}' is not in params.yaml `tasks` ({', '.join(tasks)}), "
+                              f"so nothing downloads or tokenizes it; add it there")
+        if key != run_name(model, task):
+            raise ConfigError(f"{where}: the key must be '{run_name(model, task)}' (the stage name suffix)")
+        pairs[key] = (model, task)
+    return pairs
 
+
+def check_bench(params) -> None:
+    """params.yaml `bench`: {<model>: {code: [...]}} of known models that are not encoder-decoders."""
+    bench = params.get("bench")
+    if bench is None:
+        return
+    if not hasattr(bench, "keys"):
+        raise ConfigError("params.yaml: bench must map model names to {code: [...]}; write it with "
+                          "`python -m pipeline grid ... bench=a,b`")
+    valid = choices("model")  # backbones only: an encoder-decoder has no single backbone to sweep
+    for model, entry in bench.items():
+        if model not in valid:
+            raise ConfigError(f"params.yaml: bench.{model}: not a backbone model; choose from: {', '.join(valid)}")
+        code = entry.get("code") if hasattr(entry, "get") else None
+        if code is None or len(code) != CODE_SLOTS:
+            raise ConfigError(f"params.yaml: bench.{model}.code must list {CODE_SLOTS} modules; rewrite it with "
+                              f"`python -m pipeline grid ... bench={model}`")
+
+
+def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None = None, *,
+         model: bool = True) -> Config:
+    """Compose, validate and return the typed config (an OmegaConf-backed `Config`).
+
+    With `model=True` the model section is checked against its backbone's schema and the model is
+    built once on the meta device (no memory), so a setting that only fails at construction is a
+    ConfigError here, before any stage starts. `model=False` (download, tokenize, report) reads no
+    model code: the model section is merged unchecked."""
     cli_groups, cli_node = _parse_overrides(list(overrides))
-    defaults = _read_yaml(CONF_DIR / "config.yaml")
+    defaults = read_yaml(CONF_DIR / "config.yaml")
     params = read_params(params_path)
     check_params(params)
 
@@ -310,11 +200,13 @@ def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None =
     selected.update(cli_groups)
     files = {g: _group_file(g, selected[g]) for g in GROUPS}
 
-    model_file = _read_yaml(files["model"])
+    model_file = read_yaml(files["model"])
     backbone = OmegaConf.select(model_file, "model.backbone")
     if backbone is None:
         raise ConfigError(f"{files['model']}: must set model.backbone (one of: {', '.join(registry.names())})")
-    if str(backbone) in registry.seq2seq_names():
+    if not model:
+        model_schema = ModelConfig
+    elif str(backbone) in registry.seq2seq_names():
         model_schema = registry.seq2seq_config_class(str(backbone))
     else:
         model_schema = registry.config_class(str(backbone), source=str(files["model"]))
@@ -322,14 +214,16 @@ def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None =
     cfg = OmegaConf.structured(Config)
     cfg.model = OmegaConf.structured(model_schema)
     OmegaConf.set_struct(cfg, True)
+    if not model:
+        OmegaConf.set_struct(cfg.model, False)  # any backbone's keys; nothing here reads them
 
     cfg = _merge(cfg, OmegaConf.masked_copy(defaults, [k for k in defaults if k != "defaults"]), "conf/config.yaml")
     params_part = {k: params[k] for k in ("seeds", "experiment") if k in params}
     cfg = _merge(cfg, params_part, "params.yaml")
     for group in ("task", "model", "trainer", "logger"):
-        node = model_file if group == "model" else _read_yaml(files[group])
+        node = model_file if group == "model" else read_yaml(files[group])
         cfg = _merge(cfg, node, f"conf/{group}/{selected[group]}.yaml")
-    profile = _read_yaml(files["profile"])
+    profile = read_yaml(files["profile"])
     per_task = profile.pop("tasks", None) or {}
     per_model = profile.pop("models", None) or {}
     cfg = _merge(cfg, profile, f"conf/profile/{selected['profile']}.yaml")
@@ -344,7 +238,28 @@ def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None =
     if cfg.task.name != selected["task"]:
         raise ConfigError(f"conf/task/{selected['task']}.yaml: task.name is '{cfg.task.name}', expected '{selected['task']}'")
     _check(cfg)
+    if model:
+        check_buildable(cfg, str(files["model"].relative_to(ROOT)))
     return cfg  # type: ignore[return-value]
+
+
+def check_buildable(cfg: Config, source: str) -> None:
+    """Build the sized model on the meta device (no memory, ~0.1 s): a value that the schema
+    cannot see as wrong (heads that do not divide the width, an unknown block, a bidirectional
+    model on a causal task) becomes a ConfigError naming the model file."""
+    import torch
+
+    from pipeline.models import sizing
+
+    trial = OmegaConf.create(to_dict(cfg.model))
+    try:
+        with torch.device("meta"):
+            sizing.build_sized(trial, causal=kinds.get(cfg.task.kind).causal)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except (ValueError, KeyError, TypeError, AssertionError, NotImplementedError, RuntimeError) as e:
+        raise ConfigError(f"{source}: model '{cfg.model.name}' cannot be built for task '{cfg.task.name}': "
+                          f"{type(e).__name__}: {e}") from None
 
 
 def _check(cfg: DictConfig) -> None:
@@ -352,7 +267,7 @@ def _check(cfg: DictConfig) -> None:
         if value not in valid:
             raise ConfigError(f"{key}='{value}' is not valid; choose one of: {', '.join(valid)}")
 
-    one_of("task.kind", cfg.task.kind, TASK_KINDS)
+    one_of("task.kind", cfg.task.kind, tuple(kinds.names()))
     one_of("task.tokenizer", cfg.task.tokenizer, ("word", "bpe", "byte", "none"))  # none: synthetic
     one_of("task.head", cfg.task.head, ("full", "adaptive"))
     one_of("task.pooling", cfg.task.pooling, ("mean", "last", "max"))
@@ -386,19 +301,3 @@ def _check_bench(b) -> None:
     if b.tokens_per_batch < b.max_len:
         raise ConfigError(f"bench.tokens_per_batch={b.tokens_per_batch} is below bench.max_len={b.max_len}: "
                           f"every cell must hold the same number of tokens; raise it to at least {b.max_len}")
-
-
-def to_dict(cfg: Any) -> dict:
-    if isinstance(cfg, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    return dataclasses.asdict(cfg)
-
-
-def relative(path: str | Path) -> str:
-    """Path relative to the project root where it lies inside it (results stay portable)."""
-    path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def run_dir(cfg: Config) -> Path:
-    return ROOT / cfg.paths.runs / cfg.task.name / cfg.model.name

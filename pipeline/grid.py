@@ -28,31 +28,26 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pipeline.config import CONF_DIR, ROOT, ConfigError, _model_backbone, _read_yaml, all_choices, choices
+from pipeline import kinds
+from pipeline.config import (CODE_SLOTS, CONF_DIR, PARAMS, ROOT, ConfigError, all_choices, check_bench, check_runs,
+                             choices, model_backbone, read_yaml, run_name)
+from pipeline.models import registry
 
-PARAMS = ROOT / "params.yaml"
 MODELS_DIR = ROOT / "pipeline" / "models"
-CODE_SLOTS = 4
 # Imported by every model and listed in dvc.yaml once, not per model.
 COMMON_MODEL_MODULES = ("base", "registry", "sizing")
 
 
-def run_name(model: str, task: str) -> str:
-    return f"{model}-{task}"
-
-
 def reasons(models: list[str], tasks: list[str]) -> dict[tuple[str, str], str | None]:
     """Why each model cannot serve each task (None where it can); reads each conf file once."""
-    from pipeline.models import registry
-
-    backbones = {m: _model_backbone(m) for m in set(models)}
-    kinds = {t: str(_read_yaml(CONF_DIR / "task" / f"{t}.yaml").task.kind) for t in set(tasks)}
+    backbones = {m: model_backbone(m) for m in set(models)}
+    task_kinds = {t: str(read_yaml(CONF_DIR / "task" / f"{t}.yaml").task.kind) for t in set(tasks)}
 
     def reason(model: str, task: str) -> str | None:
-        backbone, kind = backbones[model], kinds[task]
+        backbone, kind = backbones[model], task_kinds[task]
         if backbone in registry.seq2seq_names():
             return None if kind == "translate" else f"{model} is an encoder–decoder model: it serves translation only"
-        if kind in ("lm", "recall", "translate") and not registry.backbone_class(backbone).causal_capable:
+        if kinds.get(kind).causal and not registry.backbone_class(backbone).causal_capable:
             return f"{model} cannot run causally, so it cannot serve {kind} tasks"
         return None
 
@@ -65,29 +60,9 @@ def expand(why_not: dict[tuple[str, str], str | None]) -> dict[str, dict[str, st
 
 
 def check(params) -> None:
-    """Raise ConfigError naming the bad entry of params.yaml's `tasks` / `runs`."""
-    tasks, runs = params.get("tasks"), params.get("runs")
-    if tasks is None or runs is None:
-        raise ConfigError("params.yaml: needs `tasks` (a list) and `runs` (a mapping <model>-<task>: "
-                          "{model, task}); write them with `python -m pipeline grid models=... tasks=...`")
-    valid_tasks, valid_models = choices("task"), all_choices("model")
-    for task in tasks:
-        if task not in valid_tasks:
-            raise ConfigError(f"params.yaml: tasks: unknown task '{task}'; choose from: {', '.join(valid_tasks)}")
-    pairs = {}
-    for key, run in runs.items():
-        where = f"params.yaml: runs.{key}"
-        if not hasattr(run, "keys") or set(run.keys()) != {"model", "task"}:
-            raise ConfigError(f"{where}: must be {{model: <name>, task: <name>}}, got {run}")
-        model, task = str(run["model"]), str(run["task"])
-        if model not in valid_models:
-            raise ConfigError(f"{where}: unknown model '{model}'; choose from: {', '.join(valid_models)}")
-        if task not in tasks:
-            raise ConfigError(f"{where}: task '{task}' is not in params.yaml `tasks` ({', '.join(tasks)}), "
-                              f"so nothing downloads or tokenizes it; add it there")
-        if key != run_name(model, task):
-            raise ConfigError(f"{where}: the key must be '{run_name(model, task)}' (the stage name suffix)")
-        pairs[key] = (model, task)
+    """params.yaml's `tasks` / `runs` (pipeline.config.check_runs) and whether every run's model can
+    serve its task; raises ConfigError naming the bad entry."""
+    pairs = check_runs(params)
     why_not = reasons([m for m, _ in pairs.values()], [t for _, t in pairs.values()])
     for key, pair in pairs.items():
         if why_not[pair]:
@@ -110,9 +85,7 @@ def _model_imports(module: str) -> set[str]:
 def model_code(model: str) -> list[str]:
     """The pipeline/models modules (by name) a model's backbone and blocks need, beyond the common
     ones, padded to CODE_SLOTS (see the module docstring)."""
-    from pipeline.models import registry
-
-    cfg = _read_yaml(CONF_DIR / "model" / f"{model}.yaml").model
+    cfg = read_yaml(CONF_DIR / "model" / f"{model}.yaml").model
     classes = [registry.backbone_class(str(cfg.backbone))]
     classes += [registry.block_class(str(name)) for name in (cfg.get("layers") or [])]
     todo = {c.__module__.rsplit(".", 1)[1] for c in classes}
@@ -130,24 +103,6 @@ def model_code(model: str) -> list[str]:
 
 def bench_entries(models: list[str]) -> dict[str, dict[str, list[str]]]:
     return {m: {"code": model_code(m)} for m in models}
-
-
-def check_bench(params) -> None:
-    """params.yaml `bench`: {<model>: {code: [...]}} of known models that are not encoder-decoders."""
-    bench = params.get("bench")
-    if bench is None:
-        return
-    if not hasattr(bench, "keys"):
-        raise ConfigError("params.yaml: bench must map model names to {code: [...]}; write it with "
-                          "`python -m pipeline grid ... bench=a,b`")
-    valid = choices("model")  # backbones only: an encoder-decoder has no single backbone to sweep
-    for model, entry in bench.items():
-        if model not in valid:
-            raise ConfigError(f"params.yaml: bench.{model}: not a backbone model; choose from: {', '.join(valid)}")
-        code = entry.get("code") if hasattr(entry, "get") else None
-        if code is None or len(code) != CODE_SLOTS:
-            raise ConfigError(f"params.yaml: bench.{model}.code must list {CODE_SLOTS} modules; rewrite it with "
-                              f"`python -m pipeline grid ... bench={model}`")
 
 
 def selected_pairs(params) -> set[tuple[str, str]] | None:

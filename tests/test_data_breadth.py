@@ -26,10 +26,15 @@ from omegaconf import OmegaConf
 from pipeline.config import ROOT, ConfigError, SyntheticConfig, TaskConfig
 from pipeline.data import synthetic
 from pipeline.data.fetch import ALLOW_UNVERIFIED_ENV, FetchError, fetch_corpus
-from pipeline.data.sources import (Corpus, UrlSource, clean_verse, read_imdb, read_sst2, read_wikitext,
-                                   read_wmt14_en_de)
+from pipeline.data.corpora import Corpus, UrlSource
+from pipeline.data.corpora.bible import clean_verse
+from pipeline.data.corpora.imdb import read_imdb
+from pipeline.data.corpora.sst2 import read_sst2
+from pipeline.data.corpora.wikitext import read_wikitext
+from pipeline.data.corpora.wmt14 import read_wmt14_en_de
 from pipeline.data.tokenizers import decode, load_tokenizer
-from pipeline.stages.tokenize import grouped_split, tokenize_task
+from pipeline.data.splits import grouped_split
+from pipeline.stages.tokenize import tokenize_task
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -96,8 +101,8 @@ def test_bible_en_de_end_to_end(tmp_path, cache):
 
     test_src = (out / "test.src.txt").read_text(encoding="utf-8").splitlines()
     test_tgt = (out / "test.tgt.txt").read_text(encoding="utf-8").splitlines()
-    assert meta["copy_source_bleu_test"] == round(sacrebleu.corpus_bleu(test_src, [test_tgt]).score, 2)
-    assert 0 < meta["copy_source_bleu_test"] < 2 and meta["bleu_signature"].startswith("nrefs:1|case:mixed")
+    assert meta["baseline"] == {"name": "copy the source", "value": round(sacrebleu.corpus_bleu(test_src, [test_tgt]).score, 2)}
+    assert 0 < meta["baseline"]["value"] < 2 and meta["bleu_signature"].startswith("nrefs:1|case:mixed")
 
 
 @pytest.mark.network
@@ -119,7 +124,7 @@ def test_pang_lee_reviews_end_to_end(tmp_path, cache):
         lengths = np.array([len(d) for d in docs])
         assert meta["splits"][split]["over_max_len"] == int((lengths > 1024).sum()) > 0
     assert 900 < meta["splits"]["train"]["mean_len"] < 1100
-    assert meta["majority_accuracy_test"] == 0.5
+    assert meta["baseline"] == {"name": "majority class", "value": 0.5}
 
 
 def test_bible_verse_cleaning():
@@ -251,9 +256,9 @@ def test_extrapolation_splits_are_2x_and_4x_long(name, tmp_path):
     first = ragged(out, "train")[0]
     assert tok.encode(decode(tok, first)).ids == first.tolist()
     if name == "listops":
-        assert meta["chance_accuracy_test"] == meta["majority_accuracy_test"] < 0.3
+        assert meta["baseline"]["name"] == "majority class" and meta["baseline"]["value"] < 0.3
     else:
-        assert meta["chance_accuracy_test"] == round(1 / (64 if name == "mqar" else 16), 4)
+        assert meta["baseline"] == {"name": "chance", "value": round(1 / (64 if name == "mqar" else 16), 4)}
 
 
 # ----------------------------------------------------------------------------- web benchmark readers
@@ -358,7 +363,7 @@ def test_wmt14_reader_and_translation_tokenize(tmp_path):
     meta = tokenize_task(task_config("wmt14-ende", vocab_size=200), out, tmp_path / "tok")
     assert {s: meta["splits"][s]["examples"] for s in ("train", "val", "test")} == {"train": 9, "val": 2, "test": 4}
     assert (tmp_path / "tok" / "test.tgt.txt").read_text(encoding="utf-8").splitlines()[0] == "test de 1 &amp; more"
-    assert meta["copy_source_bleu_test"] > 0  # "test", "&amp;", "more" are shared
+    assert meta["baseline"]["value"] > 0  # "test", "&amp;", "more" are shared
 
 
 def test_wmt14_reader_refuses_misaligned_files(tmp_path):
@@ -411,7 +416,7 @@ def test_unverified_source_is_refused_without_opt_in(tmp_path, monkeypatch):
 
 
 def test_web_benchmarks_have_published_checksums():
-    from pipeline.data.sources import get_corpus
+    from pipeline.data.corpora import get_corpus
 
     for corpus_id in ("wikitext2", "wikitext103", "imdb", "sst2", "wmt14_en_de"):
         for source in get_corpus(corpus_id).sources:

@@ -57,7 +57,7 @@ def test_repro_produces_the_report(smoke_repo):
         for task in TASKS:
             assert f"train@{model}-{task}" in out
             result = json.loads((repo / "runs" / task / model / "eval.json").read_text())
-            assert result["schema_version"] == 1 and result["task"] == task and result["model"] == model
+            assert result["schema"] == 1 and result["task"] == task and result["model"] == model
             assert len(result["per_bucket"]) == len(result["buckets"]["labels"]) == len(result["count"])
             assert sum(result["count"]) > 0
             assert all(v > 0 for v in result["speed"]["infer_tokens_per_s"])

@@ -12,8 +12,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline.report.collect import ReportError, collect
+from pipeline.report.format import SAMPLES_PER_MODEL, fmt_metric
+from pipeline.report.plots import PLOT_KINDS
+from pipeline.report.tables import AT_CHANCE, at_chance, build_tables
+from pipeline.report.tracking import WandbTarget
+from pipeline.report.write import write_report
 from pipeline.stages import report
-from pipeline.stages.report import AT_CHANCE, ReportError, WandbTarget, at_chance, build_tables, collect, write_report
 from pipeline.wandb_mode import resolve_mode
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "compare_runs.ipynb"
@@ -29,7 +34,7 @@ def make_eval(task: str, model: str, seeds: list[tuple[float, list]], *, kind: s
                        else sum(s[1][i] for s in seeds if s[1][i] is not None) /
                        sum(s[1][i] is not None for s in seeds) for i in range(len(EDGES))]
     return {
-        "schema_version": 1, "task": task, "task_kind": kind, "model": model, "backbone": model,
+        "artifact": "eval_result", "schema": 1, "task": task, "task_kind": kind, "model": model, "backbone": model,
         "metric": metric, "higher_is_better": higher, "config": {"task": {"name": task}},
         "params": {"total": 1_534_210, "backbone": 526_336, "embedding_and_head": 1_007_874},
         "sizing": {"budget_params": 500_000, "d_model": 128, "budget_error": 0.05, "backbone_params": 526_336},
@@ -142,7 +147,7 @@ def test_write_report_artifacts(project: Path):
     assert speed["peak_mem_mb"].isna().sum() == 1  # the tcn cell that was not measured
 
     for task in ("ptb", "rt"):
-        for kind in report.PLOT_KINDS:
+        for kind in PLOT_KINDS:
             png = out / "plots" / f"{task}_{kind}.png"
             data = png.read_bytes()
             assert data.startswith(PNG_MAGIC) and len(data) > 5000, png
@@ -171,7 +176,7 @@ def test_missing_runs_error(tmp_path: Path):
 
 @pytest.mark.parametrize("break_it, key", [
     (lambda r: r["params"].pop("total"), "params.total"),
-    (lambda r: r.update(schema_version=2), "schema_version"),
+    (lambda r: r.update(schema=2), "schema"),
     (lambda r: r["seeds"][0].pop("overall"), "seeds[0].overall"),
     (lambda r: r.update(count=[1, 2]), "count"),
 ])
@@ -337,7 +342,7 @@ def test_translation_summary_has_chrf_signature_and_decoding(breadth):
     assert len(table_row(summary, ":--")) == len(header)  # the alignment row has a cell per column
     for r in (r for r in results if r["task"] == "bible-ende"):
         row = table_row(summary, r["model"])
-        assert row[5] == report.fmt_metric(r["overall"]) and row[6] == report.fmt_metric(r["chrf"])
+        assert row[5] == fmt_metric(r["overall"]) and row[6] == fmt_metric(r["chrf"])
     assert f"sacreBLEU signature: `{results[0]['bleu_signature']}`." in summary
     assert f"Decoding: greedy, {len(REFERENCES)} test sentences." in summary
     assert "chrF" not in table_row(md_section(md, "mqar", "Summary"), "model")  # translation only
@@ -358,7 +363,7 @@ def test_sample_translations_are_escaped_and_capped(breadth):
     _, out = breadth
     samples = md_section((out / "report.md").read_text(), "bible-ende", "Sample translations")
     rows = [line for line in samples.splitlines() if line.startswith("| ") and not line.startswith(("| model", "| :--"))]
-    assert len(rows) == len(HYPOTHESES) * report.SAMPLES_PER_MODEL  # 4 samples each, 3 shown
+    assert len(rows) == len(HYPOTHESES) * SAMPLES_PER_MODEL  # 4 samples each, 3 shown
     assert [table_row(samples, m)[:2] for m in HYPOTHESES] == [[m, "1"] for m in HYPOTHESES]
     assert SOURCES[-1] not in samples
     # markdown specials are literal: the table keeps its columns, <unk> is not an HTML tag, no emphasis
@@ -392,7 +397,7 @@ def test_length_extrapolation_table_csv_and_metrics(breadth):
     for model, r in synthetic.items():
         values = [r["seeds"][0]["overall"], r["extrapolation"]["test_2x"]["overall"],
                   r["extrapolation"]["test_4x"]["overall"]]
-        assert table_row(section, model)[1:] == [report.fmt_metric(v) for v in values]
+        assert table_row(section, model)[1:] == [fmt_metric(v) for v in values]
     assert table_row(section, "examples")[1:] == [str(N_TEST)] * 3
     assert "Length extrapolation" not in md_section((out / "report.md").read_text(), "bible-ende", "Summary")
 

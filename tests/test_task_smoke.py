@@ -14,7 +14,9 @@ import pytest
 from conftest import TEST_TASKS
 from pipeline.config import load
 from pipeline.data.datamodule import SequenceDataModule, read_meta, tokenized_dir
-from pipeline.stages import evaluate, report, train
+from pipeline.report.collect import collect, validate
+from pipeline.report.write import write_report
+from pipeline.stages import evaluate, train
 
 RUNS = [("mqar", "transformer"), ("listops", "transformer"), ("pl-reviews", "transformer"),
         ("bible-ende", "transformer"), ("bible-ende", "transformer-seq2seq")]
@@ -54,7 +56,7 @@ def scored(split, kind: str) -> int:
 @pytest.mark.parametrize("task, model", RUNS, ids=[f"{t}-{m}" for t, m in RUNS])
 def test_eval_json_counts_sum_to_the_test_set(smoke, task, model):
     cfg, result = smoke(task, model)
-    report.validate(result, f"{task}/{model}/eval.json")  # what the report stage accepts
+    validate(result, f"{task}/{model}/eval.json")  # what the report stage accepts
     assert (result["task"], result["model"], result["task_kind"]) == (task, model, cfg.task.kind)
     test = SequenceDataModule(cfg, seed=0).split("test")
     assert len(test) == EVAL_EXAMPLES
@@ -105,7 +107,7 @@ def test_synthetic_eval_has_length_extrapolation(smoke, task):
 def test_report_over_the_smoke_runs(smoke, tmp_path):
     for task, model in RUNS:
         smoke(task, model)
-    written = report.write_report(report.collect(smoke.runs), tmp_path / "reports")
+    written = write_report(collect(smoke.runs), tmp_path / "reports")
     md = written["report.md"].read_text()
     for task in {t for t, _ in RUNS}:
         assert f"## Task `{task}`" in md

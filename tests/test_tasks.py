@@ -2,21 +2,21 @@
 every task kind: conftest.TEST_TASKS) and its loss falls by 20% in 40 steps on one batch.
 
 Backbones (conf/model/) serve every task: classification with any backbone, LM, recall and
-decoder-only translation with the causal ones. Encoder–decoder models (conf/seq2seq/) serve
+decoder-only translation with the causal ones. Encoder–decoder models (choices("seq2seq")) serve
 translation only. Pairs a model cannot serve are skipped, and that refusal is tested too.
 """
 import pytest
 import torch
 
 from conftest import TEST_TASKS
-from pipeline.config import ConfigError, choices, load, to_dict
+from pipeline import kinds
+from pipeline.config import ConfigError, choices, load, model_backbone, to_dict
 from pipeline.data.datamodule import SequenceDataModule
 from pipeline.models import registry
-from pipeline.tasks.registry import task_class
 
 STEPS, DROP = 40, 0.8  # the loss must fall below DROP x its start within STEPS steps
 pytestmark = pytest.mark.usefixtures("one_thread")
-KIND = {task: load([f"task={task}"]).task.kind for task in TEST_TASKS}  # lm, classify, recall, translate
+KIND = {task: load([f"task={task}"], model=False).task.kind for task in TEST_TASKS}  # lm, classify, recall, translate
 
 
 def pairs() -> list:
@@ -35,19 +35,19 @@ def cannot_serve(backbone: str, kind: str) -> bool:
     """A backbone that cannot run causally, on a task whose module builds it causally."""
     if backbone in registry.seq2seq_names():
         return False
-    return task_class(kind).causal and not registry.backbone_class(backbone).causal_capable
+    return kinds.get(kind).causal and not registry.backbone_class(backbone).causal_capable
 
 
 @pytest.mark.parametrize("model, task", pairs())
 def test_model_learns_task(model, task, tokenize):
+    if cannot_serve(model_backbone(model), KIND[task]):
+        pytest.skip(f"{model} is not causal, so it cannot serve the {KIND[task]} task {task}")
     cfg = config(model, task)
-    if cannot_serve(cfg.model.backbone, cfg.task.kind):
-        pytest.skip(f"{model} is not causal, so it cannot serve the {cfg.task.kind} task {task}")
     cfg.paths.tokenized = str(tokenize(task))
     torch.manual_seed(0)
     dm = SequenceDataModule(cfg, seed=0)
     batch = next(iter(dm.train_dataloader()))
-    module = task_class(cfg.task.kind)(to_dict(cfg), dm.meta)
+    module = kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), dm.meta)
     opt = torch.optim.Adam(module.parameters(), lr=3e-3)
 
     def loss():
@@ -67,17 +67,15 @@ def test_model_learns_task(model, task, tokenize):
     assert loss().item() < DROP * start, f"{model}/{task}: loss {start:.3f} -> {loss().item():.3f}"
 
 
-def test_non_causal_models_refuse_causal_tasks(tokenize):
-    """The pairs skipped above fail when built, naming the model, instead of silently peeking ahead."""
-    backbone = {model: load([f"model={model}"]).model.backbone for model in choices("model")}
+def test_non_causal_models_refuse_causal_tasks():
+    """The pairs skipped above fail when the config is loaded (the meta-device build), naming the model
+    file and the model, instead of silently peeking ahead or failing later inside a stage."""
     refused = [(model, task) for model in choices("model") for task in TEST_TASKS
-               if cannot_serve(backbone[model], KIND[task])]
+               if cannot_serve(model_backbone(model), KIND[task])]
     assert refused, "expected at least one bidirectional-only backbone"
     for model, task in refused:
-        cfg = config(model, task, f"paths.tokenized={tokenize(task)}")
-        dm = SequenceDataModule(cfg, seed=0)
-        with pytest.raises(ConfigError, match=f"model '{model}'.*cannot run causally"):
-            task_class(cfg.task.kind)(to_dict(cfg), dm.meta)
+        with pytest.raises(ConfigError, match=f"conf/model/{model}.yaml: model '{model}'.*cannot run causally"):
+            config(model, task)
 
 
 def test_nan_loss_stops_training_with_a_clear_message(tokenized_root):
@@ -87,7 +85,7 @@ def test_nan_loss_stops_training_with_a_clear_message(tokenized_root):
 
     cfg = load(["model=lstm", "task=rt", "profile=smoke", f"paths.tokenized={tokenized_root}"])
     dm = SequenceDataModule(cfg, seed=0)
-    module = task_class(cfg.task.kind)(to_dict(cfg), dm.meta)
+    module = kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), dm.meta)
     with torch.no_grad():
         module.embed.weight.fill_(float("nan"))
     trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_progress_bar=False,

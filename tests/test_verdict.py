@@ -8,7 +8,8 @@ import pytest
 from pipeline.measure.sweep import fit_all
 from pipeline.models.base import Complexity
 from pipeline.report import verdict
-from pipeline.stages.report import collect, write_report
+from pipeline.report.collect import collect
+from pipeline.report.write import write_report
 from test_report import grid, write_runs
 
 LENGTHS = [128, 256, 512, 1024, 2048, 4096, 8192]

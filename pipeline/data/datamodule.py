@@ -7,84 +7,55 @@ share with weight-0 duplicates so every example is counted exactly once in synce
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pipeline.config import ROOT, Config, ConfigError
-
-SPLITS = ("train", "val", "test")
-
-
-def tokenized_dir(cfg: Config) -> Path:
-    return ROOT / cfg.paths.tokenized / cfg.task.name
+from pipeline import kinds, paths
+from pipeline.artifacts import Meta
+from pipeline.data.batching import pad_right
+from pipeline.data.splits import SPLITS
+from pipeline.kinds.base import TaskKind
 
 
-def read_meta(cfg: Config) -> dict:
-    path = tokenized_dir(cfg) / "meta.json"
-    if not path.exists():
-        raise ConfigError(f"{path} is missing: run `dvc repro tokenize@{cfg.task.name}` "
-                          f"(or `python -m pipeline tokenize task={cfg.task.name}`) first")
-    return json.loads(path.read_text())
+def tokenized_dir(cfg: Any) -> Path:
+    return paths.tokenized_dir(cfg)
+
+
+def read_meta(cfg: Any) -> dict:
+    rerun = f"`dvc repro tokenize@{cfg.task.name}` (or `python -m pipeline tokenize task={cfg.task.name}`)"
+    return Meta.read(paths.tokenized_dir(cfg) / paths.META, rerun).to_dict()
 
 
 class TokenizedSplit(Dataset):
-    """Examples of one split, by task kind:
-
-    lm        the split's token stream cut into windows of max_len + 1 tokens (stride max_len), so
-              every token but the first is predicted exactly once;
-    classify  documents (`{split}.ids/offsets`) with `{split}.labels`;
-    recall    sequences with aligned `{split}.targets` (-1 where nothing is to be predicted);
-    translate source and target sequences (`{split}.src.*`, `{split}.tgt.*`).
-    `length` (what batches are grouped and bucketed by) is the document / source length.
+    """Examples of one split. What an example spans and carries besides its ids is the task kind's
+    business (`TaskKind.open_split` / `item`, pipeline/kinds/); e.g. an LM split is its token stream
+    cut into windows of max_len + 1 tokens. `length` (what batches are grouped and bucketed by) is
+    the document / source length.
     """
 
-    def __init__(self, directory: Path, split: str, kind: str, max_len: int, limit: int | None = None):
+    def __init__(self, directory: Path, split: str, kind: TaskKind, max_len: int, limit: int | None = None):
         self.kind = kind
-        self.labels = self.targets = self.tgt = None
-        if kind == "translate":
-            self.ids, self.starts, self.ends = _ragged(directory, f"{split}.src")
-            self.tgt, self.tgt_starts, self.tgt_ends = _ragged(directory, f"{split}.tgt")
-        else:
-            self.ids, self.starts, self.ends = _ragged(directory, split)
-        if kind == "lm":
-            n_tokens = int(self.ends[-1])
-            self.starts = np.arange(0, max(n_tokens - 1, 1), max_len)
-            self.ends = np.minimum(self.starts + max_len + 1, n_tokens)
-        elif kind == "classify":
-            self.labels = np.load(directory / f"{split}.labels.npy")
-        elif kind == "recall":
-            self.targets = np.load(directory / f"{split}.targets.npy", mmap_mode="r")
+        self.fields = kind.open_split(directory, split, max_len)
+        self.ids = self.fields["ids"]
         if limit is not None:
-            self.starts, self.ends = self.starts[:limit], self.ends[:limit]
+            self.fields["starts"], self.fields["ends"] = self.fields["starts"][:limit], self.fields["ends"][:limit]
+        self.starts, self.ends = self.fields["starts"], self.fields["ends"]
         self.lengths = (self.ends - self.starts).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def __getitem__(self, i: int) -> dict:
-        span = slice(self.starts[i], self.ends[i])
-        item = {"ids": _tensor(self.ids[span]), "length": int(self.lengths[i])}
-        if self.labels is not None:
-            item["label"] = int(self.labels[i])
-        if self.targets is not None:
-            item["targets"] = _tensor(self.targets[span])
-        if self.tgt is not None:
-            item["tgt"] = _tensor(self.tgt[self.tgt_starts[i]:self.tgt_ends[i]])
+        item = {"ids": _tensor(self.ids[self.starts[i]:self.ends[i]]), "length": int(self.lengths[i])}
+        for key, value in self.kind.item(self.fields, i).items():
+            item[key] = _tensor(value) if isinstance(value, np.ndarray) else value
         return item
-
-
-def _ragged(directory: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    path = directory / f"{prefix}.ids.npy"
-    if not path.exists():
-        raise ConfigError(f"{path} is missing: re-run the tokenize stage for this task")
-    offsets = np.load(directory / f"{prefix}.offsets.npy")
-    return np.load(path, mmap_mode="r"), offsets[:-1], offsets[1:]
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -137,27 +108,19 @@ class BucketBatchSampler(Sampler[list[int]]):
         return math.ceil(n_batches / self.world_size)
 
 
-def pad_right(seqs: list[torch.Tensor], value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(1, max(len(x) for x in seqs))
-    out = torch.full((len(seqs), width), value, dtype=torch.long)
-    mask = torch.zeros(len(seqs), width, dtype=torch.bool)
-    for row, x in enumerate(seqs):
-        out[row, : len(x)] = x
-        mask[row, : len(x)] = True
-    return out, mask
-
-
 class Collate:
-    """Right-pads to the longest example in the batch; truncates documents / sources / targets to
-    `max_len` (None: never, as for length-extrapolation splits). `tail` keeps a document's last
-    max_len tokens instead of its first (classification only: labels do not move with tokens)."""
+    """Right-pads to the longest example in the batch; truncates sequences to `max_len` (None:
+    never, as for length-extrapolation splits) where the kind truncates at all. `tail` keeps a
+    document's last max_len tokens instead of its first (classification: labels do not move with
+    tokens). The kind adds its own keys (labels, targets, target sides)."""
 
-    def __init__(self, pad_id: int, kind: str, max_len: int | None, tail: bool = False):
-        self.pad_id, self.kind, self.max_len = pad_id, kind, max_len
-        self.tail = tail and kind == "classify"
+    def __init__(self, pad_id: int, kind: TaskKind | str, max_len: int | None, tail: bool = False):
+        self.kind = kinds.get(kind) if isinstance(kind, str) else kind
+        self.pad_id, self.max_len = pad_id, max_len
+        self.tail = tail and self.kind.may_keep_tail
 
     def _cut(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "lm" or self.max_len is None:
+        if not self.kind.truncates(self.max_len):
             return x
         return x[-self.max_len:] if self.tail else x[: self.max_len]
 
@@ -166,12 +129,7 @@ class Collate:
         batch = {"ids": ids, "mask": mask,
                  "length": torch.tensor([it["length"] for it in items]),
                  "weight": torch.tensor([it["weight"] for it in items], dtype=torch.float32)}
-        if "label" in items[0]:
-            batch["label"] = torch.tensor([it["label"] for it in items])
-        if "targets" in items[0]:
-            batch["targets"] = pad_right([self._cut(it["targets"]) for it in items], -1)[0]
-        if "tgt" in items[0]:
-            batch["tgt"], batch["tgt_mask"] = pad_right([self._cut(it["tgt"]) for it in items], self.pad_id)
+        batch.update(self.kind.collate(items, self._cut, self.pad_id))
         return batch
 
 
@@ -191,11 +149,12 @@ class _Weighted(Dataset):
 
 
 class SequenceDataModule(L.LightningDataModule):
-    def __init__(self, cfg: Config, seed: int = 0):
+    def __init__(self, cfg: Any, seed: int = 0):
         super().__init__()
         self.cfg, self.seed = cfg, seed
         self.meta = read_meta(cfg)
-        self.directory = tokenized_dir(cfg)
+        self.kind = kinds.get(cfg.task.kind)
+        self.directory = paths.tokenized_dir(cfg)
         self.splits: dict[str, TokenizedSplit] = {}
         self.test_split = "test"  # the evaluate stage points this at test_2x / test_4x in turn
 
@@ -208,7 +167,7 @@ class SequenceDataModule(L.LightningDataModule):
         if name not in self.splits:
             cfg = self.cfg
             limit = cfg.data.max_train_examples if name == "train" else cfg.data.max_eval_examples
-            self.splits[name] = TokenizedSplit(self.directory, name, cfg.task.kind, cfg.task.max_len, limit)
+            self.splits[name] = TokenizedSplit(self.directory, name, self.kind, cfg.task.max_len, limit)
         return self.splits[name]
 
     def setup(self, stage: str | None = None) -> None:
@@ -227,7 +186,7 @@ class SequenceDataModule(L.LightningDataModule):
                                      shuffle=train, seed=self.seed, pool=self.cfg.data.bucket_pool,
                                      rank=rank, world_size=world)
         return DataLoader(_Weighted(data), batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
-                          collate_fn=Collate(self.meta["special"]["pad"], self.cfg.task.kind,
+                          collate_fn=Collate(self.meta["special"]["pad"], self.kind,
                                              None if split in self.extra_test_splits else self.cfg.task.max_len,
                                              tail=self.cfg.task.truncate == "tail"))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Iterator, Union
 
 from pipeline.config import ConfigError
-from pipeline.data.sources import Corpus, PyPISource, Source, SyntheticSource, UrlSource, get_corpus
+from pipeline.data.corpora import Corpus, PyPISource, Source, SyntheticSource, UrlSource, get_corpus
 
 CHUNK = 1 << 16
 # Client errors other than these are permanent: retrying a 404 only delays the message.
@@ -56,7 +56,7 @@ def _needs_opt_in(source: Source) -> bool:
 
 def _refuse_unverified(corpus_id: str, source: Source) -> FetchError:
     return FetchError(
-        f"corpus '{corpus_id}': {source.describe()} has no published sha256 in pipeline/data/sources.py, so "
+        f"corpus '{corpus_id}': {source.describe()} has no published sha256 in pipeline/data/corpora/, so "
         f"its bytes cannot be verified. Refusing to use it. To accept it anyway, set {ALLOW_UNVERIFIED_ENV}=1 "
         "(the computed sha256 is then recorded in source.json as unverified); better, add the published "
         "checksum to the catalogue.")

@@ -1,20 +1,17 @@
 """Stage `download`: fetch the task's corpus into `<paths.raw>/<task>/` (logic in pipeline.data)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from pipeline.config import ROOT
+from pipeline import paths
 from pipeline.data.fetch import fetch_corpus
 
-
-def downloads_dir(cfg: Any) -> Path:
-    """Cache and manual drop-in directory for artifacts: `data/downloads/` next to `data/raw/`."""
-    return (ROOT / cfg.paths.raw).parent / "downloads"
+NEEDS_MODEL = False
 
 
 def main(cfg: Any) -> None:
-    dest = ROOT / cfg.paths.raw / cfg.task.name
-    record = fetch_corpus(cfg.task.corpus, dest, downloads_dir(cfg))
+    # data/downloads/ beside data/raw/: the cache, and where a user drops an artifact by hand
+    dest = paths.raw_dir(cfg)
+    record = fetch_corpus(cfg.task.corpus, dest, paths.downloads_dir(cfg))
     for source in record["sources"]:
-        print(f"{cfg.task.corpus}: {source['filename']} sha256 {source['sha256']} -> {dest}")
+        print(f"[download] {cfg.task.corpus}: {source['filename']} sha256 {source['sha256']} -> {paths.relative(dest)}")

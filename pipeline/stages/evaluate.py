@@ -13,35 +13,30 @@ the middle when bidirectional). A dict, or null for encoder-decoder models:
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 
-from pipeline import buckets
-from pipeline.config import ROOT, Config, ConfigError, run_dir, to_dict
-from pipeline.data.datamodule import SequenceDataModule, read_meta, tokenized_dir
+from pipeline import buckets, kinds, paths
+from pipeline.artifacts import EvalResult, TrainResult, write_json
+from pipeline.data.arrays import read_ragged
+from pipeline.data.datamodule import SequenceDataModule, read_meta
 from pipeline.measure import env, flops, kernels, memory, receptive_field, speed
 from pipeline.models.base import Backbone
+from pipeline.schema import Config, ConfigError, to_dict
 from pipeline.tasks.base import TaskModule
-from pipeline.tasks.registry import task_class
 
-SCHEMA_VERSION = 1
-# What a length bucket counts, per task kind (pipeline/buckets.py has the one definition of edges).
-BUCKET_UNIT = {"lm": "context position", "classify": "document tokens", "recall": "sequence position",
-               "translate": "source tokens"}
 RF_MAX_LEN = 1024  # one float64 forward + backward at batch 1: cheap up to here
 
 
 def load_checkpoint(cfg: Config, seed: int) -> TaskModule:
-    path = run_dir(cfg) / "ckpt" / f"seed{seed}" / "best.ckpt"
+    path = paths.best_ckpt(cfg, seed)
     if not path.exists():
         raise ConfigError(f"{path} is missing: train first (`dvc repro train@{cfg.model.name}-{cfg.task.name}` "
                           f"or `python -m pipeline train model={cfg.model.name} task={cfg.task.name}`)")
-    cls = task_class(cfg.task.kind)
+    cls = kinds.get(cfg.task.kind).lightning_module()
     module = cls.load_from_checkpoint(path, map_location="cpu")
     return module.eval()
 
@@ -62,7 +57,8 @@ def test_metric(module: TaskModule, cfg: Config, seed: int, split: str = "test")
 
 def speed_batch(module: TaskModule, stream: np.ndarray, length: int, batch_size: int, device) -> dict:
     """A batch of real test tokens, `length` long (LM: plus the target token)."""
-    width = length + 1 if module.cfg.task.kind == "lm" else length
+    kind = kinds.get(module.cfg.task.kind)
+    width = kind.input_width(length)
     need = batch_size * width
     reps = math.ceil(need / max(len(stream), 1))
     ids = torch.from_numpy(np.tile(np.asarray(stream[: min(len(stream), need)], dtype=np.int64), reps)[:need])
@@ -70,13 +66,7 @@ def speed_batch(module: TaskModule, stream: np.ndarray, length: int, batch_size:
     batch = {"ids": ids, "mask": torch.ones_like(ids, dtype=torch.bool),
              "length": torch.full((batch_size,), length, device=device),
              "weight": torch.ones(batch_size, device=device)}
-    kind = module.cfg.task.kind
-    if kind == "classify":
-        batch["label"] = torch.zeros(batch_size, dtype=torch.long, device=device)
-    elif kind == "recall":
-        batch["targets"] = ids.roll(1, dims=1)  # every position scored: the worst case
-    elif kind == "translate":
-        batch["tgt"], batch["tgt_mask"] = ids.flip(1), batch["mask"]
+    batch.update(kind.dummy_batch(ids, length, batch_size))
     return batch
 
 
@@ -102,9 +92,8 @@ def measure_speed(module: TaskModule, cfg: Config, lengths: list[int]) -> dict:
 
 
 def test_stream(cfg: Config) -> np.ndarray:
-    """The test split's token ids (translation: the source side), memory-mapped."""
-    name = "test.src.ids.npy" if cfg.task.kind == "translate" else "test.ids.npy"
-    return np.load(tokenized_dir(cfg) / name, mmap_mode="r")
+    """The test split's token ids (the kind says which field: translation reads the source side), memory-mapped."""
+    return read_ragged(paths.tokenized_dir(cfg), kinds.get(cfg.task.kind).test_stream)[0]
 
 
 def flops_per_token(module: TaskModule, cfg: Config) -> float:
@@ -129,18 +118,6 @@ def measured_receptive_field(module: TaskModule, cfg: Config) -> dict | None:
     return receptive_field.measure(module.backbone, min(cfg.task.max_len, RF_MAX_LEN))
 
 
-def baseline(meta: dict) -> dict | None:
-    if "unigram_ppl_test" in meta:
-        return {"name": "unigram", "value": meta["unigram_ppl_test"]}
-    if "majority_accuracy_test" in meta:
-        return {"name": "majority class", "value": meta["majority_accuracy_test"]}
-    if "copy_source_bleu_test" in meta:
-        return {"name": "copy the source", "value": meta["copy_source_bleu_test"]}
-    if "chance_accuracy_test" in meta:
-        return {"name": "chance", "value": meta["chance_accuracy_test"]}
-    return None
-
-
 def extrapolation(module: TaskModule, cfg: Config, seed: int, splits: list[str], meta: dict) -> dict:
     """Overall metric on each length-extrapolation split (trained at L, tested at 2L, 4L)."""
     out = {}
@@ -153,7 +130,9 @@ def extrapolation(module: TaskModule, cfg: Config, seed: int, splits: list[str],
     return out
 
 
-def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, meta: dict, speed_result: dict) -> dict:
+def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, meta: dict,
+              speed_result: dict) -> EvalResult:
+    kind = kinds.get(cfg.task.kind)
     overall = [s["overall"] for s in seeds]
     n_buckets = len(seeds[0]["per_bucket"])
     per_bucket = []
@@ -165,40 +144,33 @@ def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, m
         s["train"] = train_by_seed.get(s["seed"], {})
     edges = module.bucket_edges
     probe = attention_probe(module, cfg)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "task": cfg.task.name, "task_kind": cfg.task.kind, "model": cfg.model.name, "backbone": cfg.model.backbone,
-        "metric": module.metric_name, "higher_is_better": module.higher_is_better,
-        "config": to_dict(module.cfg),
-        "params": module.param_counts(), "sizing": module.sizing,
-        "flops_per_token": flops_per_token(module, cfg),
-        "receptive_field": measured_receptive_field(module, cfg),
-        "env": {**env.fingerprint(next(module.parameters()).device, attention_kernel=probe["summary"]),
-                "attention_probe": probe},
-        "baseline": baseline(meta), "reference": cfg.task.reference,
-        "buckets": {"edges": edges, "labels": buckets.labels(edges),
-                    "unit": BUCKET_UNIT[cfg.task.kind]},
-        "seeds": seeds,
-        "overall": float(np.mean(overall)), "overall_std": float(np.std(overall, ddof=1)) if len(overall) > 1 else None,
-        "per_bucket": per_bucket, "count": seeds[0]["count"],
-        "speed": speed_result,
-    }
+    fields = dict(
+        task=cfg.task.name, task_kind=cfg.task.kind, model=cfg.model.name, backbone=cfg.model.backbone,
+        metric=module.metric_name, higher_is_better=module.higher_is_better,
+        config=to_dict(module.cfg), params=module.param_counts(), sizing=module.sizing,
+        flops_per_token=flops_per_token(module, cfg),
+        receptive_field=measured_receptive_field(module, cfg),
+        env={**env.fingerprint(next(module.parameters()).device, attention_kernel=probe["summary"]),
+             "attention_probe": probe},
+        baseline=meta.get("baseline"), reference=cfg.task.reference,
+        buckets={"edges": edges, "labels": buckets.labels(edges), "unit": kind.bucket_unit},
+        seeds=seeds,
+        overall=float(np.mean(overall)), overall_std=float(np.std(overall, ddof=1)) if len(overall) > 1 else None,
+        per_bucket=per_bucket, count=seeds[0]["count"], speed=speed_result)
+    return EvalResult(**{**fields, **kind.summarize(seeds)})
 
 
 def main(cfg: Config) -> None:
     torch.set_float32_matmul_precision("high")
     meta = read_meta(cfg)
-    train_path = run_dir(cfg) / "train.json"
-    train = json.loads(train_path.read_text()) if train_path.exists() else {}
+    kind = kinds.get(cfg.task.kind)
+    train_path = paths.run_dir(cfg) / paths.TRAIN_RESULT
+    train = TrainResult.read(train_path, f"`dvc repro train@{cfg.model.name}-{cfg.task.name}`").to_dict() \
+        if train_path.exists() else {}
     seeds, module, extra = [], None, {}
     for seed in cfg.seeds:
         module = load_checkpoint(cfg, seed)
-        if cfg.task.kind == "translate":
-            from pipeline.stages.translation_eval import bleu_by_bucket
-
-            seeds.append(bleu_by_bucket(module, cfg, seed))
-        else:
-            seeds.append(test_metric(module, cfg, seed))
+        seeds.append(kind.evaluate(module, cfg, seed, test_metric))
         if meta.get("extra_test_splits"):
             extra[seed] = extrapolation(module, cfg, seed, meta["extra_test_splits"], meta)
     assert module is not None
@@ -207,26 +179,15 @@ def main(cfg: Config) -> None:
     longest = cfg.eval.max_speed_len or cfg.task.max_len
     lengths = [e for e in buckets.edges(longest, cfg.data.bucket_min) if e <= longest]
     result = summarize(cfg, seeds, train, module, meta, measure_speed(module, cfg, lengths))
-    if cfg.task.kind == "translate":  # the reported metric is BLEU; perplexity stays alongside
-        result.update(metric="bleu", higher_is_better=True,
-                      chrf=float(np.mean([s["chrf"] for s in seeds])),
-                      target_ppl=float(np.mean([s["target_ppl"] for s in seeds])),
-                      bleu_signature=seeds[0]["bleu_signature"], samples=seeds[0]["samples"],
-                      decoding=seeds[0]["decoding"])
     if extra:
         splits = meta["extra_test_splits"]
-        result["extrapolation"] = {
+        result.extrapolation = {
             split: {"length": extra[cfg.seeds[0]][split]["length"], "examples": extra[cfg.seeds[0]][split]["examples"],
                     "overall": float(np.mean([extra[s][split]["overall"] for s in extra]))}
             for split in splits}
-    out = run_dir(cfg)
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
-    headline = {result["metric"]: result["overall"], "params_backbone": result["params"]["backbone"],
-                "flops_per_token": result["flops_per_token"],
-                "infer_tokens_per_s": result["speed"]["infer_tokens_per_s"][-1]}
-    train_tps = [s["train"].get("train_tokens_per_s") for s in seeds if s["train"]]
-    if train_tps:
-        headline["train_tokens_per_s"] = float(np.mean(train_tps))
-    (out / "metrics.json").write_text(json.dumps(headline, indent=2))
-    print(f"[evaluate] {cfg.task.name}/{cfg.model.name}: test {result['metric']} {result['overall']:.4g} "
-          f"(baseline {result['baseline']})")
+    out = paths.run_dir(cfg)
+    # metrics.json first: eval.json is what marks the stage done, so the pair never disagrees
+    write_json(out / paths.HEADLINE_METRICS, result.headline())
+    result.write(out / paths.EVAL_RESULT)
+    print(f"[evaluate] {cfg.task.name}/{cfg.model.name}: test {result.metric} {result.overall:.4g} "
+          f"(baseline {result.baseline})")

@@ -5,7 +5,6 @@ runs/<task>/<model>/train.json (per-seed summary: steps, time, tokens/s, best va
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -16,9 +15,10 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import OmegaConf
 
-from pipeline.config import ROOT, Config, relative, run_dir, to_dict
+from pipeline import kinds, paths
+from pipeline.artifacts import TrainResult, write_json
 from pipeline.data.datamodule import SequenceDataModule, read_meta
-from pipeline.tasks.registry import task_class
+from pipeline.schema import Config, to_dict
 from pipeline.wandb_mode import resolve_mode
 
 
@@ -41,7 +41,7 @@ def make_logger(cfg: Config, seed: int) -> WandbLogger | None:
     if mode == "disabled":
         return None
     os.environ.setdefault("WANDB_SILENT", "true")
-    save_dir = ROOT / cfg.paths.wandb
+    save_dir = paths.wandb_dir(cfg)
     save_dir.mkdir(parents=True, exist_ok=True)
     return WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, mode=mode,
                        name=f"{cfg.task.name}/{cfg.model.name}/seed{seed}",
@@ -60,15 +60,15 @@ def build_trainer(cfg: Config, callbacks: list, logger) -> L.Trainer:
         enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic,
         num_sanity_val_steps=t.num_sanity_val_steps, callbacks=callbacks, logger=logger or False,
         # Our bucketed batch sampler shards by rank itself.
-        use_distributed_sampler=False, default_root_dir=str(ROOT / cfg.paths.runs), enable_model_summary=False,
+        use_distributed_sampler=False, default_root_dir=str(paths.runs_dir(cfg)), enable_model_summary=False,
     )
 
 
 def train_seed(cfg: Config, seed: int) -> dict:
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = SequenceDataModule(cfg, seed=seed)
-    module = task_class(cfg.task.kind)(to_dict(cfg), datamodule.meta)
-    out = run_dir(cfg) / "ckpt" / f"seed{seed}"
+    module = kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), datamodule.meta)
+    out = paths.ckpt_dir(cfg, seed)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = ModelCheckpoint(dirpath=out, filename="best", monitor=f"val/{module.metric_name}",
                                  mode="max" if module.higher_is_better else "min", save_last=True,
@@ -97,18 +97,18 @@ def train_seed(cfg: Config, seed: int) -> dict:
         "train_tokens": throughput.tokens,
         "train_tokens_per_s": round(throughput.tokens / max(throughput.seconds, 1e-9), 1),
         "best_val": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
-        "best_ckpt": relative(checkpoint.best_model_path) if checkpoint.best_model_path else None,
+        "best_ckpt": paths.relative(checkpoint.best_model_path) if checkpoint.best_model_path else None,
         "params": module.param_counts(),
         "sizing": module.sizing,
     }
     if logger is not None and trainer.is_global_zero:
         run = logger.experiment
         result["wandb_run_id"] = run.id
-        result["wandb_dir"] = relative(Path(run.dir).parent) if run.dir else None
+        result["wandb_dir"] = paths.relative(Path(run.dir).parent) if run.dir else None
         run.summary.update({f"best_val/{module.metric_name}": result["best_val"],
                             "train_tokens_per_s": result["train_tokens_per_s"]})
-        (out / "wandb.json").write_text(json.dumps({"run_id": run.id, "project": cfg.logger.project,
-                                                    "mode": resolve_mode(cfg.logger.mode), "dir": result["wandb_dir"]}))
+        write_json(out / paths.WANDB_RUN, {"run_id": run.id, "project": cfg.logger.project,
+                                           "mode": resolve_mode(cfg.logger.mode), "dir": result["wandb_dir"]})
         run.finish()
     if trainer.is_global_zero:
         OmegaConf.save(cfg, out / "config.yaml")
@@ -120,9 +120,9 @@ def main(cfg: Config) -> None:
     runs = [train_seed(cfg, seed) for seed in cfg.seeds]
     if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
         meta = read_meta(cfg)
-        summary = {"task": cfg.task.name, "model": cfg.model.name, "profile": cfg.profile,
-                   "config": to_dict(cfg), "data": {"vocab_size": meta["vocab_size"]}, "seeds": runs}
-        (run_dir(cfg) / "train.json").write_text(json.dumps(summary, indent=2))
+        summary = TrainResult(task=cfg.task.name, model=cfg.model.name, profile=cfg.profile,
+                              config=to_dict(cfg), data={"vocab_size": meta["vocab_size"]}, seeds=runs)
+        summary.write(paths.run_dir(cfg) / paths.TRAIN_RESULT)
         for r in runs:
             print(f"[train] {cfg.task.name}/{cfg.model.name} seed{r['seed']}: best val {r['best_val']} "
                   f"after {r['steps']} steps, {r['train_seconds']:.0f}s, {r['train_tokens_per_s']:.0f} tok/s")

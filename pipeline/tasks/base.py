@@ -13,8 +13,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from pipeline import buckets
-from pipeline.config import Config
+from pipeline import kinds
+from pipeline.schema import Config
 from pipeline.models import sizing
 from pipeline.models.base import count_params
 from pipeline.tasks.metrics import BucketedMean
@@ -25,7 +25,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TaskModule(L.LightningModule):
-    causal: bool = True
+    """The LightningModule of a task kind (pipeline/kinds/<kind>.py names it in `module`)."""
+
     metric_name: str = ""
     higher_is_better: bool = True
 
@@ -36,6 +37,7 @@ class TaskModule(L.LightningModule):
         self.cfg: Config = OmegaConf.create(config)  # type: ignore[assignment]
         self.meta = meta
         self.pad_id = meta["special"]["pad"]
+        self.causal = kinds.get(self.cfg.task.kind).causal  # the kind's plug-in is the one place that says
         self.backbone, self.sizing = sizing.build_sized(self.cfg.model, causal=self.causal)
         d = self.backbone.d_model
         self.embed = nn.Embedding(meta["vocab_size"], d, padding_idx=self.pad_id)
@@ -117,6 +119,3 @@ class TaskModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-
-def bucket_of(lengths: torch.Tensor, edges: list[int]) -> torch.Tensor:
-    return buckets.index(lengths, edges)

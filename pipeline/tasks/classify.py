@@ -7,12 +7,9 @@ from torch import nn
 
 from pipeline import buckets
 from pipeline.tasks.base import TaskModule
-from pipeline.tasks.registry import register_task
 
 
-@register_task("classify")
 class Classifier(TaskModule):
-    causal = False
     metric_name = "acc"
     higher_is_better = True
 

@@ -7,12 +7,9 @@ from torch import nn
 
 from pipeline import buckets
 from pipeline.tasks.base import TaskModule
-from pipeline.tasks.registry import register_task
 
 
-@register_task("lm")
 class LanguageModel(TaskModule):
-    causal = True
     metric_name = "ppl"
     higher_is_better = False
 

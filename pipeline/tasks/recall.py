@@ -11,12 +11,9 @@ from torch import nn
 
 from pipeline import buckets
 from pipeline.tasks.base import TaskModule
-from pipeline.tasks.registry import register_task
 
 
-@register_task("recall")
 class Recall(TaskModule):
-    causal = True
     metric_name = "acc"
     higher_is_better = True
 

@@ -14,16 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline import buckets
-from pipeline.data.datamodule import pad_right
+from pipeline.data.batching import pad_right
 from pipeline.models.seq2seq import Seq2Seq
 from pipeline.tasks.base import TaskModule
 from pipeline.tasks.decoding import beam_search
-from pipeline.tasks.registry import register_task
 
 
-@register_task("translate")
 class Translator(TaskModule):
-    causal = True
     metric_name = "ppl"  # validation; the evaluate stage reports BLEU
     higher_is_better = False
 

@@ -1,0 +1,159 @@
+"""Typed artifacts: what each stage writes and the next one reads, with one schema version each.
+
+Written only through `write()` (temp file + rename: a killed stage leaves the old file or none,
+never half a JSON) and read only through `read()`, which names the file, the version it found and
+the stage to re-run when a file is missing, corrupt, from an older schema or of another type.
+Where each file lives is pipeline/paths.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+
+from pipeline.schema import ConfigError
+
+
+class ArtifactError(ConfigError):
+    """An input artifact that cannot be used as it is; the message says what to re-run."""
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, rerun: str) -> Any:
+    if not path.exists():
+        raise ArtifactError(f"{path} is missing: run {rerun} first")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path} is corrupt ({e}): re-run {rerun}") from None
+
+
+@dataclass
+class Artifact:
+    SCHEMA: ClassVar[int] = 1
+    KIND: ClassVar[str] = ""  # written as "artifact", so a foreign JSON is recognised
+
+    def to_dict(self) -> dict:
+        return {"artifact": self.KIND, "schema": self.SCHEMA, **dataclasses.asdict(self)}
+
+    def write(self, path: Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path | str, rerun: str) -> "Artifact":
+        if not isinstance(data, dict) or data.get("artifact") != cls.KIND:
+            found = data.get("artifact") if isinstance(data, dict) else type(data).__name__
+            raise ArtifactError(f"{path}: not a {cls.KIND} file (found {found!r}): re-run {rerun}")
+        if data.get("schema") != cls.SCHEMA:
+            raise ArtifactError(f"{path}: key 'schema' is {data.get('schema')!r}, this code reads {cls.KIND} "
+                                f"schema {cls.SCHEMA}: re-run {rerun}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        body = {k: v for k, v in data.items() if k not in ("artifact", "schema")}
+        unknown = sorted(set(body) - names)
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in body
+                         and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        if unknown or missing:
+            raise ArtifactError(f"{path}: {cls.KIND} fields do not match schema {cls.SCHEMA}"
+                                f"{' (unknown: ' + ', '.join(unknown) + ')' if unknown else ''}"
+                                f"{' (missing: ' + ', '.join(missing) + ')' if missing else ''}: re-run {rerun}")
+        return cls(**body)
+
+    @classmethod
+    def read(cls, path: Path, rerun: str) -> "Artifact":
+        return cls.from_dict(read_json(path, rerun), path, rerun)
+
+
+@dataclass
+class Meta(Artifact):
+    """<tokenized>/<task>/meta.json: what the tokenize stage wrote (pipeline/kinds/<kind>.py says
+    which arrays a kind has)."""
+
+    SCHEMA: ClassVar[int] = 2
+    KIND: ClassVar[str] = "meta"
+    task: str
+    kind: str
+    corpus: str
+    tokenizer: str
+    vocab_size: int
+    special: dict[str, int]
+    splits: dict[str, dict]  # per split: examples, tokens, length statistics (+ kind-specific counts)
+    baseline: Optional[dict] = None  # {"name", "value"}: the chance level on the test split
+    max_len: Optional[int] = None  # the task's truncation length (classification, translation)
+    labels: Optional[list[str]] = None  # class names; label ids follow this order
+    tokens: Optional[list[str]] = None  # synthetic: each id's string
+    synthetic: Optional[dict] = None  # synthetic: the generator's parameters and version
+    split_lengths: Optional[dict[str, int]] = None  # synthetic: sequence length per split
+    extra_test_splits: list[str] = field(default_factory=list)  # e.g. test_2x, test_4x
+    joint_vocabulary: bool = False  # translation: one vocabulary for both sides
+    bleu_signature: Optional[str] = None  # translation: sacreBLEU signature of the baseline
+    source: dict = field(default_factory=dict)  # the raw corpus's source.json
+
+
+@dataclass
+class TrainResult(Artifact):
+    """<runs>/<task>/<model>/train.json: one entry per seed (steps, time, tokens/s, best val)."""
+
+    KIND: ClassVar[str] = "train_result"
+    task: str
+    model: str
+    profile: str
+    config: dict
+    data: dict
+    seeds: list[dict]
+
+
+@dataclass
+class EvalResult(Artifact):
+    """<runs>/<task>/<model>/eval.json: the test result of one (task, model) over its seeds, with
+    inference speed/memory per length, FLOPs, receptive field and environment (stages/evaluate.py)."""
+
+    KIND: ClassVar[str] = "eval_result"
+    task: str
+    task_kind: str
+    model: str
+    backbone: str
+    metric: str
+    higher_is_better: bool
+    config: dict
+    params: dict  # total / backbone / embedding_and_head
+    sizing: dict
+    flops_per_token: Optional[float]
+    receptive_field: Optional[dict]
+    env: dict
+    baseline: Optional[dict]
+    reference: str
+    buckets: dict  # edges, labels, unit
+    seeds: list[dict]  # per seed: overall, per_bucket, count (+ train summary, kind extras)
+    overall: float  # mean over seeds
+    overall_std: Optional[float]
+    per_bucket: list[Optional[float]]
+    count: list[int]
+    speed: dict
+    extrapolation: Optional[dict] = None  # synthetic: overall metric per length-extrapolation split
+    # translation (the metric is BLEU): chrF, teacher-forced target perplexity, decoding, samples
+    chrf: Optional[float] = None
+    target_ppl: Optional[float] = None
+    bleu_signature: Optional[str] = None
+    samples: Optional[list[dict]] = None
+    decoding: Optional[dict] = None
+
+    def headline(self) -> dict:
+        """metrics.json: the few numbers `dvc metrics show` compares."""
+        out = {self.metric: self.overall, "params_backbone": self.params["backbone"],
+               "flops_per_token": self.flops_per_token,
+               "infer_tokens_per_s": self.speed["infer_tokens_per_s"][-1]}
+        train_tps = [s["train"].get("train_tokens_per_s") for s in self.seeds if s.get("train")]
+        if train_tps:
+            out["train_tokens_per_s"] = float(np.mean(train_tps))
+        return out

@@ -1,0 +1,105 @@
+"""Finding, loading and validating the evaluate stage's results: runs/<task>/<model>/eval.json.
+
+eval.json is read through its typed schema (pipeline/artifacts.py `EvalResult`: fields, version);
+this module adds the checks a schema cannot express (nested keys, per-bucket/per-length list
+lengths) and the cross-run check that all models of a task share the metric and its direction.
+Every problem is a ReportError naming the file, the key and what to run.
+
+No torch here: the report runs (and is tested) where only the results exist.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.artifacts import ArtifactError, EvalResult, read_json
+
+# Dotted keys every eval.json must have; everything else is optional/nullable.
+REQUIRED_KEYS = (
+    "task", "task_kind", "model", "metric", "higher_is_better",
+    "params.total", "params.backbone", "buckets.edges", "buckets.labels", "seeds", "count",
+)
+REQUIRED_SEED_KEYS = ("seed", "overall", "per_bucket")
+
+
+class ReportError(ArtifactError):
+    """Missing or malformed results, worded for the user: which file, which key, what to run."""
+
+
+def collect(runs_dir: Path) -> list[dict]:
+    """Read and validate every runs_dir/<task>/<model>/eval.json, sorted by (task, model)."""
+    runs_dir = Path(runs_dir)
+    paths = sorted(runs_dir.glob("*/*/eval.json"))
+    if not paths:
+        where = "does not exist" if not runs_dir.exists() else "holds no <task>/<model>/eval.json"
+        raise ReportError(
+            f"{runs_dir} {where}: nothing to report. Train and evaluate first, e.g. `dvc repro` for the "
+            f"whole grid, or `python -m pipeline train task=ptb model=lstm` then "
+            f"`python -m pipeline evaluate task=ptb model=lstm`."
+        )
+    results = [load_result(p) for p in paths]
+    _check_tasks_consistent(results)
+    return results
+
+
+def load_result(path: Path) -> dict:
+    rerun = "the evaluate stage for this run"
+    try:
+        result = EvalResult.from_dict(read_json(Path(path), rerun), path, rerun).to_dict()
+    except ArtifactError as e:
+        raise ReportError(str(e)) from None
+    validate(result, path)
+    result["_path"] = str(path)
+    return result
+
+
+def validate(result: Any, path: Path | str) -> None:
+    """Raise ReportError naming the file and the offending key."""
+    if not isinstance(result, dict):
+        raise ReportError(f"{path}: expected a JSON object at the top level")
+    for key in REQUIRED_KEYS:
+        if _get(result, key) is None:
+            raise ReportError(f"{path}: missing key '{key}' (eval.json schema {EvalResult.SCHEMA})")
+    n = len(result["buckets"]["edges"])
+    _check_len(path, "buckets.labels", result["buckets"]["labels"], n)
+    _check_len(path, "count", result["count"], n)
+    if not result["seeds"]:
+        raise ReportError(f"{path}: key 'seeds' is empty; evaluate wrote no per-seed results")
+    for i, seed in enumerate(result["seeds"]):
+        for key in REQUIRED_SEED_KEYS:
+            if not isinstance(seed, dict) or seed.get(key) is None:
+                raise ReportError(f"{path}: missing key 'seeds[{i}].{key}'")
+        _check_len(path, f"seeds[{i}].per_bucket", seed["per_bucket"], n)
+    speed = result.get("speed")
+    if speed:
+        for key in ("lengths", "infer_tokens_per_s"):
+            if speed.get(key) is None:
+                raise ReportError(f"{path}: missing key 'speed.{key}'")
+        for key in ("infer_tokens_per_s", "latency_ms", "peak_mem_mb"):
+            if speed.get(key) is not None:
+                _check_len(path, f"speed.{key}", speed[key], len(speed["lengths"]))
+
+
+def _check_len(path: Path | str, key: str, value: Any, n: int) -> None:
+    if not isinstance(value, list) or len(value) != n:
+        got = len(value) if isinstance(value, list) else type(value).__name__
+        raise ReportError(f"{path}: key '{key}' should be a list of {n} (one per bucket/length), got {got}")
+
+
+def _check_tasks_consistent(results: list[dict]) -> None:
+    """All models of a task must share the metric and its direction, or the tables are meaningless."""
+    first: dict[str, dict] = {}
+    for r in results:
+        ref = first.setdefault(r["task"], r)
+        for key in ("metric", "higher_is_better"):
+            if r[key] != ref[key]:
+                raise ReportError(f"task '{r['task']}': {r['_path']} has {key}={r[key]!r} but "
+                                  f"{ref['_path']} has {key}={ref[key]!r}; re-evaluate both with the same code")
+
+
+def _get(d: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict):
+            return None
+        d = d.get(part)
+    return d

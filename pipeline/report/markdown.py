@@ -1,0 +1,213 @@
+"""report.md: the title and environment line, "How to read this", and one section per task.
+
+A task's section holds the summary table, translation details (sacreBLEU signature, decoding,
+sample translations), the length-extrapolation table, the per-bucket table and the speed and
+memory tables, with the plots embedded by relative path. The verdict section (pipeline.report.
+verdict) is passed in and placed before "How to read this".
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from pipeline.report.format import (SAMPLES_PER_MODEL, _is_nan, _num, fmt_mb, fmt_metric, fmt_receptive_field, fmt_si,
+                                    md_table, md_text)
+from pipeline.report.tables import AT_CHANCE, CHANCE_ABS_MARGIN, CHANCE_REL_MARGIN
+
+
+def render_markdown(results: list[dict], tables: dict[str, pd.DataFrame], plots: dict[str, dict[str, Path]],
+                    out_dir: Path, experiment: str = "", verdict_section: Optional[list[str]] = None) -> str:
+    title = f"# seqarena report{f' — {experiment}' if experiment else ''}"
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [title, "", f"Generated {now} from {len(results)} evaluated runs. {_env_line(results)}", "",
+             *(verdict_section or []), _how_to_read(tables), ""]
+    for task in tables["summary"]["task"].unique():
+        task_results = [r for r in results if r["task"] == task]
+        parts += _task_section(task, task_results, tables, plots.get(task, {}), out_dir)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _env_line(results: list[dict]) -> str:
+    """Env fingerprint; several values are listed (mixed runs are worth noticing)."""
+    def values(key: str) -> str:
+        found = sorted({str((r.get("env") or {}).get(key)) for r in results if (r.get("env") or {}).get(key)})
+        return ", ".join(found) if found else "unknown"
+
+    cpu = values("cpu")
+    return (f"Environment: git `{values('git_sha')}` · torch {values('torch')} · device {values('device')}"
+            + (f" · CPU {cpu}" if cpu != "unknown" else "") + (f" · threads {values('threads')}"
+                                                               if values("threads") != "unknown" else "") + ".")
+
+
+def _how_to_read(tables: dict[str, pd.DataFrame]) -> str:
+    speed = tables["speed"]
+    bsz = ", ".join(sorted({str(int(b)) for b in speed["batch_size"].dropna()})) or "?"
+    dev = ", ".join(sorted({str(d) for d in speed["device"].dropna()})) or "?"
+    return (
+        "## How to read this\n\n"
+        "Metrics are on the test split, mean ± sample std over training seeds (n = number of seeds). "
+        "**Buckets** split the test set by length: for language modelling a bucket is a range of "
+        "*context positions* (how many tokens the model has seen before predicting), for classification "
+        "it is the *document length* in tokens; the `examples` row gives how many predictions (LM: tokens, "
+        "classification: documents) each cell averages over, and `—` means no examples. "
+        "The **baseline** is a chance-level reference computed from the data (unigram perplexity for LM, "
+        f"majority-class accuracy for classification). **{AT_CHANCE}** marks models not clearly better than it: "
+        f"for lower-is-better metrics mean ≥ {1 - CHANCE_REL_MARGIN:.1f} × baseline (less than "
+        f"{CHANCE_REL_MARGIN:.0%} better); for higher-is-better metrics mean ≤ baseline + "
+        f"{CHANCE_ABS_MARGIN:g} (on a 0–1 scale; + {CHANCE_ABS_MARGIN * 100:g} points for 0–100 metrics). "
+        "Backbone params exclude embeddings and the output head (which depend on the vocabulary); "
+        "FLOPs/token is the forward pass at the task's full length. "
+        "**Receptive field** is how many input positions measurably influence an output, measured on the "
+        "trained backbone at the length in brackets (`full` = all of them). "
+        "**Translation** is scored on the decoded test set with sacreBLEU (corpus BLEU and chrF, 0–100, "
+        "signature given per task); its baseline is the BLEU of copying the source. "
+        "**Length extrapolation** (synthetic tasks) evaluates models trained at one length on test sets "
+        "generated at 2× and 4× that length, without truncation. "
+        f"**Speed** is inference throughput (tokens/s) of a forward pass at batch size {bsz} on {dev}, "
+        "median over repeats; **memory** is the peak of live tensor bytes on CPU or max allocated memory on CUDA "
+        "during that forward pass; `—` means not measured (out of memory or skipped). "
+        "Train tokens/s counts unpadded tokens over training-step time, averaged over seeds."
+    )
+
+
+def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame], plots: dict[str, Path],
+                  out_dir: Path) -> list[str]:
+    summary = tables["summary"][tables["summary"]["task"] == task]
+    first = summary.iloc[0]
+    metric, better = first["metric"], ("higher" if first["higher_is_better"] else "lower")
+    out = [f"## Task `{task}` ({first['task_kind']}; {metric}, {better} is better)", ""]
+    reference = next((r.get("reference") for r in results if r.get("reference")), None)
+    if reference:
+        out += [f"Published reference: {reference}", ""]
+    if not _is_nan(first["baseline"]):
+        out += [f"Chance-level baseline: {first['baseline_name']} {metric} {fmt_metric(first['baseline'])}.", ""]
+    out += ["### Summary", "", _summary_md(summary), ""]
+    out += _translation_md(results, list(summary["model"]))
+    extrapolation = tables["extrapolation"][tables["extrapolation"]["task"] == task]
+    if len(extrapolation):
+        out += ["### Length extrapolation", "",
+                f"Test {metric} at the training length and on splits generated longer, evaluated untruncated:", "",
+                _extrapolation_md(extrapolation, summary), ""]
+    out += [f"### {metric} per length bucket", "",
+            _buckets_md(tables["buckets"][tables["buckets"]["task"] == task], summary), ""]
+    out += _image(plots.get("metric_by_bucket"), f"{task} {metric} by bucket", out_dir)
+    speed = tables["speed"][tables["speed"]["task"] == task]
+    if len(speed):
+        out += ["### Speed & memory", "", "Inference tokens/s by sequence length:", "",
+                _by_length_md(speed, summary, "infer_tokens_per_s", fmt_si), "",
+                "Peak memory (MB) by sequence length:", "",
+                _by_length_md(speed, summary, "peak_mem_mb", fmt_mb), ""]
+        out += _image(plots.get("speed_by_length"), f"{task} speed by length", out_dir)
+        out += _image(plots.get("memory_by_length"), f"{task} memory by length", out_dir)
+    return out
+
+
+def _image(path: Optional[Path], alt: str, out_dir: Path) -> list[str]:
+    if path is None:
+        return []
+    return [f"![{alt}]({Path(os.path.relpath(path, out_dir)).as_posix()})", ""]
+
+
+def _summary_md(summary: pd.DataFrame) -> str:
+    metric = summary["metric"].iloc[0]
+    with_chrf = bool(summary["chrf"].notna().any())  # translation tasks
+    header = ["model", "backbone params", "total params", "FLOPs/token", "receptive field",
+              f"{metric} (mean ± std)", *(["chrF"] if with_chrf else []), "seeds",
+              "baseline", "vs baseline", "train tok/s", "infer tok/s (at length)"]
+    rows = []
+    for r in summary.itertuples(index=False):
+        value = fmt_metric(r.value) + ("" if _is_nan(r.std) else f" ± {fmt_metric(r.std, like=r.value)}")
+        infer = "—" if r.infer_length is None or _is_nan(r.infer_length) else \
+            f"{fmt_si(r.infer_tokens_per_s)} ({int(r.infer_length)})"
+        rf = fmt_receptive_field(r.receptive_field, r.receptive_field_measured_at, r.receptive_field_full)
+        rows.append([r.model, fmt_si(r.params_backbone), fmt_si(r.params_total), fmt_si(r.flops_per_token), rf,
+                     value, *([fmt_metric(r.chrf)] if with_chrf else []), str(r.n_seeds), fmt_metric(r.baseline),
+                     AT_CHANCE if r.at_chance else "", fmt_si(r.train_tokens_per_s), infer])
+    return md_table(header, rows, align="lrrrrr" + "r" * with_chrf + "rrlrr")
+
+
+def _translation_md(results: list[dict], models: list[str]) -> list[str]:
+    """sacreBLEU signature, decoding settings and sample translations; nothing for other tasks."""
+    by_model = {r["model"]: r for r in results}
+    ordered = [by_model[m] for m in models if m in by_model]
+    if not any(r.get("bleu_signature") or r.get("decoding") or r.get("samples") for r in ordered):
+        return []
+    out = [_per_model_line("sacreBLEU signature", ordered, lambda r: r.get("bleu_signature"), code=True), "",
+           _per_model_line("Decoding", ordered, lambda r: fmt_decoding(r.get("decoding"))), ""]
+    out += ["### Sample translations", ""]
+    rows = [[r["model"], str(i + 1), md_text(s.get("source")), md_text(s.get("reference")),
+             md_text(s.get("hypothesis"))]
+            for r in ordered for i, s in enumerate((r.get("samples") or [])[:SAMPLES_PER_MODEL])]
+    out += [md_table(["model", "#", "source", "reference", "hypothesis"], rows, align="lrlll") if rows
+            else "No sample translations in eval.json.", ""]
+    return out
+
+
+def _per_model_line(label: str, results: list[dict], value, code: bool = False) -> str:
+    """'label: v' when every model agrees (the usual case), else one 'model: v' per model."""
+    shown = {r["model"]: value(r) or "—" for r in results}
+    quote = (lambda v: f"`{v}`" if code and v != "—" else v)
+    if len(set(shown.values())) == 1:
+        return f"{label}: {quote(next(iter(shown.values())))}."
+    return f"{label}: " + "; ".join(f"{m} {quote(v)}" for m, v in shown.items()) + "."
+
+
+def fmt_decoding(decoding: Optional[dict]) -> Optional[str]:
+    """{"beam_size": 1, "examples": 1565} -> 'greedy, 1565 test sentences'; other keys as 'key value'."""
+    if not decoding:
+        return None
+    rest = dict(decoding)
+    beam, examples = rest.pop("beam_size", None), rest.pop("examples", None)
+    parts = [] if beam is None else ["greedy" if beam == 1 else f"beam search (beam {beam})"]
+    parts += [] if examples is None else [f"{examples} test sentences"]
+    parts += [f"{k} {v}" for k, v in rest.items()]
+    return ", ".join(parts)
+
+
+def _extrapolation_md(extrapolation: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """model x length (train, 2x, 4x, ...), with an examples row."""
+    cols = extrapolation.drop_duplicates("split")[["split", "length"]].values.tolist()
+    cols.sort(key=lambda c: _num(c[1]))
+    header = ["model \\ length", *[_extrapolation_label(split, length) for split, length in cols]]
+    cell = {(m, s): v for m, s, v in zip(extrapolation["model"], extrapolation["split"], extrapolation["value"])}
+    rows = [[m, *[fmt_metric(cell.get((m, s))) for s, _ in cols]]
+            for m in summary["model"] if m in set(extrapolation["model"])]
+    examples = {s: sorted({str(int(e)) for e in g.dropna()}) for s, g in extrapolation.groupby("split")["examples"]}
+    rows.append(["examples", *["/".join(examples.get(s) or ["—"]) for s, _ in cols]])
+    return md_table(header, rows)
+
+
+def _extrapolation_label(split: str, length: Any) -> str:
+    """'128 (train)', '256 (2×)' from the split names the tokenizer writes (test, test_<k>x)."""
+    n = "?" if _is_nan(_num(length)) else str(int(length))
+    if split == "test":
+        return f"{n} (train)"
+    factor = split.removeprefix("test_").removesuffix("x")
+    return f"{n} ({factor}×)" if factor.isdigit() else f"{n} ({split})"
+
+
+def _buckets_md(buckets: pd.DataFrame, summary: pd.DataFrame) -> str:
+    labels = buckets.drop_duplicates("bucket_hi").sort_values("bucket_hi")
+    cols = list(zip(labels["bucket_hi"], labels["bucket"]))
+    unit = buckets["unit"].dropna()
+    header = [f"model \\ {unit.iloc[0] if len(unit) else 'bucket'}", *[label for _, label in cols]]
+    cell = {(m, hi): v for m, hi, v in zip(buckets["model"], buckets["bucket_hi"], buckets["value"])}
+    rows = [[m, *[fmt_metric(cell.get((m, hi))) for hi, _ in cols]] for m in summary["model"]]
+    counts = buckets.groupby("bucket_hi")["count"].agg(lambda c: sorted(set(c)))
+    if all(len(counts[hi]) == 1 for hi, _ in cols):
+        rows.append(["examples", *[str(counts[hi][0]) for hi, _ in cols]])
+    else:  # models evaluated on different example sets: show every model's counts
+        per = {(m, hi): c for m, hi, c in zip(buckets["model"], buckets["bucket_hi"], buckets["count"])}
+        rows += [[f"examples ({m})", *[str(per.get((m, hi), "—")) for hi, _ in cols]] for m in summary["model"]]
+    return md_table(header, rows)
+
+
+def _by_length_md(speed: pd.DataFrame, summary: pd.DataFrame, column: str, fmt) -> str:
+    lengths = sorted(speed["length"].unique())
+    cell = {(m, n): v for m, n, v in zip(speed["model"], speed["length"], speed[column])}
+    rows = [[m, *[fmt(cell.get((m, n))) for n in lengths]] for m in summary["model"]]
+    return md_table(["model \\ length", *[str(n) for n in lengths]], rows)

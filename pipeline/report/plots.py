@@ -1,0 +1,106 @@
+"""The report's per-task matplotlib plots: metric by length bucket, speed and memory by length.
+
+Drawn on a Figure with an Agg canvas (no pyplot global state, no display needed), one PNG per
+kind in PLOT_KINDS under <reports>/plots/.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.report.format import fmt_si
+
+PLOT_KINDS = ("metric_by_bucket", "speed_by_length", "memory_by_length")
+
+
+def plot_task(task: str, tables: dict[str, pd.DataFrame], plots_dir: Path) -> dict[str, Path]:
+    """The three per-task PNGs; returns {kind: path}."""
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    summary = tables["summary"][tables["summary"]["task"] == task]
+    buckets = tables["buckets"][tables["buckets"]["task"] == task]
+    speed = tables["speed"][tables["speed"]["task"] == task]
+    models = list(summary["model"])
+    metric = summary["metric"].iloc[0]
+    paths = {kind: plots_dir / f"{task}_{kind}.png" for kind in PLOT_KINDS}
+    _plot_metric_by_bucket(task, metric, summary, buckets, models, paths["metric_by_bucket"])
+    device, bsz = speed["device"].dropna(), speed["batch_size"].dropna()
+    where = f"batch {int(bsz.iloc[0])}, {device.iloc[0]}" if len(device) and len(bsz) else ""
+    _plot_by_length(speed, models, "infer_tokens_per_s", "inference tokens/s",
+                    f"{task}: inference throughput by length ({where})", paths["speed_by_length"])
+    _plot_by_length(speed, models, "peak_mem_mb", "peak memory (MB)",
+                    f"{task}: peak inference memory by length ({where})", paths["memory_by_length"])
+    return paths
+
+
+def _new_axes():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # Figure + Agg canvas directly: no pyplot global state, no display needed.
+    fig = Figure(figsize=(7, 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _plot_metric_by_bucket(task: str, metric: str, summary: pd.DataFrame, buckets: pd.DataFrame,
+                           models: list[str], path: Path) -> None:
+    import numpy as np
+
+    fig, ax = _new_axes()
+    for model in models:
+        b = buckets[(buckets["model"] == model)].dropna(subset=["value"])
+        x = np.log2(b["bucket_hi"].to_numpy(dtype=float))
+        ax.plot(x, b["value"], marker="o", label=model)
+        if b["std"].notna().any():
+            ax.fill_between(x, b["value"] - b["std"].fillna(0), b["value"] + b["std"].fillna(0), alpha=0.15)
+    base = summary["baseline"].dropna()
+    if len(base):
+        name = summary["baseline_name"].dropna()
+        ax.axhline(base.iloc[0], color="grey", linestyle="--", linewidth=1,
+                   label=f"baseline ({name.iloc[0] if len(name) else 'chance'})")
+    ticks = buckets.drop_duplicates("bucket_hi").sort_values("bucket_hi")
+    ax.set_xticks(np.log2(ticks["bucket_hi"].to_numpy(dtype=float)), ticks["bucket"], rotation=30)
+    unit = buckets["unit"].dropna()
+    ax.set_xlabel(f"bucket ({unit.iloc[0] if len(unit) else 'length'}; log2 of upper edge)")
+    better = "higher" if bool(summary["higher_is_better"].iloc[0]) else "lower"
+    ax.set_ylabel(f"{metric} ({better} is better)")
+    ax.set_title(f"{task}: test {metric} by length bucket")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def _plot_by_length(speed: pd.DataFrame, models: list[str], column: str, ylabel: str, title: str,
+                    path: Path) -> None:
+    from matplotlib.ticker import NullLocator
+
+    fig, ax = _new_axes()
+    for model in models:
+        s = speed[speed["model"] == model].dropna(subset=[column])
+        ax.plot(s["length"], s[column], marker="o", label=model)
+    ax.set_xscale("log", base=2)
+    lengths = sorted(speed["length"].unique())
+    ax.set_xticks(lengths, [str(n) for n in lengths])  # 16, 32, ... rather than 2^4, 2^5
+    ax.xaxis.set_minor_locator(NullLocator())
+    values = speed[column].dropna()
+    # A memory of 0 (nothing allocated) cannot go on a log axis: log scale only when every value is positive.
+    if len(values) and (values > 0).all():
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_yscale("log")
+        si = FuncFormatter(lambda v, _pos: fmt_si(v))  # 50k, 1.2M rather than 5x10^4
+        ax.yaxis.set_major_formatter(si)
+        # Label minor ticks only when the data spans under ~1.5 decades (else labels collide).
+        narrow = math.log10(values.max() / values.min()) < 1.5
+        ax.yaxis.set_minor_formatter(si if narrow else FuncFormatter(lambda v, _pos: ""))
+    ax.set_xlabel("sequence length (tokens, log2)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_lines():
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)

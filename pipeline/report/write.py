@@ -1,0 +1,65 @@
+"""Every report artifact, written into <reports>/ from collected results and benchmark results:
+
+    report.md        summary, per-bucket and speed/memory tables per task, embedded plots
+    summary.csv      one row per task x model
+    buckets.csv      long format: task, model, bucket, bucket_hi, metric, value, std, count
+    speed.csv        long format: task, model, length, infer_tokens_per_s, latency_ms, peak_mem_mb
+    extrapolation.csv long format: task, model, split, length, value, examples (tasks with length-
+                     extrapolation splits; header only when there are none)
+    summary.json     flat {"<task>/<model>/<key>": number} for `dvc metrics show`
+    plots/<task>_{metric_by_bucket,speed_by_length,memory_by_length}.png
+    bench.csv, complexity.csv, crossover.csv, verdict.csv and plots/ scaling and Pareto PNGs: the verdict
+                     section's tables and plots (pipeline.report.verdict, pipeline.report.verdict_plots)
+and, unless W&B is disabled, one W&B run (job_type "report") holding the same tables and plots.
+
+Seed statistics are recomputed from the per-seed numbers in eval.json (mean and sample std,
+ddof=1), so the report never depends on how an older evaluate stage aggregated them.
+
+This module must not import torch: it runs (and is tested) where only the results exist.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Optional
+
+from pipeline.report import verdict, verdict_plots
+from pipeline.report.markdown import render_markdown
+from pipeline.report.plots import plot_task
+from pipeline.report.tables import build_tables, flat_metrics
+from pipeline.report.tracking import WandbTarget, log_to_wandb
+
+def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
+                 wandb: Optional[WandbTarget] = None, bench: Optional[list[dict]] = None,
+                 bench_missing: Iterable[str] = ()) -> dict[str, Path]:
+    """Write every report artifact into out_dir; log to W&B unless `wandb` is None or resolves to
+    disabled. `bench`: the benchmark stage's results (the verdict section). Returns {artifact name: path}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = build_tables(results)
+    plots = {task: plot_task(task, tables, out_dir / "plots") for task in tables["summary"]["task"].unique()}
+    bench = bench or []
+    verdict_plots_ = verdict_plots.scaling_plots(verdict.bench_table(bench), out_dir / "plots") if bench else {}
+    for task in tables["summary"]["task"].unique():
+        path = verdict_plots.pareto_plot(task, tables["summary"], out_dir / "plots")
+        if path is not None:
+            verdict_plots_[f"pareto_{task}"] = path
+    tables.update(bench=verdict.bench_table(bench), complexity=verdict.complexity_rows(bench, results),
+                  crossover=verdict.crossover_rows(bench), verdict=verdict.verdict_rows(results, bench))
+    written: dict[str, Path] = {}
+    for name, df in tables.items():
+        written[f"{name}.csv"] = out_dir / f"{name}.csv"
+        df.to_csv(written[f"{name}.csv"], index=False)
+    flat = {**flat_metrics(tables["summary"], tables["extrapolation"]), **verdict.headline(bench)}
+    written["summary.json"] = out_dir / "summary.json"
+    written["summary.json"].write_text(json.dumps(flat, indent=2, sort_keys=True) + "\n")
+    written["report.md"] = out_dir / "report.md"
+    section = verdict.verdict_md(results, bench, list(bench_missing), verdict_plots_, out_dir)
+    written["report.md"].write_text(render_markdown(results, tables, plots, out_dir, experiment, section))
+    written.update({p.name: p for p in verdict_plots_.values()})
+    for task, paths in plots.items():
+        written.update({p.name: p for p in paths.values()})
+    if wandb is not None:
+        log_to_wandb(wandb, tables, [p for paths in plots.values() for p in paths.values()]
+                     + list(verdict_plots_.values()), flat, experiment)
+    return written

@@ -1,0 +1,182 @@
+"""The config schema: typed dataclasses for every section, and the one error type users see.
+
+Torch-free and model-free on purpose: `pipeline.config` (the loader) and every stage that only
+reads data import this, and models subclass `ModelConfig` here without a cycle through the loader.
+A backbone's own schema is the dataclass it registers with (pipeline/models/registry.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the user: what, where, and how to fix it."""
+
+
+@dataclass
+class ModelConfig:
+    """Fields every backbone has. Backbones subclass this with their own knobs."""
+
+    name: str = MISSING  # the conf/model/<name>.yaml that chose it (set by the loader)
+    backbone: str = MISSING  # key in the backbone registry
+    d_model: int = 128
+    n_layers: int = 2
+    dropout: float = 0.1
+    # Target count of backbone (non-embedding) parameters; when set, sizing solves d_model.
+    budget_params: Optional[int] = None
+
+
+@dataclass
+class SyntheticConfig:
+    """Generator parameters of the synthetic tasks (pipeline/data/synthetic.py); real corpora ignore it."""
+
+    seq_len: int = 128  # training length in tokens (MQAR, selcopy: exact; ListOps: lengths in (seq_len/2, seq_len])
+    n_train: int = 20000
+    n_val: int = 1000
+    n_test: int = 1000
+    seed: int = 0
+    extrapolate: list[int] = field(default_factory=lambda: [2, 4])  # extra splits test_{k}x at k * seq_len
+    vocab: int = 128  # MQAR: keys = first half, values = second half; selcopy: data tokens
+    num_pairs: int = 16  # MQAR: key-value pairs, each queried once
+    num_copy: int = 16  # selcopy: data tokens to copy
+    max_depth: int = 10  # ListOps: deepest nesting
+    max_args: int = 5  # ListOps: most arguments per operator
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    kind: str = MISSING  # a task kind registered in pipeline/tasks/ (lm, classify, recall, translate, ...)
+    corpus: str = MISSING  # key in pipeline.data.corpora.CORPORA
+    tokenizer: str = "word"  # word | bpe | byte
+    vocab_size: int = 10000
+    min_frequency: int = 1
+    lowercase: bool = False
+    max_len: int = 128  # LM: context window; classify: truncation length (tokens)
+    val_fraction: float = 0.1  # used only where the corpus has no official split
+    test_fraction: float = 0.1
+    split_seed: int = 1234
+    head: str = "full"  # full | adaptive (adaptive softmax for large LM vocabularies)
+    adaptive_cutoffs: list[int] = field(default_factory=lambda: [2000, 6000])
+    pooling: str = "mean"  # classify: mean | last | max
+    truncate: str = "head"  # classify, documents over max_len: keep the head (first tokens) | tail (last)
+    reference: str = ""  # published reference point shown in the report
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # synthetic tasks only
+
+
+@dataclass
+class DataConfig:
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    # Batches are formed from pools of this many batches sorted by length (less padding).
+    bucket_pool: int = 50
+    max_train_examples: Optional[int] = None  # cap for quick profiles; None = all
+    max_eval_examples: Optional[int] = None
+    bucket_min: int = 16  # first length bucket is (0, bucket_min]; then powers of two
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine | constant
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "cpu"
+    devices: Any = 1  # int, list of ids, or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp (never ddp_spawn: torchmetrics state is shared on CPU)
+    precision: str = "32-true"  # bf16-mixed only on CUDA; it is ~100x slower on CPU
+    max_epochs: int = 1
+    max_steps: int = -1
+    val_check_interval: Optional[float] = None
+    limit_val_batches: float = 1.0
+    gradient_clip_val: float = 1.0
+    log_every_n_steps: int = 20
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+    num_sanity_val_steps: int = 0
+
+
+@dataclass
+class LoggerConfig:
+    mode: str = "auto"  # auto (online when logged in) | online | offline | disabled
+    project: str = "seqarena"
+    entity: Optional[str] = None
+    group: Optional[str] = None  # defaults to the experiment name
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalConfig:
+    speed_batch_size: int = 8
+    speed_repeats: int = 3
+    measure_memory: bool = True
+    max_speed_len: Optional[int] = None  # longest length timed; None = the task's max_len
+    beam_size: int = 1  # translation decoding: 1 = greedy
+
+
+@dataclass
+class BenchConfig:
+    """The benchmark stage's length sweep (pipeline/stages/benchmark.py), independent of tasks."""
+
+    min_len: int = 128  # the sweep is n = min_len, 2·min_len, ... up to max_len (powers of two)
+    max_len: int = 8192
+    # Every cell holds this many tokens (batch = tokens_per_batch // n), so a linear-time model's step
+    # costs the same at every n and a quadratic one's grows with n. Must be >= max_len.
+    tokens_per_batch: int = 8192
+    vocab_size: int = 256  # a fixed small embedding and LM head, so the backbone dominates the cost
+    fit_min_len: int = 1024  # complexity exponents are fitted over n >= this (the upper sweep)
+    max_mem_gb: float = 8.0  # cells predicted (or found) above this peak are skipped / recorded as oom
+    cell_timeout_s: float = 60.0  # a measured call slower than this ends the sweep for longer n
+    max_run_time_s: float = 0.5  # torch.utils.benchmark adaptive timing: most seconds per measurement
+    decode: bool = True  # time one generated token at each context length (models with `step`)
+    decode_max_len: Optional[int] = None  # longest context decoded (one token at a time); None = max_len
+    # longest n whose eager attention (n x n scores materialised) is measured beside the fused kernel's;
+    # None = max_len. The eager path is the slow one: 10 s of the Transformer's 8K cell on 2 cores.
+    eager_max_len: Optional[int] = None
+    threads: int = 0  # intra-op threads; 0 = torch's default
+
+
+@dataclass
+class PathsConfig:
+    raw: str = "data/raw"
+    tokenized: str = "data/tokenized"
+    runs: str = "runs"
+    reports: str = "reports"
+    bench: str = "results/bench"  # benchmark stage: <bench>/<model>.json
+    wandb: str = "."  # W&B writes <wandb>/wandb/offline-run-*
+
+
+@dataclass
+class Config:
+    profile: str = "cpu"
+    experiment: str = "default"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+
+
+def to_dict(cfg: Any) -> dict:
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dataclasses.asdict(cfg)

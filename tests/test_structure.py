@@ -1,0 +1,118 @@
+"""The shape of the code itself: no import cycles, a config that imports no torch, plug-in
+registries that cannot drift from the modules that register, and no oversized module."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline import kinds
+from pipeline.config import ROOT, choices, load
+
+PIPELINE = ROOT / "pipeline"
+MAX_LINES = 420  # "no file over ~400 lines"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """{module: pipeline modules it imports}, function-level imports included. Importing a
+    submodule does not count as importing its parent package's other members."""
+    modules = {module_name(p): p for p in PIPELINE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                found |= {base} | {f"{base}.{a.name}" for a in node.names}
+        graph[name] = {m for m in found if m in modules and m != name and not name.startswith(m + ".")}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_in_pipeline():
+    assert cycles(import_graph()) == []
+
+
+@pytest.mark.parametrize("statement", [
+    "import pipeline.config",
+    "from pipeline.config import load; load(['task=ptb'], model=False)",
+    "import pipeline.stages.download, pipeline.stages.tokenize, pipeline.stages.report",
+    "from pipeline.models import registry; registry.names(); registry.seq2seq_names()",
+    "from pipeline import kinds; [kinds.get(k) for k in kinds.names()]",
+])
+def test_config_data_and_report_import_no_torch(statement):
+    code = f"import sys; {statement}; assert 'torch' not in sys.modules, 'torch imported'; " \
+           "assert not [m for m in sys.modules if m.startswith('pipeline.models.') and " \
+           "m.split('.')[-1] not in ('registry',)], sorted(m for m in sys.modules if m.startswith('pipeline.models'))"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_kind_registry_matches_its_modules():
+    """names() reads decorators from source; importing every module registers exactly those."""
+    scanned = set(kinds.names())
+    assert scanned >= {"lm", "classify", "recall", "translate"}
+    for name in scanned:
+        assert kinds.get(name).name == name
+    assert set(kinds.registered()) == scanned
+    for task in choices("task"):
+        assert load([f"task={task}"], model=False).task.kind in scanned
+
+
+def test_unknown_kind_is_a_config_error():
+    from pipeline.schema import ConfigError
+
+    with pytest.raises(ConfigError, match="task.kind='tagging' is not a registered task kind; choose one of: classify"):
+        kinds.get("tagging")
+
+
+def test_no_oversized_module():
+    big = {str(p.relative_to(ROOT)): n for p in PIPELINE.rglob("*.py")
+           if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not big, f"split these modules: {big}"
