@@ -61,7 +61,7 @@ def tokenize(tmp_path_factory, downloads_dir):
     def build(*tasks: str) -> Path:
         for task in tasks:
             if not (root / "tokenized" / task).exists():
-                cfg = load([f"task={task}", "profile=smoke", *TEST_TASKS[task]])  # as the tests load it
+                cfg = load([f"task={task}", "profile=smoke", *TEST_TASKS[task]], model=False)  # as the tests load it
                 raw = root / "raw" / task
                 fetch_corpus(cfg.task.corpus, raw, downloads_dir)
                 tokenize_task(cfg.task, raw, root / "tokenized" / task)
