@@ -38,6 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load(overrides, model=getattr(module, "NEEDS_MODEL", True))
         module.main(cfg)
     except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
+        print(f"{stage}: {e}", file=sys.stderr)  # bad config or a missing / stale input: exit 2, nothing written
         return 2
     return 0

@@ -203,7 +203,7 @@ def test_main_reads_paths_from_config(tmp_path: Path, monkeypatch, capsys):
     assert (tmp_path / "out" / "report.md").exists()
     assert "4 runs over 2 tasks" in capsys.readouterr().out
     cfg.paths.runs = str(tmp_path / "nowhere")
-    with pytest.raises(SystemExit, match="nowhere"):
+    with pytest.raises(ReportError, match="nowhere"):  # the CLI prints it on one line and exits 2
         report.main(cfg)
 
 
@@ -427,7 +427,7 @@ def test_missing_optional_fields_render_as_dash(tmp_path: Path):
     partial["samples"] = None
     synthetic = synthetic_eval("transformer", 0.9, 0.5, 0.2)
     synthetic["extrapolation"]["test_2x"].pop("overall")
-    synthetic.pop("config")  # no trained length to show
+    synthetic["config"] = {}  # no trained length to show (config is a required field of eval.json)
     results = collect(write_runs(tmp_path, [bare, partial, synthetic]))
     write_report(results, tmp_path / "reports")
     md = (tmp_path / "reports" / "report.md").read_text()

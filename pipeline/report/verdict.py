@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from pipeline.artifacts import ArtifactError
 from pipeline.measure import scaling
 from pipeline.report.format import _is_nan, fmt_mb, fmt_metric, fmt_si, md_table
 
@@ -35,7 +36,7 @@ SPEED_COLUMNS = (("fastest to train", "train_tokens_per_s", False, "tok/s"),
                  ("leanest (train step)", "train_peak_mb", True, "MB"))
 
 
-class BenchResultError(RuntimeError):
+class BenchResultError(ArtifactError):
     pass
 
 
