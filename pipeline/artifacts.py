@@ -157,3 +157,25 @@ class EvalResult(Artifact):
         if train_tps:
             out["train_tokens_per_s"] = float(np.mean(train_tps))
         return out
+
+
+@dataclass
+class BenchResult(Artifact):
+    """<bench>/<model>.json: the length sweep of one model (pipeline/measure/sweep.py)."""
+
+    KIND: ClassVar[str] = "bench_result"
+    model: str
+    params: dict  # backbone / total
+    env: dict
+    cells: list[dict]  # one per length: status, times, peak memory, FLOPs, MFU
+    decode: dict  # status, cells (latency per context), parallel_speedup
+    fits: dict  # fitted exponents with intervals and the verdict per measured quantity
+    config: dict  # model and bench sections
+    claim: Optional[dict] = None  # the family's claimed complexity (pipeline/models/base.py)
+    backbone: str = ""
+    causal: Optional[bool] = None
+    sizing: Optional[dict] = None
+    d_model: Optional[int] = None
+    profile: str = ""
+    matmul_peak_flops: Optional[dict] = None  # FLOP/s per dtype measured in the same run
+    wall_s: Optional[float] = None

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(f"pipeline.stages.{stage}")
         # download / tokenize / report read no model code: a model file that fails cannot stop them
-        cfg = load(overrides, model=getattr(module, "NEEDS_MODEL", True))
+        cfg = load(overrides, model=getattr(module, "NEEDS_MODEL", True), task_bound=getattr(module, "TASK_BOUND", True))
         module.main(cfg)
     except ConfigError as e:
         print(f"{stage}: {e}", file=sys.stderr)  # bad config or a missing / stale input: exit 2, nothing written

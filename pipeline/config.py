@@ -182,13 +182,14 @@ def check_bench(params) -> None:
 
 
 def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None = None, *,
-         model: bool = True) -> Config:
+         model: bool = True, task_bound: bool = True) -> Config:
     """Compose, validate and return the typed config (an OmegaConf-backed `Config`).
 
     With `model=True` the model section is checked against its backbone's schema and the model is
     built once on the meta device (no memory), so a setting that only fails at construction is a
-    ConfigError here, before any stage starts. `model=False` (download, tokenize, report) reads no
-    model code: the model section is merged unchecked."""
+    ConfigError here, before any stage starts: built for the task (causal where its kind is), or with
+    `task_bound=False` (the benchmark) as the model's own sweep builds it. `model=False` (download,
+    tokenize, report) reads no model code: the model section is merged unchecked."""
     cli_groups, cli_node = _parse_overrides(list(overrides))
     defaults = read_yaml(CONF_DIR / "config.yaml")
     params = read_params(params_path)
@@ -239,11 +240,11 @@ def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None =
         raise ConfigError(f"conf/task/{selected['task']}.yaml: task.name is '{cfg.task.name}', expected '{selected['task']}'")
     _check(cfg)
     if model:
-        check_buildable(cfg, str(files["model"].relative_to(ROOT)))
+        check_buildable(cfg, str(files["model"].relative_to(ROOT)), task_bound)
     return cfg  # type: ignore[return-value]
 
 
-def check_buildable(cfg: Config, source: str) -> None:
+def check_buildable(cfg: Config, source: str, task_bound: bool = True) -> None:
     """Build the sized model on the meta device (no memory, ~0.1 s): a value that the schema
     cannot see as wrong (heads that do not divide the width, an unknown block, a bidirectional
     model on a causal task) becomes a ConfigError naming the model file."""
@@ -251,10 +252,20 @@ def check_buildable(cfg: Config, source: str) -> None:
 
     from pipeline.models import sizing
 
+    kind = kinds.get(cfg.task.kind)
+    if not task_bound:  # causal where the backbone can be, as pipeline/measure/sweep.py builds it
+        causal = cfg.model.backbone not in registry.seq2seq_names() and \
+            registry.backbone_class(cfg.model.backbone).causal_capable
+    elif cfg.model.backbone in registry.seq2seq_names() and not kind.encoder_decoder:
+        serving = [k for k in kinds.names() if kinds.get(k).encoder_decoder]
+        raise ConfigError(f"{source}: model '{cfg.model.name}' is an encoder-decoder model: it serves "
+                          f"{', '.join(serving)} tasks, not task '{cfg.task.name}' (kind {cfg.task.kind})")
+    else:
+        causal = kind.causal
     trial = OmegaConf.create(to_dict(cfg.model))
     try:
         with torch.device("meta"):
-            sizing.build_sized(trial, causal=kinds.get(cfg.task.kind).causal)
+            sizing.build_sized(trial, causal=causal)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     except (ValueError, KeyError, TypeError, AssertionError, NotImplementedError, RuntimeError) as e:

@@ -46,7 +46,8 @@ def reasons(models: list[str], tasks: list[str]) -> dict[tuple[str, str], str | 
     def reason(model: str, task: str) -> str | None:
         backbone, kind = backbones[model], task_kinds[task]
         if backbone in registry.seq2seq_names():
-            return None if kind == "translate" else f"{model} is an encoder–decoder model: it serves translation only"
+            return None if kinds.get(kind).encoder_decoder else \
+                f"{model} is an encoder–decoder model: it cannot serve {kind} tasks"
         if kinds.get(kind).causal and not registry.backbone_class(backbone).causal_capable:
             return f"{model} cannot run causally, so it cannot serve {kind} tasks"
         return None

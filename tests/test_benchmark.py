@@ -14,11 +14,11 @@ SMOKE = ["profile=smoke", "bench.threads=1"]
 
 
 def smoke_cfg(model: str, *overrides: str):
-    return load([f"model={model}", *SMOKE, *overrides])
+    return load([f"model={model}", *SMOKE, *overrides], task_bound=False)
 
 
 def test_smoke_sweep_measures_every_cell_and_fits_exponents():
-    result = sweep.run(smoke_cfg("transformer"), log=lambda *_: None)
+    result = sweep.run(smoke_cfg("transformer"), log=lambda *_: None).to_dict()
     assert [c["length"] for c in result["cells"]] == [32, 64, 128]
     for c in result["cells"]:
         assert c["status"] == "ok" and c["batch"] * c["length"] == c["tokens"] == 128
@@ -40,7 +40,7 @@ def test_smoke_sweep_measures_every_cell_and_fits_exponents():
 
 
 def test_bidirectional_model_has_no_decoding():
-    result = sweep.run(smoke_cfg("kim-cnn"), log=lambda *_: None)
+    result = sweep.run(smoke_cfg("kim-cnn"), log=lambda *_: None).to_dict()
     assert not result["causal"] and result["decode"]["cells"] == []
     assert all(c["status"] == "ok" for c in result["cells"])
 
@@ -86,7 +86,7 @@ def test_stage_writes_the_json(tmp_path):
                            f"paths.bench={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "lstm.json").read_text())
-    assert result["schema_version"] == sweep.SCHEMA_VERSION and result["model"] == "lstm"
+    assert result["artifact"] == "bench_result" and result["schema"] == 1 and result["model"] == "lstm"
     assert "[benchmark] lstm: 3/3 cells" in proc.stdout
 
 

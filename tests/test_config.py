@@ -56,19 +56,19 @@ def test_unknown_model_lists_choices():
 
 def test_every_model_file_names_a_registered_backbone_and_loads():
     for name in choices("model"):
-        cfg = load([f"model={name}"])
+        cfg = load([f"model={name}"], task_bound=False)  # the model alone, as the benchmark builds it
         assert cfg.model.backbone in registry.names()
 
 
 def test_every_registered_backbone_has_a_model_file():
-    used = {load([f"model={name}"]).model.backbone for name in choices("model")}
+    used = {load([f"model={name}"], task_bound=False).model.backbone for name in choices("model")}
     assert set(registry.names()) <= used, f"backbones without conf/model/*.yaml: {set(registry.names()) - used}"
 
 
 def test_every_block_is_used_by_some_model_file():
     used = set()
     for name in choices("model"):
-        used |= set(load([f"model={name}"]).model.get("layers", []) or [])
+        used |= set(load([f"model={name}"], task_bound=False).model.get("layers", []) or [])
     assert set(registry.block_names()) <= used, f"blocks no model uses: {set(registry.block_names()) - used}"
 
 
@@ -89,17 +89,33 @@ def write_params(tmp_path, text):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("tasks: [ptb]\nruns: {kim-cnn-ptb: {model: kim-cnn, task: ptb}}\n", "kim-cnn cannot run causally"),
     ("tasks: [ptb]\nruns: {lstm-rt: {model: lstm, task: rt}}\n", "task 'rt' is not in params.yaml `tasks`"),
     ("tasks: [ptb]\nruns: {lstm-ptb: {model: lsmt, task: ptb}}\n", "unknown model 'lsmt'"),
     ("tasks: [ptb]\nruns: {a: {model: lstm, task: ptb}}\n", "the key must be 'lstm-ptb'"),
-    ("tasks: [ptb]\nruns: {rnn-attention-ptb: {model: rnn-attention, task: ptb}}\n", "translation only"),
     ("tasks: [pbt]\nruns: {}\n", "unknown task 'pbt'"),
     ("grid: {models: [lstm], tasks: [ptb]}\n", "python -m pipeline grid"),
 ])
 def test_bad_params_yaml_names_the_entry_and_the_fix(tmp_path, text, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load([], params_path=write_params(tmp_path, text))
+
+
+@pytest.mark.parametrize("model, task, message", [
+    ("kim-cnn", "ptb", "kim-cnn cannot run causally"),
+    ("rnn-attention", "ptb", "rnn-attention is an encoder–decoder model: it cannot serve lm tasks"),
+])
+def test_a_run_its_model_cannot_serve_is_refused(tmp_path, model, task, message):
+    """By `grid` (which checks every run, importing each model) and by the run's own stages, whose
+    load() builds that one model on the meta device; other stages never import its code."""
+    from pipeline import grid
+    from pipeline.config import read_params
+
+    path = write_params(tmp_path, f"tasks: [{task}]\nruns: {{{model}-{task}: {{model: {model}, task: {task}}}}}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"runs.{model}-{task}: {message}")):
+        grid.check(read_params(path))
+    with pytest.raises(ConfigError, match=f"conf/model/{model}.yaml: model '{model}'"):
+        load([f"model={model}", f"task={task}"], params_path=path)
+    assert load([f"model={model}", f"task={task}"], params_path=path, model=False).task.name == task
 
 
 def test_grid_command_writes_every_servable_pair(tmp_path):

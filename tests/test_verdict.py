@@ -34,7 +34,7 @@ def make_bench(model: str, claim: Complexity, time_exp: float, mem_exp: float, d
                       "forward_flops_per_token": 1e6, "train_mfu": 0.2, "infer_mfu": 0.1})
     decode = {"status": "ok", "cells": [{"context": n, "status": "ok", "latency_ms": 0.1 * n ** decode_exp}
                                         for n in LENGTHS]} if decode_exp is not None else {"status": "bidirectional", "cells": []}
-    return {"schema_version": 1, "model": model, "params": {"backbone": 500_000, "total": 566_000},
+    return {"artifact": "bench_result", "schema": 1, "model": model, "params": {"backbone": 500_000, "total": 566_000},
             "claim": claim.__dict__, "config": {"bench": {"tokens_per_batch": 8192, "fit_min_len": 1024}},
             "env": {"device": "cpu", "cpu": "Test CPU", "threads": 2}, "cells": cells, "decode": decode,
             "fits": fit_all(cells, decode, claim, 1024)}
@@ -119,10 +119,13 @@ def test_tables_and_plots_are_written(tmp_path):
 
 def test_load_bench_names_the_file_and_the_stage(tmp_path):
     (tmp_path / "lstm.json").write_text("{")
-    with pytest.raises(verdict.BenchResultError, match=r"lstm.json: not valid JSON.*benchmark@lstm"):
+    with pytest.raises(verdict.BenchResultError, match=r"lstm.json is corrupt.*benchmark@lstm"):
         verdict.load_bench(tmp_path, ["lstm"])
-    (tmp_path / "lstm.json").write_text(json.dumps({"schema_version": 0}))
-    with pytest.raises(verdict.BenchResultError, match="schema_version 0"):
+    (tmp_path / "lstm.json").write_text(json.dumps({"artifact": "bench_result", "schema": 0}))
+    with pytest.raises(verdict.BenchResultError, match="key 'schema' is 0, this code reads bench_result schema 1"):
+        verdict.load_bench(tmp_path, ["lstm"])
+    (tmp_path / "lstm.json").write_text(json.dumps({"artifact": "eval_result", "schema": 1}))
+    with pytest.raises(verdict.BenchResultError, match="not a bench_result file.*benchmark@lstm"):
         verdict.load_bench(tmp_path, ["lstm"])
     assert verdict.load_bench(tmp_path, ["gru"]) == ([], ["gru"])
 

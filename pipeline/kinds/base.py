@@ -35,6 +35,7 @@ def registered() -> dict[str, "TaskKind"]:
 class TaskKind:
     name: str = ""
     causal: bool = True  # its models read left to right (LM, recall, decoding)
+    encoder_decoder: bool = False  # served by encoder-decoder models too (registered with @register_seq2seq)
     bucket_unit: str = ""  # what a length bucket counts, shown in eval.json and the report
     module: str = ""  # "package.module:Class" of its LightningModule (a TaskModule)
     # Per-position arrays stored beside the ids and aligned with them, and the value padding them

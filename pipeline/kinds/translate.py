@@ -27,6 +27,7 @@ from pipeline.schema import ConfigError
 @register_kind("translate")
 class Translation(TaskKind):
     causal = True  # decoder-only models translate as a conditional LM; encoder-decoders ignore it
+    encoder_decoder = True
     bucket_unit = "source tokens"
     module = "pipeline.tasks.translate:Translator"
     test_stream = "test.src"

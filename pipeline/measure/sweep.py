@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from pipeline.config import Config, to_dict
+from pipeline.artifacts import BenchResult
+from pipeline.schema import Config, to_dict
 from pipeline.measure import env, flops, kernels, scaling
 from pipeline.measure.memory import peak_memory_mb
 from pipeline.measure.speed import adaptive_timing, matmul_peak_flops
@@ -45,7 +46,6 @@ from pipeline.models import registry
 from pipeline.models.base import count_params
 from pipeline.models.sizing import build_sized
 
-SCHEMA_VERSION = 1
 DECODE_WINDOW = 64  # tokens whose median latency is the cell's: 16 let one OS hiccup read as a 1.7x step
 # Per-sequence costs fitted against the family's claimed exponents: (fit key, cell key, claim).
 FITTED = (("train_time", "train_s", "time"), ("infer_time", "infer_s", "time"),
@@ -302,12 +302,11 @@ def run(cfg: Config, log=print) -> dict:
     decode = measure_decode(model, contexts, cfg, device) if cfg.bench.decode and info["causal"] \
         else {"status": "not measured" if info["causal"] else "bidirectional: no decoding", "cells": []}
     decode["parallel_speedup"] = parallel_speedup(cells, decode)
-    return {
-        "schema_version": SCHEMA_VERSION, "model": cfg.model.name, "backbone": cfg.model.backbone, **info,
-        "claim": None if claim is None else claim.__dict__,
-        "config": {"model": to_dict(cfg.model), "bench": to_dict(cfg.bench)}, "profile": cfg.profile,
-        "env": {**env.fingerprint(device), "load_avg_1min": os.getloadavg()[0]},
-        "matmul_peak_flops": peak, "cells": cells, "decode": decode,
-        "fits": fit_all(cells, decode, claim, cfg.bench.fit_min_len),
-        "wall_s": round(time.perf_counter() - t0, 1),
-    }
+    return BenchResult(
+        model=cfg.model.name, backbone=cfg.model.backbone, **info,
+        claim=None if claim is None else claim.__dict__,
+        config={"model": to_dict(cfg.model), "bench": to_dict(cfg.bench)}, profile=cfg.profile,
+        env={**env.fingerprint(device), "load_avg_1min": os.getloadavg()[0]},
+        matmul_peak_flops=peak, cells=cells, decode=decode,
+        fits=fit_all(cells, decode, claim, cfg.bench.fit_min_len),
+        wall_s=round(time.perf_counter() - t0, 1))

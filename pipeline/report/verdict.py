@@ -22,11 +22,10 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from pipeline.artifacts import ArtifactError
+from pipeline.artifacts import ArtifactError, BenchResult
 from pipeline.measure import scaling
 from pipeline.report.format import _is_nan, fmt_mb, fmt_metric, fmt_si, md_table
 
-BENCH_SCHEMA_VERSION = 1
 MIN_BUCKET_EXAMPLES = 30
 REFERENCE_MODEL = "transformer"  # crossovers are against the quadratic baseline
 MEMORY_AT = (1024, 4096, 8192)
@@ -50,18 +49,11 @@ def load_bench(bench_dir: Path, models: Optional[list[str]] = None) -> tuple[lis
         if not path.exists():
             missing.append(name)
             continue
+        rerun = f"`dvc repro -s benchmark@{name}`"
         try:
-            result = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise BenchResultError(f"{path}: not valid JSON ({e}); re-run `dvc repro benchmark@{name}`") from e
-        version = result.get("schema_version") if isinstance(result, dict) else None
-        if version != BENCH_SCHEMA_VERSION:
-            raise BenchResultError(f"{path}: schema_version {version!r}, this report reads {BENCH_SCHEMA_VERSION}; "
-                                   f"re-run `dvc repro -s benchmark@{name}`")
-        for key in ("model", "cells", "fits", "decode"):
-            if key not in result:
-                raise BenchResultError(f"{path}: missing key '{key}'; re-run `dvc repro -s benchmark@{name}`")
-        out.append(result)
+            out.append(BenchResult.read(path, rerun).to_dict())
+        except ArtifactError as e:
+            raise BenchResultError(str(e)) from None
     return out, missing
 
 
