@@ -13,6 +13,8 @@ backbone does not know is an error, not silently ignored.
 """
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +112,12 @@ def _parse_overrides(overrides: list[str]) -> tuple[dict[str, str], DictConfig]:
 
 def read_params(path: Path | None = None) -> DictConfig:
     path = path or PARAMS
-    return read_yaml(path) if path.exists() else OmegaConf.create({})
+    if not path.exists():
+        return OmegaConf.create({})
+    if not path.read_text(encoding="utf-8").strip():
+        raise ConfigError(f"{path} is empty: it must set at least `profile` (smoke | cpu | paper); write the grid "
+                          f"with `python -m pipeline grid models=... tasks=...`")
+    return read_yaml(path)
 
 
 PARAMS_KEYS = ("profile", "experiment", "seeds", "tasks", "runs", "bench")
@@ -146,6 +153,9 @@ def check_runs(params) -> dict[str, tuple[str, str]]:
     for task in tasks:
         if task not in valid_tasks:
             raise ConfigError(f"params.yaml: tasks: unknown task '{task}'; choose from: {', '.join(valid_tasks)}")
+    if not runs:
+        raise ConfigError("params.yaml: `runs` is empty, so dvc repro would train nothing; write it with "
+                          "`python -m pipeline grid models=... tasks=...`")
     pairs = {}
     for key, run in runs.items():
         where = f"params.yaml: runs.{key}"
@@ -252,6 +262,9 @@ def check_buildable(cfg: Config, source: str, task_bound: bool = True) -> None:
 
     from pipeline.models import sizing
 
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} (profile '{cfg.profile}') but this machine "
+                          f"has no CUDA GPU; use profile=cpu or trainer=cpu")
     kind = kinds.get(cfg.task.kind)
     if not task_bound:  # causal where the backbone can be, as pipeline/measure/sweep.py builds it
         causal = cfg.model.backbone not in registry.seq2seq_names() and \
@@ -295,7 +308,44 @@ def _check(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be positive, got {OmegaConf.select(cfg, key)}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+    _check_training(cfg)
     _check_bench(cfg.bench)
+
+
+def _check_training(cfg: DictConfig) -> None:
+    """Values that would otherwise train silently wrong (a negative slice, sizing skipped) or crash deep."""
+    def positive_or_null(key: str) -> None:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{key}={value} must be a positive number or null ({'no budget: d_model as set' if 'budget' in key else 'all'})")
+
+    for key in ("model.budget_params", "data.max_train_examples", "data.max_eval_examples"):
+        positive_or_null(key)
+    if not list(cfg.seeds):
+        raise ConfigError("seeds=[] trains nothing; give at least one seed, e.g. seeds=[0]")
+    o, t = cfg.optim, cfg.trainer
+    if not (math.isfinite(o.lr) and o.lr > 0):
+        raise ConfigError(f"optim.lr={o.lr} must be a positive finite number")
+    for key, value in (("optim.warmup_steps", o.warmup_steps), ("optim.weight_decay", o.weight_decay),
+                       ("trainer.gradient_clip_val", t.gradient_clip_val)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{key}={value} must be >= 0")
+    for key, value in (("optim.beta1", o.beta1), ("optim.beta2", o.beta2)):
+        if not 0 <= value < 1:
+            raise ConfigError(f"{key}={value} must be in [0, 1)")
+    if not (t.max_epochs >= 1 or (t.max_epochs == -1 and t.max_steps > 0)):
+        raise ConfigError(f"trainer.max_epochs={t.max_epochs}: must be >= 1 (or -1 with trainer.max_steps > 0)")
+    if t.max_steps == 0 or t.max_steps < -1:
+        raise ConfigError(f"trainer.max_steps={t.max_steps}: must be -1 (no limit) or positive")
+    devices = t.devices
+    if isinstance(devices, str) and devices != "auto" and not devices.isdigit():
+        raise ConfigError(f"trainer.devices={devices!r}: give a number, a list of device ids or 'auto'")
+    count = int(devices) if isinstance(devices, int) or (isinstance(devices, str) and devices.isdigit()) else None
+    if count is not None and count < 1:
+        raise ConfigError(f"trainer.devices={devices}: must be at least 1")
+    if t.accelerator == "cpu" and count is not None and count > (os.cpu_count() or 1):
+        raise ConfigError(f"trainer.devices={count} CPU processes on a machine with {os.cpu_count()} cores: each "
+                          f"process trains a full copy; use at most {os.cpu_count()} (or trainer=gpu / ddp on GPUs)")
 
 
 def _check_bench(b) -> None:

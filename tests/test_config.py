@@ -5,7 +5,7 @@ import pytest
 
 from omegaconf import OmegaConf
 
-from pipeline.config import CONF_DIR, ConfigError, choices, load
+from pipeline.config import CONF_DIR, ROOT, ConfigError, choices, load
 from pipeline.models import registry
 
 
@@ -132,3 +132,45 @@ def test_grid_command_writes_every_servable_pair(tmp_path):
     assert "tcn-rt" in read_params(path).runs and "lstm-ptb" in read_params(path).runs
     with pytest.raises(ConfigError, match="unknown model nope"):
         grid.main(["models=nope", "tasks=rt"], params_path=path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.budget_params=-5", "model.budget_params=-5 must be a positive number or null"),
+    ("model.budget_params=0", "model.budget_params=0 must be a positive number or null"),
+    ("data.max_train_examples=-10", "data.max_train_examples=-10 must be a positive number or null"),
+    ("data.max_train_examples=0", "data.max_train_examples=0 must be a positive number or null"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0: must be >= 1"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs=-1: must be >= 1 (or -1 with trainer.max_steps > 0)"),
+    ("optim.warmup_steps=-3", "optim.warmup_steps=-3 must be >= 0"),
+    ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1.0 must be >= 0"),
+    ("optim.lr=nan", "optim.lr=nan must be a positive finite number"),
+    ("seeds=[]", "seeds=[] trains nothing"),
+    ("trainer.devices=64", "trainer.devices=64 CPU processes on a machine with"),
+    ("trainer.devices=abc", "trainer.devices='abc': give a number"),
+    ("profile=paper", "has no CUDA GPU"),
+])
+def test_bad_values_fail_at_load_naming_the_key(override, message):
+    import torch
+
+    if override == "profile=paper" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(["model=lstm", "task=ptb", override])
+
+
+def test_empty_params_yaml_and_empty_runs_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="params.yaml is empty: it must set at least `profile`"):
+        load([], params_path=write_params(tmp_path, "\n"))
+    with pytest.raises(ConfigError, match="`runs` is empty"):
+        load([], params_path=write_params(tmp_path, "tasks: [ptb]\nruns: {}\n"))
+
+
+def test_bad_values_exit_2_from_the_cli_and_write_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "pipeline", "train", "model=lstm", "task=rt", "optim.lr=nan",
+                           f"paths.runs={runs}"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "optim.lr=nan must be a positive finite number" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not runs.exists()
