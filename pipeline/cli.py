@@ -1,43 +1,68 @@
-"""`python -m pipeline <stage> key=value ...`: one subcommand per DVC stage."""
+"""`python -m pipeline <stage> key=value ...`: one subcommand per DVC stage, plus `grid` (writes
+params.yaml) and `config` (prints the resolved config of a stage's command line)."""
 from __future__ import annotations
 
 import importlib
 import sys
 
-STAGES = ("download", "tokenize", "train", "evaluate", "benchmark", "report")
-USAGE = (f"usage: python -m pipeline {{{','.join(STAGES)}}} [group=choice] [dotted.key=value ...]\n"
-         f"       python -m pipeline grid models=a,b|all tasks=x,y|all [--add] [--dry-run]")
+STAGES = {
+    "download": "fetch the task's corpus (sha256-checked) into data/raw/<task>",
+    "tokenize": "raw corpus -> splits, tokenizer and token-id arrays in data/tokenized/<task>",
+    "train": "fit model on task for every seed (Lightning) -> runs/<task>/<model>",
+    "evaluate": "test metric per length bucket, speed, memory, FLOPs -> runs/<task>/<model>/eval.json",
+    "benchmark": "length sweep of one model (time, memory, decoding, MFU) -> results/bench/<model>.json",
+    "report": "every run and benchmark of params.yaml -> reports/report.md, CSVs, plots",
+}
+TOOLS = {
+    "grid": "models=a,b|all tasks=x,y|all [bench=c,d] [--add] [--dry-run]: rewrite params.yaml's grid",
+    "config": "[group=choice ...] [key=value ...]: print the resolved config, as `train` would load it",
+}
+
+
+def usage() -> str:
+    from pipeline.config import GROUPS, all_choices
+
+    lines = ["usage: python -m pipeline <command> [group=choice ...] [dotted.key=value ...]", "", "stages (dvc.yaml):"]
+    lines += [f"  {name:<10} {text}" for name, text in STAGES.items()]
+    lines += ["", "tools:"] + [f"  {name:<10} {text}" for name, text in TOOLS.items()]
+    lines += ["", "groups (conf/<group>/<choice>.yaml):"]
+    lines += [f"  {g}={'|'.join(all_choices(g))}" for g in GROUPS]
+    lines += ["", "e.g.  python -m pipeline train model=lstm task=ptb trainer.max_epochs=1",
+              "      python -m pipeline config model=mamba task=mqar profile=smoke"]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        print("groups: profile, task, model, trainer, logger (see conf/); e.g.\n"
-              "  python -m pipeline train model=lstm task=ptb trainer.max_epochs=1")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
         return 0 if argv else 2
-    stage, overrides = argv[0], argv[1:]
-    if stage == "grid":  # writes params.yaml; not a stage
-        from pipeline import grid
-        from pipeline.schema import ConfigError
-
-        try:
-            return grid.main(overrides)
-        except ConfigError as e:
-            print(f"grid: {e}", file=sys.stderr)
-            return 2
-    if stage not in STAGES:
-        print(f"unknown stage '{stage}'; choose one of: {', '.join(STAGES)} (or grid)", file=sys.stderr)
+    command, overrides = argv[0], argv[1:]
+    if command not in STAGES and command not in TOOLS:
+        print(f"unknown command '{command}'; choose one of: {', '.join([*STAGES, *TOOLS])}", file=sys.stderr)
         return 2
-    from pipeline.config import load
+    if {"-h", "--help"} & set(overrides):
+        print(f"python -m pipeline {command}: {STAGES.get(command) or TOOLS[command]}\n\n{usage()}")
+        return 0
     from pipeline.schema import ConfigError  # also ArtifactError: a missing, corrupt or stale input
 
     try:
-        module = importlib.import_module(f"pipeline.stages.{stage}")
+        if command == "grid":
+            from pipeline import grid
+
+            return grid.main(overrides)
+        from pipeline.config import load
+
+        if command == "config":
+            from omegaconf import OmegaConf
+
+            print(OmegaConf.to_yaml(load(overrides)), end="")
+            return 0
+        module = importlib.import_module(f"pipeline.stages.{command}")
         # download / tokenize / report read no model code: a model file that fails cannot stop them
         cfg = load(overrides, model=getattr(module, "NEEDS_MODEL", True), task_bound=getattr(module, "TASK_BOUND", True))
         module.main(cfg)
     except ConfigError as e:
-        print(f"{stage}: {e}", file=sys.stderr)  # bad config or a missing / stale input: exit 2, nothing written
+        print(f"{command}: {e}", file=sys.stderr)  # bad config or a missing / stale input: exit 2, nothing written
         return 2
     return 0

@@ -116,3 +116,19 @@ def test_no_oversized_module():
     big = {str(p.relative_to(ROOT)): n for p in PIPELINE.rglob("*.py")
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not big, f"split these modules: {big}"
+
+
+def test_cli_help_lists_stages_groups_and_choices_and_config_prints_the_resolved_config():
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, capture_output=True, text=True)
+
+    top = cli("--help")
+    assert top.returncode == 0
+    for word in ("download", "tokenize", "train", "evaluate", "benchmark", "report", "grid", "config",
+                 "model=bigbird|", "task=bible-ende|", "profile=cpu|paper|smoke"):
+        assert word in top.stdout
+    assert cli("train", "--help").stdout.startswith("python -m pipeline train: fit model on task")
+    shown = cli("config", "model=lstm", "task=rt", "profile=smoke", "optim.lr=0.01")
+    assert shown.returncode == 0 and "lr: 0.01" in shown.stdout and "name: rt" in shown.stdout
+    bad = cli("trian")
+    assert bad.returncode == 2 and "unknown command 'trian'; choose one of: download" in bad.stderr
