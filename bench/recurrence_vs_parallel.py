@@ -18,8 +18,9 @@ from pipeline.config import load
 from pipeline.measure.env import fingerprint
 from pipeline.measure.speed import median_seconds
 from pipeline.models import registry
+from pipeline.models.stack import layer_plan
 
-# block -> the model config its knobs (chunk_size, d_state, ...) come from
+# block -> the model config its settings (chunk_size, d_state, ...) come from
 BLOCKS = {"linear_attention": "linear-transformer", "mamba": "mamba", "s4d": "s4d", "rwkv_time_mix": "rwkv"}
 OUT = Path(__file__).parent / "results" / "recurrence_vs_parallel.json"
 
@@ -27,7 +28,8 @@ OUT = Path(__file__).parent / "results" / "recurrence_vs_parallel.json"
 def build(block: str, d_model: int, device: torch.device):
     cfg = load([f"model={BLOCKS[block]}", f"model.d_model={d_model}", "model.budget_params=null",
                 "model.dropout=0.0"]).model
-    return registry.block_class(block)(cfg, causal=True).to(device).eval()
+    settings = dict(layer_plan(cfg))[block]
+    return registry.block_class(block)(cfg, True, settings).to(device).eval()
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import choices, load
+from pipeline.config import choices, load, model_backbone
 from pipeline.measure.env import fingerprint
 from pipeline.measure.speed import median_seconds
 from pipeline.models import registry
@@ -146,7 +146,7 @@ def main(argv=None) -> dict:
               "load_avg_1min": {"start": os.getloadavg()[0]}}
     t0 = time.perf_counter()
     for name in args.models:
-        backbone_name = load([f"model={name}"]).model.backbone
+        backbone_name = model_backbone(name)  # no build: load() rejects a bidirectional-only model on the default (LM) task
         if not registry.backbone_class(backbone_name).causal_capable:
             report["skipped_models"][name] = f"{backbone_name} is bidirectional only"
             continue

@@ -88,7 +88,7 @@ def model_code(model: str) -> list[str]:
     ones, padded to CODE_SLOTS (see the module docstring)."""
     cfg = read_yaml(CONF_DIR / "model" / f"{model}.yaml").model
     classes = [registry.backbone_class(str(cfg.backbone))]
-    classes += [registry.block_class(str(name)) for name in (cfg.get("layers") or [])]
+    classes += [registry.block_class(name) for name, _ in registry.layer_blocks(cfg.get("layers"))]
     todo = {c.__module__.rsplit(".", 1)[1] for c in classes}
     seen: set[str] = set()
     while todo:

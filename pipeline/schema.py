@@ -106,6 +106,9 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     deterministic: bool = False
     num_sanity_val_steps: int = 0
+    # last.ckpt (the whole training state) every this many steps; a stopped run continues from it
+    last_ckpt_every_n_steps: int = 100
+    resume: bool = True  # continue an unfinished run of the same config from its last.ckpt
 
 
 @dataclass

@@ -1,4 +1,6 @@
 """Linear-time blocks: each parallel (chunked / FFT) training form against a naive reference."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,10 +14,16 @@ L, CHUNK = 37, 8  # a length that is not a multiple of the chunk
 TOL = dict(rtol=1e-4, atol=1e-5)
 
 
-def cfg(**overrides):
-    args = ["model=transformer", "model.d_model=16", "model.n_heads=2", "model.dropout=0.0",
-            "model.budget_params=null", f"model.chunk_size={CHUNK}", "model.d_state=8"]
-    return load(args + [f"model.{k}={v}" for k, v in overrides.items()]).model
+def cfg():
+    return load(["model=transformer", "model.d_model=16", "model.n_heads=2", "model.dropout=0.0",
+                 "model.budget_params=null"]).model
+
+
+def make(block_cls, causal):
+    """The block with chunk_size=CHUNK and d_state=8, where its settings have them."""
+    fields = {f.name for f in dataclasses.fields(block_cls.settings_class)}
+    settings = block_cls.settings_class(**{k: v for k, v in {"chunk_size": CHUNK, "d_state": 8}.items() if k in fields})
+    return block_cls(cfg(), causal, settings)
 
 
 def step_through(block, x):
@@ -38,7 +46,7 @@ def test_chunked_linear_attention_equals_quadratic(kind):
 
 def test_linear_attention_bidirectional_ignores_padding():
     torch.manual_seed(0)
-    block = LinearAttention(cfg(), causal=False).eval()
+    block = make(LinearAttention, causal=False).eval()
     x = torch.randn(2, L, 16)
     mask = torch.ones(2, L, dtype=torch.bool)
     mask[0, 20:] = False
@@ -100,7 +108,7 @@ def test_selective_scan_gradcheck():
 @pytest.mark.parametrize("block_cls", [Mamba, S4D, LinearAttention, TimeMix])
 def test_block_forward_equals_step(block_cls):
     torch.manual_seed(0)
-    block = block_cls(cfg(), causal=True).eval()
+    block = make(block_cls, causal=True).eval()
     x = torch.randn(2, L, 16)
     with torch.no_grad():
         torch.testing.assert_close(step_through(block, x), block(x), **TOL)
@@ -108,7 +116,7 @@ def test_block_forward_equals_step(block_cls):
 
 def test_mamba_bidirectional_reverse_scan_ignores_padding():
     torch.manual_seed(0)
-    block = Mamba(cfg(), causal=False).eval()
+    block = make(Mamba, causal=False).eval()
     x = torch.randn(2, L, 16)
     mask = torch.ones(2, L, dtype=torch.bool)
     mask[0, 15:] = False
@@ -126,7 +134,7 @@ def test_mamba_bidirectional_reverse_scan_ignores_padding():
 def test_s4d_fft_convolution_equals_direct_convolution():
     torch.manual_seed(0)
     for causal in (True, False):
-        block = S4D(cfg(), causal=causal).eval()
+        block = make(S4D, causal=causal).eval()
         x = torch.randn(2, L, 16)
         with torch.no_grad():
             K = block.kernel(L)  # (dirs, H, L)
@@ -176,8 +184,8 @@ def test_rwkv_chunked_wkv_equals_naive_and_is_stable():
 
 def test_rwkv_built_bidirectional_still_runs_causally():
     torch.manual_seed(0)
-    causal = TimeMix(cfg(), causal=True).eval()
-    bidirectional = TimeMix(cfg(), causal=False).eval()
+    causal = make(TimeMix, causal=True).eval()
+    bidirectional = make(TimeMix, causal=False).eval()
     bidirectional.load_state_dict(causal.state_dict())
     x = torch.randn(2, L, 16)
     with torch.no_grad():

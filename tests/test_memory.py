@@ -2,17 +2,16 @@
 import pytest
 import torch
 
-from pipeline.models.hybrid import StackConfig
-from pipeline.models.memory import MemoryAttention
+from pipeline.models.memory_attention import MemoryAttention, MemoryAttentionSettings
+from pipeline.models.stack import StackConfig
 
 B, D, S = 2, 16, 5
 
 
 def make(causal, positional="rotary"):
-    cfg = StackConfig(name="t", backbone="stack", d_model=D, n_heads=2, segment_len=S, n_memory=3,
-                      positional=positional, dropout=0.0)
+    cfg = StackConfig(name="t", backbone="stack", d_model=D, n_heads=2, positional=positional, dropout=0.0)
     torch.manual_seed(0)
-    return MemoryAttention(cfg, causal).eval()
+    return MemoryAttention(cfg, causal, MemoryAttentionSettings(segment_len=S, n_memory=3)).eval()
 
 
 @pytest.mark.parametrize("causal", [True, False])

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pipeline.config import choices, load
+from pipeline.config import ConfigError, choices, load
 from pipeline.models import registry
 from pipeline.models.base import build_backbone, count_params
 from pipeline.models.sizing import TOLERANCE, build_sized
@@ -13,7 +13,7 @@ B, L = 3, 24
 
 def make(name: str, causal: bool, d_model: int = 32):
     cfg = load([f"model={name}", "profile=smoke", f"model.d_model={d_model}", "model.budget_params=null",
-                "model.dropout=0.0"])
+                "model.dropout=0.0"], task_bound=False)
     if causal and not registry.backbone_class(cfg.model.backbone).causal_capable:
         pytest.skip(f"{name} cannot run causally")
     torch.manual_seed(0)
@@ -82,17 +82,16 @@ def test_recurrent_step_reproduces_forward(name):
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("budget", [50_000, 400_000])
 def test_sizing_lands_within_tolerance(name, budget):
-    cfg = load([f"model={name}", f"model.budget_params={budget}"])
+    cfg = load([f"model={name}", f"model.budget_params={budget}"], task_bound=False)
     causal = registry.backbone_class(cfg.model.backbone).causal_capable
     backbone, info = build_sized(cfg.model, causal=causal)
     assert abs(count_params(backbone) - budget) / budget <= TOLERANCE
     assert info["backbone_params"] == count_params(backbone)
 
 
-def test_unknown_block_is_a_clear_error():
-    cfg = load(["model=transformer", "model.layers=[attention,mlp]"])
-    with pytest.raises(KeyError, match="unknown block 'mlp'.*attention"):
-        build_backbone(cfg.model, causal=True)
+def test_unknown_block_is_a_clear_error_at_load():
+    with pytest.raises(ConfigError, match=r"transformer.yaml: model.layers\[1\]: unknown block 'mlp'.*attention"):
+        load(["model=transformer", "model.layers=[attention,mlp]"])
 
 
 def test_tcn_receptive_field_formula():

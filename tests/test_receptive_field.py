@@ -16,7 +16,7 @@ GLOBAL_CAUSAL_ONLY = {"rwkv_time_mix", "memory_attention"}
 
 def make(name: str, causal: bool, *overrides: str):
     cfg = load([f"model={name}", "profile=smoke", "model.d_model=32", "model.budget_params=null",
-                "model.dropout=0.0", *overrides])
+                "model.dropout=0.0", *overrides], task_bound=False)
     if causal and not registry.backbone_class(cfg.model.backbone).causal_capable:
         pytest.skip(f"{name} cannot run causally")
     torch.manual_seed(0)
@@ -51,7 +51,7 @@ def test_dilated_tcn_matches_its_analytic_receptive_field(overrides):
 @pytest.mark.parametrize("n_layers,window", [(1, 8), (3, 5)])
 def test_sliding_window_grows_by_window_per_layer(n_layers, window, causal):
     # sparse_attention.py: query t sees keys t-w..t (causal) or t-w..t+w, so each layer reaches w further.
-    bb = make("local-attention", causal, f"model.n_layers={n_layers}", f"model.window={window}")
+    bb = make("local-attention", causal, f"model.n_layers={n_layers}", f"model.blocks.sliding_window.window={window}")
     reach = n_layers * window
     rf = measure(bb, 4 * reach + 2)
     assert rf["tokens"] == rf["span"] == 1 + reach * (1 if causal else 2)
@@ -62,7 +62,8 @@ def test_causal_longformer_adds_its_global_tokens_to_the_window():
     # Global tokens attend only to earlier keys when causal, so they carry nothing from the middle:
     # the influencing positions are the n_global leading ones plus the stacked window before t.
     n_layers, window, n_global = 2, 6, 2
-    bb = make("longformer", True, f"model.n_layers={n_layers}", f"model.window={window}", f"model.n_global={n_global}")
+    bb = make("longformer", True, f"model.n_layers={n_layers}", f"model.blocks.longformer.window={window}",
+              f"model.blocks.longformer.n_global={n_global}")
     length = 4 * n_layers * window
     rf = measure(bb, length)
     assert rf["tokens"] == n_global + 1 + n_layers * window

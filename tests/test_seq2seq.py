@@ -138,3 +138,16 @@ def test_overfits_a_tiny_reversal_task(name):
         loss.backward()
         opt.step()
     assert loss.item() < 0.5, f"{name}: loss {loss.item():.3f} after 150 steps (chance: {torch.log(torch.tensor(10.)):.2f})"
+
+
+def test_checkpoints_from_before_the_shared_ffn_block_still_load():
+    """The Transformer's feed-forward became the stack's `ffn` block (ffn.0 / ffn.2 -> ffn.up / ffn.down)."""
+    model = make("transformer-seq2seq")
+    old = {k.replace(".ffn.up.", ".ffn.0.").replace(".ffn.down.", ".ffn.2."): v for k, v in model.state_dict().items()}
+    assert any(".ffn.0." in k for k in old)
+    torch.manual_seed(5)
+    fresh = registry.seq2seq_class("transformer-seq2seq")(load_cfg("transformer-seq2seq", d_model=D, dropout=0.0))
+    fresh.load_state_dict(old)  # strict
+    src, src_mask, tgt = inputs()
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(src, src_mask, tgt), model(src, src_mask, tgt))

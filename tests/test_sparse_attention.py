@@ -1,4 +1,5 @@
 """Sparse attention blocks: exact against dense attention with the same pattern, causal, O(n w) memory."""
+import dataclasses
 import math
 
 import pytest
@@ -9,18 +10,25 @@ from torch.utils._pytree import tree_leaves
 
 from pipeline.measure.memory import peak_memory_mb
 from pipeline.models.attention import MultiHeadAttention
-from pipeline.models.hybrid import StackConfig
 from pipeline.models.sparse_attention import BigBirdAttention, LongformerAttention, SlidingWindowAttention
+from pipeline.models.stack import StackConfig
 
 BLOCKS = {"sliding_window": SlidingWindowAttention, "longformer": LongformerAttention, "bigbird": BigBirdAttention}
 B, D = 3, 16
 
 
+def build(name, cfg, causal, **knobs):
+    """Block `name` with those of `knobs` its settings have (window, n_global, block_size, n_random_blocks)."""
+    cls = BLOCKS[name]
+    fields = {f.name for f in dataclasses.fields(cls.settings_class)}
+    return cls(cfg, causal, cls.settings_class(**{k: v for k, v in knobs.items() if k in fields}))
+
+
 def make(name, causal, positional="rotary", **knobs):
-    cfg = StackConfig(name="t", backbone="stack", d_model=D, n_heads=2, dropout=0.0, positional=positional,
-                      **{"window": 5, "n_global": 2, "block_size": 4, "n_random_blocks": 2, **knobs})
+    cfg = StackConfig(name="t", backbone="stack", d_model=D, n_heads=2, dropout=0.0, positional=positional)
     torch.manual_seed(0)
-    return BLOCKS[name](cfg, causal).eval(), cfg
+    knobs = {"window": 5, "n_global": 2, "block_size": 4, "n_random_blocks": 2, **knobs}
+    return build(name, cfg, causal, **knobs).eval(), cfg
 
 
 def padding_mask(L):
@@ -138,9 +146,8 @@ def largest_intermediate(block, n):
 def test_largest_intermediate_is_linear_in_length(name):
     """At n=8192, w=64 a dense score matrix alone would take n^2 * heads * 4 bytes = 1 GiB."""
     heads = 4
-    cfg = StackConfig(name="t", backbone="stack", d_model=64, n_heads=heads, window=64, block_size=64,
-                      n_global=2, n_random_blocks=2, dropout=0.0, positional="sinusoidal")
-    block = BLOCKS[name](cfg, causal=False).eval()
+    cfg = StackConfig(name="t", backbone="stack", d_model=64, n_heads=heads, dropout=0.0, positional="sinusoidal")
+    block = build(name, cfg, False, window=64, block_size=64, n_global=2, n_random_blocks=2).eval()
     half, full = largest_intermediate(block, 4096), largest_intermediate(block, 8192)
     assert full <= 2.1 * half  # linear, not quadratic, in n
     keys = 2 + 2 * 64 + 3 * 64  # per query at most: global + random blocks + three window blocks
@@ -149,8 +156,8 @@ def test_largest_intermediate_is_linear_in_length(name):
 
 def test_peak_memory_is_far_below_dense_scores():
     n, heads = 8192, 4
-    cfg = StackConfig(name="t", backbone="stack", d_model=64, n_heads=heads, window=64, dropout=0.0)
-    block = SlidingWindowAttention(cfg, causal=False).eval()
+    cfg = StackConfig(name="t", backbone="stack", d_model=64, n_heads=heads, dropout=0.0)
+    block = build("sliding_window", cfg, False, window=64).eval()
     peaks = {}
     with torch.no_grad():
         for length in (n // 2, n):

@@ -70,6 +70,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
         self.seed, self.pool, self.rank, self.world_size = seed, pool, rank, world_size
         self.epoch = 0
+        self.resume = (-1, 0)  # (epoch, batches of it already trained on): skipped once, on resume
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -99,6 +100,8 @@ class BucketBatchSampler(Sampler[list[int]]):
             mine = batches[self.rank::self.world_size]
             while len(mine) < per_rank:  # pad with weight-0 copies (counted zero times)
                 mine.append([-(i + 1) for i in batches[0]])
+        if self.resume[0] == self.epoch:  # the order is a function of (seed, epoch): skip what was trained
+            mine, self.resume = mine[self.resume[1]:], (-1, 0)
         return iter(mine)
 
     def __len__(self) -> int:
@@ -157,6 +160,7 @@ class SequenceDataModule(L.LightningDataModule):
         self.directory = paths.tokenized_dir(cfg)
         self.splits: dict[str, TokenizedSplit] = {}
         self.test_split = "test"  # the evaluate stage points this at test_2x / test_4x in turn
+        self.resume = (-1, 0)  # (epoch, batches trained) restored from a checkpoint; see state_dict
 
     @property
     def extra_test_splits(self) -> list[str]:
@@ -185,10 +189,26 @@ class SequenceDataModule(L.LightningDataModule):
         sampler = BucketBatchSampler(data.lengths, self.cfg.data.batch_size if train else self.cfg.data.eval_batch_size,
                                      shuffle=train, seed=self.seed, pool=self.cfg.data.bucket_pool,
                                      rank=rank, world_size=world)
+        collate = Collate(self.meta["special"]["pad"], self.kind,
+                          None if split in self.extra_test_splits else self.cfg.task.max_len,
+                          tail=self.cfg.task.truncate == "tail")
+        if train:
+            sampler.resume = self.resume
         return DataLoader(_Weighted(data), batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
-                          collate_fn=Collate(self.meta["special"]["pad"], self.kind,
-                                             None if split in self.extra_test_splits else self.cfg.task.max_len,
-                                             tail=self.cfg.task.truncate == "tail"))
+                          collate_fn=collate)
+
+    # Lightning checkpoints a data module's state_dict(): here the epoch and how many of its batches
+    # were trained on (from the trainer's progress, not counted at fetch time, which runs a batch
+    # ahead), so a run resumed from last.ckpt skips exactly those and sees the rest in the same order.
+    def state_dict(self) -> dict:
+        if self.trainer is None:
+            return {}
+        return {"epoch": self.trainer.current_epoch,
+                "batches_done": self.trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.resume = (state["epoch"], state["batches_done"])
 
     def train_dataloader(self):
         return self._loader("train", train=True)

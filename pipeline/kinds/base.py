@@ -94,6 +94,15 @@ class TaskKind:
         """Extra eval.json fields from the per-seed results (translation: BLEU details)."""
         return {}
 
+    def diverged(self, best_val: float | None, metric: str, meta: dict) -> str | None:
+        """Why a finished training run must not be reported (None if it may): a non-finite best
+        validation metric. Kinds with a comparable chance level add a margin test."""
+        import math
+
+        if best_val is None or not math.isfinite(best_val):
+            return f"best validation {metric} is {best_val}"
+        return None
+
     def lightning_module(self) -> type:
         path, _, cls = self.module.partition(":")
         return getattr(importlib.import_module(path), cls)

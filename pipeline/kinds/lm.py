@@ -58,6 +58,15 @@ class LanguageModelling(TaskKind):
     def input_width(self, length: int) -> int:
         return length + 1
 
+    # a model worse than the unigram baseline by this factor learned nothing (diverged or broken)
+    DIVERGED_OVER_UNIGRAM = 3.0
+
+    def diverged(self, best_val: float | None, metric: str, meta: dict) -> str | None:
+        baseline = (meta.get("baseline") or {}).get("value")
+        if best_val is not None and baseline and best_val > self.DIVERGED_OVER_UNIGRAM * baseline:
+            return f"best validation {metric} {best_val:.4g} is over {self.DIVERGED_OVER_UNIGRAM:g}x the unigram baseline {baseline}"
+        return super().diverged(best_val, metric, meta)
+
 
 def read_lm_splits(raw_dir: Path) -> dict[str, list[str]]:
     """One string per non-empty line of each official split file."""

@@ -1,4 +1,5 @@
-"""Attention and feed-forward blocks, and positional encodings, for `stack` backbones.
+"""Attention and feed-forward blocks, and positional encodings, for `stack` backbones and the
+Transformer encoder–decoder (seq2seq.py).
 
 Multi-head attention calls F.scaled_dot_product_attention, which picks the fused kernel available
 (flash / memory-efficient on CUDA, a fused C++ kernel on CPU). Every block that calls it with
@@ -7,13 +8,13 @@ dropout takes the rate from `attention_dropout`, which keeps the fused kernel on
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.base import POSITION_WISE, Block, Complexity, zero_padding
-from pipeline.models.cnn import TemporalConv
+from pipeline.models.base import POSITION_WISE, Block, Complexity
 from pipeline.models.registry import register_block
 
 
@@ -38,6 +39,11 @@ def sinusoidal_positions(length: int, d_model: int, device=None, offset: int = 0
     pe[:, 0::2] = torch.sin(pos * div)
     pe[:, 1::2] = torch.cos(pos * div)[:, : d_model // 2]
     return pe * position_scale(d_model)
+
+
+def add_sinusoidal(x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """x (B, L, D) plus the sinusoids of positions offset..offset+L-1."""
+    return x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, offset).to(x.dtype)
 
 
 def position_scale(d_model: int) -> float:
@@ -71,8 +77,8 @@ def head_count(d_model: int, n_heads: int) -> int:
 class MultiHeadAttention(Block):
     # Vaswani et al. (2017), Table 1: every pair of positions, one step apart; decoding reads the KV cache.
     complexity = Complexity("n²·d", 2, "n²", 2, "n·d (KV cache)", 1, "1")
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
         d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
@@ -106,39 +112,21 @@ class MultiHeadAttention(Block):
         return self.out(y.reshape(B, D)), {"k": k, "v": v}
 
 
-@register_block("ffn")
+@dataclass
+class FeedForwardSettings:
+    mult: int = 4  # hidden width = mult * d_model
+
+
+@register_block("ffn", FeedForwardSettings)
 class FeedForward(Block):
     position_wise = True
     complexity = POSITION_WISE
 
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
-        self.up = nn.Linear(cfg.d_model, cfg.ffn_mult * cfg.d_model)
-        self.down = nn.Linear(cfg.ffn_mult * cfg.d_model, cfg.d_model)
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
+        hidden = self.settings.mult * cfg.d_model
+        self.up = nn.Linear(cfg.d_model, hidden)
+        self.down = nn.Linear(hidden, cfg.d_model)
 
     def forward(self, x, mask=None):
         return self.down(F.gelu(self.up(x)))
-
-
-@register_block("conv")
-class LocalConv(Block):
-    """Depthwise local convolution then a pointwise mix: the convolutional half of conv+attention hybrids."""
-
-    complexity = Complexity("k·n·d", 1, "n·d", 1, "k·d (conv buffer)", 0, "n/k")
-
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
-        self.depthwise = TemporalConv(cfg.d_model, cfg.d_model, cfg.kernel_size, 1, causal, groups=cfg.d_model)
-        self.pointwise = nn.Linear(cfg.d_model, cfg.d_model)
-
-    def forward(self, x, mask=None):
-        x = zero_padding(x, None if self.causal else mask)
-        return self.pointwise(F.gelu(self.depthwise(x)))
-
-    def init_state(self, batch_size, device=None):
-        return torch.zeros(batch_size, self.cfg.kernel_size - 1, self.cfg.d_model, device=device)
-
-    def step(self, x_t, state):
-        window = torch.cat([state, x_t.unsqueeze(1)], 1)  # the last k inputs
-        y = self.depthwise.conv(window.transpose(1, 2)).squeeze(-1)
-        return self.pointwise(F.gelu(y)), window[:, 1:]

@@ -5,7 +5,8 @@
 `mask` is True at real tokens; sequences are right-padded. A backbone is built either causal
 (output t sees inputs <= t; used for language modelling) or bidirectional (used for
 classification), and knows nothing of vocabularies, tasks or losses. Backbones with an O(1)
-recurrent form also implement `init_state(batch_size)` and `step(x_t, state) -> (y_t, state)`.
+recurrent form also implement `init_state(batch_size)` and `step(x_t, state) -> (y_t, state)`
+(the `Recurrent` protocol, shared with blocks and encoder–decoders).
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from pipeline.config import ConfigError, ModelConfig
 from pipeline.models import registry
+from pipeline.schema import ConfigError, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,31 @@ class Complexity:
 POSITION_WISE = Complexity("n·d²", 1, "n·d", 1, "d²", 0, "—")
 
 
-class Backbone(nn.Module):
+class Recurrent:
+    """The recurrent protocol of backbones, blocks and encoder–decoders (seq2seq.py):
+
+        init_state(...) -> state      (batch_size, device) here; (memory, src_mask) for encoder–decoders
+        step(x_t, state) -> (y_t, state)
+        reorder_state(state, index) -> state   picks / duplicates batch rows (beam search)
+
+    A class has a recurrent form when it overrides `step`. States are batch-first unless a class
+    overrides `reorder_state`."""
+
+    def init_state(self, *args, **kwargs) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
+
+    def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
+
+    def reorder_state(self, state: Any, index: torch.Tensor) -> Any:
+        return map_tensors(lambda t: t.index_select(0, index), state)
+
+    @property
+    def has_step(self) -> bool:
+        return type(self).step is not Recurrent.step
+
+
+class Backbone(Recurrent, nn.Module):
     complexity: Optional[Complexity] = None  # the family's claim; a stack derives it from its blocks
     causal_capable: bool = True
     bidirectional_capable: bool = True
@@ -71,21 +96,6 @@ class Backbone(nn.Module):
         """Granularity of d_model that the sizing search may choose from."""
         return 4
 
-    @property
-    def has_step(self) -> bool:
-        return type(self).step is not Backbone.step
-
-    def init_state(self, batch_size: int, device: torch.device | None = None) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
-
-    def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
-
-    def reorder_state(self, state: Any, index: torch.Tensor) -> Any:
-        """Picks / duplicates batch rows of a state (beam search). States are batch-first unless a
-        backbone overrides this."""
-        return map_tensors(lambda t: t.index_select(0, index), state)
-
 
 def map_tensors(fn, obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
@@ -97,21 +107,31 @@ def map_tensors(fn, obj: Any) -> Any:
     return obj
 
 
-class Block(nn.Module):
+@dataclass
+class NoSettings:
+    """The settings of a block that has none of its own."""
+
+
+class Block(Recurrent, nn.Module):
     """A sublayer of a `stack` backbone: (B, L, D) -> (B, L, D), without norm or residual.
 
-    Blocks with a recurrent form implement `init_state` / `step` like a Backbone; a block that
+    `cfg` is the stack's model config (d_model, dropout, n_heads, positional); `settings` the
+    block's own, an instance of the dataclass it registered with (`@register_block(name, Settings)`;
+    None: its defaults). Blocks with a recurrent form implement `init_state` / `step`; a block that
     mixes no information across positions sets `position_wise = True` and gets `step` for free.
     A stack has a recurrent form when every block has one.
     """
 
     position_wise: bool = False
     complexity: Optional[Complexity] = None
+    settings_class: type = NoSettings  # set by @register_block(name, settings_class)
+    registry_name: str = ""
 
-    def __init__(self, cfg: ModelConfig, causal: bool):
+    def __init__(self, cfg: ModelConfig, causal: bool, settings: Any = None):
         super().__init__()
         self.cfg = cfg
         self.causal = causal
+        self.settings = self.settings_class() if settings is None else settings
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -121,7 +141,7 @@ class Block(nn.Module):
         return self.position_wise or type(self).step is not Block.step
 
     def init_state(self, batch_size: int, device: torch.device | None = None) -> Any:
-        return None
+        return None  # a position-wise block carries nothing from step to step
 
     def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         if self.position_wise:

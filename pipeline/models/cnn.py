@@ -1,8 +1,9 @@
-"""Dilated temporal convolution network (TCN; Bai et al. 2018, "An Empirical Evaluation of Generic
-Convolutional and Recurrent Networks for Sequence Modeling").
+"""Convolutional models: the dilated TCN and Kim's sentence CNN (backbones), and the `conv` block of
+conv+attention stacks.
 
-Layer i convolves with dilation base**(i mod cycle); causal mode pads on the left only, so output t
-sees inputs t - (k-1)*dilation .. t. Receptive field: 1 + (k-1) * sum of dilations.
+TCN (Bai et al. 2018, "An Empirical Evaluation of Generic Convolutional and Recurrent Networks for
+Sequence Modeling"): layer i convolves with dilation base**(i mod cycle); causal mode pads on the left
+only, so output t sees inputs t - (k-1)*dilation .. t. Receptive field: 1 + (k-1) * sum of dilations.
 """
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import ModelConfig
-from pipeline.models.base import Backbone, Complexity, zero_padding
-from pipeline.models.registry import register_backbone
+from pipeline.models.base import Backbone, Block, Complexity, zero_padding
+from pipeline.models.registry import register_backbone, register_block
+from pipeline.schema import ModelConfig
 
 
 @dataclass
@@ -68,7 +69,7 @@ class KimCNNConfig(ModelConfig):
     n_filters: int = 100  # feature maps per kernel width, as in Kim (2014)
 
 
-@register_backbone("kim_cnn", KimCNNConfig)
+@register_backbone("kim-cnn", KimCNNConfig)
 class KimCNN(Backbone):
     """Kim (2014), "Convolutional Neural Networks for Sentence Classification": parallel convolutions of
     several widths with ReLU over the embeddings.
@@ -105,3 +106,33 @@ class KimCNN(Backbone):
             h = layer["proj"](self.drop(h))  # Kim applies dropout to the pooled features, before the output layer
             x = h if i == 0 else x + h
         return x
+
+
+@dataclass
+class LocalConvSettings:
+    kernel_size: int = 3
+
+
+@register_block("conv", LocalConvSettings)
+class LocalConv(Block):
+    """Depthwise local convolution then a pointwise mix: the convolutional half of conv+attention hybrids."""
+
+    complexity = Complexity("k·n·d", 1, "n·d", 1, "k·d (conv buffer)", 0, "n/k")
+
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
+        k = self.settings.kernel_size
+        self.depthwise = TemporalConv(cfg.d_model, cfg.d_model, k, 1, causal, groups=cfg.d_model)
+        self.pointwise = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, x, mask=None):
+        x = zero_padding(x, None if self.causal else mask)
+        return self.pointwise(F.gelu(self.depthwise(x)))
+
+    def init_state(self, batch_size, device=None):
+        return torch.zeros(batch_size, self.settings.kernel_size - 1, self.cfg.d_model, device=device)
+
+    def step(self, x_t, state):
+        window = torch.cat([state, x_t.unsqueeze(1)], 1)  # the last k inputs
+        y = self.depthwise.conv(window.transpose(1, 2)).squeeze(-1)
+        return self.pointwise(F.gelu(y)), window[:, 1:]

@@ -8,6 +8,8 @@ Hua et al. 2022, FLASH; Yang et al. 2023, GLA): quadratic masked attention insid
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +17,7 @@ from torch import nn
 from pipeline.models.attention import head_count
 from pipeline.models.base import Block, Complexity
 from pipeline.models.registry import register_block
+from pipeline.schema import ConfigError
 
 EPS = 1e-6  # keeps the normaliser away from 0 when the relu feature map switches every key off
 
@@ -24,7 +27,7 @@ def feature_map(x: torch.Tensor, kind: str) -> torch.Tensor:
         return F.elu(x) + 1  # the paper's choice: positive, smooth, identity-like for x > 0
     if kind == "relu":
         return F.relu(x)
-    raise ValueError(f"model.feature_map='{kind}'; choose elu or relu")
+    raise ConfigError(f"model.blocks.linear_attention.feature_map='{kind}'; choose elu or relu")
 
 
 def causal_linear_attention(q, k, v, chunk: int) -> torch.Tensor:
@@ -58,27 +61,33 @@ def global_linear_attention(q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
     return (q @ S) / ((q * z).sum(-1, keepdim=True) + EPS)
 
 
-@register_block("linear_attention")
+@dataclass
+class LinearAttentionSettings:
+    feature_map: str = "elu"  # elu (elu+1) | relu
+    chunk_size: int = 64  # positions per chunk of the causal (chunked) form
+
+
+@register_block("linear_attention", LinearAttentionSettings)
 class LinearAttention(Block):
     # Katharopoulos et al. (2020): a d×d running state instead of n×n scores.
     complexity = Complexity("n·d²", 1, "n·d", 1, "d² (fixed state)", 0, "n")
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
         d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)
-        feature_map(torch.zeros(1), cfg.feature_map)  # fail at build time on a bad name
+        feature_map(torch.zeros(1), self.settings.feature_map)  # fail at build time on a bad name
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
 
     def heads(self, x):
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
-        return feature_map(q, self.cfg.feature_map), feature_map(k, self.cfg.feature_map), v
+        return feature_map(q, self.settings.feature_map), feature_map(k, self.settings.feature_map), v
 
     def forward(self, x, mask=None):
         B, L, D = x.shape
         q, k, v = self.heads(x)
         if self.causal:  # right padding sits after every real token, so it cannot reach them
-            y = causal_linear_attention(q, k, v, self.cfg.chunk_size)
+            y = causal_linear_attention(q, k, v, self.settings.chunk_size)
         else:
             y = global_linear_attention(q, k, v, mask)
         return self.out(y.transpose(1, 2).reshape(B, L, D))

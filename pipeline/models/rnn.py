@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from pipeline.config import ModelConfig
 from pipeline.models.base import Backbone, Complexity, map_tensors
 from pipeline.models.registry import register_backbone
+from pipeline.schema import ModelConfig
 
 
 @dataclass

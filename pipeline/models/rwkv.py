@@ -11,6 +11,8 @@ with right padding, pads come after every real token and cannot reach them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -91,12 +93,17 @@ def channel_ramp(d: int, power: float) -> torch.Tensor:
     return (torch.arange(d, dtype=torch.float32) / d) ** power
 
 
-@register_block("rwkv_time_mix")
+@dataclass
+class TimeMixSettings:
+    chunk_size: int = 64  # positions per chunk of the WKV scan
+
+
+@register_block("rwkv_time_mix", TimeMixSettings)
 class TimeMix(Block):
     # Peng et al. (2023): a per-channel decaying WKV state.
     complexity = Complexity("n·d²", 1, "n·d", 1, "d² (fixed state)", 0, "n")
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
         d = cfg.d_model
         # RWKV-4 init for a mid-depth layer (blocks do not know their depth): decays spread
         # log-uniformly-ish over channels, from slow (e^-5) to fast (e^3) forgetting.
@@ -116,7 +123,7 @@ class TimeMix(Block):
 
     def forward(self, x, mask=None):  # causal whatever self.causal says; see the module docstring
         k, v, r = self.project(x, token_shift(x))
-        return self.output(r * wkv_chunked(torch.exp(self.time_decay), self.time_first, k, v, self.cfg.chunk_size))
+        return self.output(r * wkv_chunked(torch.exp(self.time_decay), self.time_first, k, v, self.settings.chunk_size))
 
     def init_state(self, batch_size, device=None):
         z = torch.zeros(batch_size, self.cfg.d_model, device=device)
@@ -128,12 +135,17 @@ class TimeMix(Block):
         return self.output(r * y), {"x": x_t, "wkv": wkv}
 
 
-@register_block("rwkv_channel_mix")
+@dataclass
+class ChannelMixSettings:
+    mult: int = 4  # hidden width = mult * d_model
+
+
+@register_block("rwkv_channel_mix", ChannelMixSettings)
 class ChannelMix(Block):
     complexity = POSITION_WISE
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
-        d, hidden = cfg.d_model, cfg.ffn_mult * cfg.d_model
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
+        d, hidden = cfg.d_model, self.settings.mult * cfg.d_model
         self.mix_k = nn.Parameter(channel_ramp(d, 0.5))
         self.mix_r = nn.Parameter(channel_ramp(d, 0.5))
         self.key = nn.Linear(d, hidden, bias=False)

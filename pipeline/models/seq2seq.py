@@ -10,7 +10,7 @@ Contract (registered with `@register_seq2seq(name, ConfigDataclass)`):
 `tgt_emb` is the teacher-forced decoder input (target shifted right); output t sees tgt_emb[<= t] and
 the real source tokens only. Right padding of the target cannot reach earlier positions of a causal
 decoder, so `tgt_mask` is accepted for symmetry and unused. Every tensor in a state is batch-first,
-which is what lets `reorder_state` be one index_select per tensor.
+which is what lets `reorder_state` (base.Recurrent's) be one index_select per tensor.
 """
 from __future__ import annotations
 
@@ -22,17 +22,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from pipeline.config import ModelConfig
-from pipeline.models.attention import attention_dropout, head_count, sinusoidal_positions
-from pipeline.models.base import map_tensors
+from pipeline.models.attention import FeedForward, FeedForwardSettings, add_sinusoidal, attention_dropout, head_count
+from pipeline.models.base import Recurrent
 from pipeline.models.registry import register_seq2seq
+from pipeline.schema import ModelConfig
 
 
 def _full_mask(src_emb: torch.Tensor, src_mask: torch.Tensor | None) -> torch.Tensor:
     return torch.ones(src_emb.shape[:2], dtype=torch.bool, device=src_emb.device) if src_mask is None else src_mask
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(Recurrent, nn.Module):
+    """init_state(memory, src_mask) / step(y_t_emb, state) / reorder_state: the Recurrent protocol."""
+
     registry_name: str = ""
 
     def __init__(self, cfg: ModelConfig):
@@ -49,15 +51,6 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src_emb, src_mask):
         raise NotImplementedError
-
-    def init_state(self, memory, src_mask):
-        raise NotImplementedError
-
-    def step(self, y_t, state):
-        raise NotImplementedError
-
-    def reorder_state(self, state, index: torch.Tensor):
-        return map_tensors(lambda t: t.index_select(0, index), state)
 
 
 # ----------------------------------------------------------------------------- RNN + attention
@@ -137,7 +130,12 @@ class TransformerSeq2SeqConfig(ModelConfig):
 
 
 class Attention(nn.Module):
-    """Multi-head attention with separate query and key/value inputs (self- or cross-attention)."""
+    """Multi-head attention with separate query and key/value inputs (self- or cross-attention).
+
+    Not the stack's `attention` block: that one projects q, k and v of one input with one fused
+    Linear(d, 3d), while cross-attention takes keys and values from the encoder, and the KV caches
+    of `step` need them apart. Building the self-attention from the fused block instead would also
+    draw different initial weights (one 3d x d matrix, not d x d then 2d x d) and change every run."""
 
     def __init__(self, d: int, n_heads: int, dropout: float):
         super().__init__()
@@ -162,9 +160,9 @@ class Attention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(B, L, D))
 
 
-class FFN(nn.Sequential):
-    def __init__(self, d: int, mult: int):
-        super().__init__(nn.Linear(d, mult * d), nn.GELU(), nn.Linear(mult * d, d))
+def feed_forward(cfg: TransformerSeq2SeqConfig) -> FeedForward:
+    """The stack's `ffn` block (Linear, GELU, Linear)."""
+    return FeedForward(cfg, causal=False, settings=FeedForwardSettings(mult=cfg.ffn_mult))
 
 
 class EncoderLayer(nn.Module):
@@ -172,7 +170,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.norm1, self.attn = nn.LayerNorm(d), Attention(d, cfg.n_heads, cfg.dropout)
-        self.norm2, self.ffn = nn.LayerNorm(d), FFN(d, cfg.ffn_mult)
+        self.norm2, self.ffn = nn.LayerNorm(d), feed_forward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, key_mask):
@@ -187,7 +185,7 @@ class DecoderLayer(nn.Module):
         d = cfg.d_model
         self.norm1, self.self_attn = nn.LayerNorm(d), Attention(d, cfg.n_heads, cfg.dropout)
         self.norm2, self.cross_attn = nn.LayerNorm(d), Attention(d, cfg.n_heads, cfg.dropout)
-        self.norm3, self.ffn = nn.LayerNorm(d), FFN(d, cfg.ffn_mult)
+        self.norm3, self.ffn = nn.LayerNorm(d), feed_forward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, self_kv, cross_kv, key_mask, is_causal):
@@ -209,13 +207,14 @@ class TransformerSeq2Seq(Seq2Seq):
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layers))
         self.enc_norm, self.dec_norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
+        self._register_load_state_dict_pre_hook(_rename_old_ffn_keys)
 
     @classmethod
     def width_step(cls, cfg):
         return cfg.n_heads
 
     def positions(self, x, offset=0):
-        return self.drop(x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, offset).to(x.dtype))
+        return self.drop(add_sinusoidal(x, offset))
 
     def encode(self, src_emb, src_mask):
         mask = _full_mask(src_emb, src_mask)
@@ -249,3 +248,9 @@ class TransformerSeq2Seq(Seq2Seq):
             caches.append((k, v))
             x = layer(x, (k, v), cross, key_mask, is_causal=False)  # one query, only past keys cached
         return self.dec_norm(x)[:, 0], {**state, "pos": state["pos"] + 1, "self": caches}
+
+
+def _rename_old_ffn_keys(state_dict, prefix, *args):
+    """Checkpoints from before the feed-forward became the `ffn` block named its layers ffn.0 / ffn.2."""
+    for key in [k for k in state_dict if k.startswith(prefix) and (".ffn.0." in k or ".ffn.2." in k)]:
+        state_dict[key.replace(".ffn.0.", ".ffn.up.").replace(".ffn.2.", ".ffn.down.")] = state_dict.pop(key)

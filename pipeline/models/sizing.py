@@ -10,9 +10,9 @@ import copy
 
 import torch
 
-from pipeline.config import ConfigError, ModelConfig
 from pipeline.models import registry
 from pipeline.models.base import Backbone, build_backbone, count_params
+from pipeline.schema import ConfigError, ModelConfig
 
 TOLERANCE = 0.05
 MAX_WIDTH = 8192

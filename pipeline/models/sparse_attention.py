@@ -15,6 +15,7 @@ exactly w. Keys are never counted twice: the band and random blocks skip the glo
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from torch import nn
 from pipeline.models.attention import attention_dropout, head_count, rotary
 from pipeline.models.base import Block, Complexity
 from pipeline.models.registry import register_block
+from pipeline.schema import ConfigError
 
 
 def _blocks(x: torch.Tensor, nb: int, b: int) -> torch.Tensor:
@@ -106,6 +108,22 @@ def block_sparse_attention(q, k, v, *, causal: bool, window: int, block: int, ke
     return y
 
 
+@dataclass
+class WindowSettings:
+    window: int = 64  # keys each query sees on one side
+
+
+@dataclass
+class LongformerSettings(WindowSettings):
+    n_global: int = 1  # leading tokens that attend to and are seen by all
+
+
+@dataclass
+class BigBirdSettings(LongformerSettings):
+    n_random_blocks: int = 1  # random key blocks per query block
+    block_size: int = 32  # block granularity of the sparse pattern
+
+
 class SparseAttention(Block):
     # Beltagy et al. (2020), Zaheer et al. (2020): each query sees O(w) keys (window, globals, random blocks).
     complexity = Complexity("w·n·d", 1, "w·n", 1, "w·d (window cache)", 0, "n/w")
@@ -114,12 +132,12 @@ class SparseAttention(Block):
     n_global = 0
     n_random = 0
 
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
         d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)
-        if cfg.window < 1:
-            raise ValueError(f"model.window must be >= 1, got {cfg.window}")
-        self.window, self.block = cfg.window, cfg.window
+        if self.settings.window < 1:
+            raise ConfigError(f"model.blocks.{self.registry_name}.window must be >= 1, got {self.settings.window}")
+        self.window, self.block = self.settings.window, self.settings.window
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
         self.use_rotary = cfg.positional == "rotary"
@@ -166,26 +184,27 @@ class SparseAttention(Block):
         return self.out(y.reshape(B, D)), {"pos": pos + 1, "global": glob, "local": local}
 
 
-@register_block("sliding_window")
+@register_block("sliding_window", WindowSettings)
 class SlidingWindowAttention(SparseAttention):
     pass
 
 
-@register_block("longformer")
+@register_block("longformer", LongformerSettings)
 class LongformerAttention(SparseAttention):
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
-        self.n_global = cfg.n_global
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
+        self.n_global = self.settings.n_global
 
 
-@register_block("bigbird")
+@register_block("bigbird", BigBirdSettings)
 class BigBirdAttention(SparseAttention):
     """Window + global + random key blocks. The random pattern is drawn once, at construction, from the
     global RNG (so it is reproducible under a seed) and saved with the weights as a buffer."""
 
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
-        self.n_global, self.n_random, self.block = cfg.n_global, cfg.n_random_blocks, cfg.block_size
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
+        s = self.settings
+        self.n_global, self.n_random, self.block = s.n_global, s.n_random_blocks, s.block_size
         max_blocks = math.ceil(getattr(cfg, "max_positions", 8192) / self.block)
         # Uniform draws u in [0, 1), one row per query block; block i picks candidate floor(u * count).
         self.register_buffer("draws", torch.rand(max_blocks, self.n_random))

@@ -7,6 +7,7 @@ whose Ā does not) and generate with an O(1) `step`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -233,7 +234,15 @@ class SelectiveSSM(nn.Module):
         return y, {"conv": window[:, 1:], "h": h}
 
 
-@register_block("mamba")
+@dataclass
+class MambaSettings:
+    d_state: int = 16  # N: state size per channel
+    expand: int = 2  # inner width = expand * d_model
+    conv_kernel: int = 4  # short causal convolution before the scan
+    chunk_size: int = 64  # positions per chunk of the selective scan
+
+
+@register_block("mamba", MambaSettings)
 class Mamba(Block):
     # Gu & Dao (2023): a selective scan, linear in n; decoding carries a fixed (E, N) state.
     complexity = Complexity("n·d·N", 1, "n·d", 1, "d·N (fixed state)", 0, "n")
@@ -245,27 +254,29 @@ class Mamba(Block):
     before the conv and get Δ = 0, so the state is still exactly zero when the first real token arrives.
     """
 
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
-        d, inner = cfg.d_model, cfg.expand * cfg.d_model
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
+        s = self.settings
+        d, inner = cfg.d_model, s.expand * cfg.d_model
         dt_rank = math.ceil(d / 16)
         self.in_proj = nn.Linear(d, 2 * inner, bias=False)
-        self.fwd = SelectiveSSM(inner, cfg.d_state, dt_rank, cfg.conv_kernel)
-        self.bwd = None if causal else SelectiveSSM(inner, cfg.d_state, dt_rank, cfg.conv_kernel)
+        self.fwd = SelectiveSSM(inner, s.d_state, dt_rank, s.conv_kernel)
+        self.bwd = None if causal else SelectiveSSM(inner, s.d_state, dt_rank, s.conv_kernel)
         self.out_proj = nn.Linear(inner, d, bias=False)
 
     def forward(self, x, mask=None):
         xs, z = self.in_proj(x).chunk(2, -1)
-        y = self.fwd(xs, mask, self.cfg.chunk_size)
+        y = self.fwd(xs, mask, self.settings.chunk_size)
         if self.bwd is not None:
             flipped = None if mask is None else mask.flip(1)
-            y = y + self.bwd(xs.flip(1), flipped, self.cfg.chunk_size).flip(1)
+            y = y + self.bwd(xs.flip(1), flipped, self.settings.chunk_size).flip(1)
         return self.out_proj(y * F.silu(z))
 
     def init_state(self, batch_size, device=None):
-        inner = self.cfg.expand * self.cfg.d_model
-        return {"conv": torch.zeros(batch_size, self.cfg.conv_kernel - 1, inner, device=device),
-                "h": torch.zeros(batch_size, inner, self.cfg.d_state, device=device)}
+        s = self.settings
+        inner = s.expand * self.cfg.d_model
+        return {"conv": torch.zeros(batch_size, s.conv_kernel - 1, inner, device=device),
+                "h": torch.zeros(batch_size, inner, s.d_state, device=device)}
 
     def step(self, x_t, state):
         xs, z = self.in_proj(x_t).chunk(2, -1)
@@ -312,7 +323,12 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return FFTConv.apply(u, k)
 
 
-@register_block("s4d")
+@dataclass
+class S4DSettings:
+    d_state: int = 16  # real state size per channel (d_state / 2 complex modes)
+
+
+@register_block("s4d", S4DSettings)
 class S4D(Block):
     # Gu et al. (2022): a long convolution by FFT, n log n; every output sees every earlier input.
     complexity = Complexity("n·log n·d", 1, "n·d", 1, "d·N (fixed state)", 0, "1")
@@ -325,9 +341,10 @@ class S4D(Block):
     second C gives an anti-causal kernel (lags -1, -2, ...); pads are zeroed so they add nothing.
     """
 
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
-        H, N = cfg.d_model, max(1, cfg.d_state // 2)  # N complex modes stand for 2N real states (conjugate pairs)
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
+        # N complex modes stand for 2N real states (conjugate pairs)
+        H, N = cfg.d_model, max(1, self.settings.d_state // 2)
         log_dt = torch.rand(H) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)
         self.log_dt = nn.Parameter(log_dt)
         self.log_A_real = nn.Parameter(torch.full((H, N), math.log(0.5)))

@@ -2,28 +2,41 @@
 
 Writes runs/<task>/<model>/ckpt/seed<k>/{best,last}.ckpt, config.yaml, wandb.json and
 runs/<task>/<model>/train.json (per-seed summary: steps, time, tokens/s, best validation metric).
+
+best.ckpt holds the weights of the best validation step (what evaluate reads); last.ckpt the whole
+training state after the latest step (optimizer, scheduler, loop and sampler position, RNG), written
+every `trainer.last_ckpt_every_n_steps` steps, at the end and on SIGTERM. A run that stopped before
+its end (killed, preempted) continues from last.ckpt when its command runs again with the same
+config, in the same W&B run; a finished or reconfigured run starts over.
 """
 from __future__ import annotations
 
 import os
+import random
+import sys
 import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
 from pipeline import kinds, paths
-from pipeline.artifacts import TrainResult, write_json
+from pipeline.artifacts import TrainResult, read_json, write_json
 from pipeline.data.datamodule import SequenceDataModule, read_meta
-from pipeline.schema import Config, to_dict
+from pipeline.schema import Config, ConfigError, to_dict
 from pipeline.wandb_mode import resolve_mode
+
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells and schedulers expect of a terminated process
 
 
 class TokenThroughput(Callback):
-    """Counts real (unpadded) training tokens and the wall time spent in training batches."""
+    """Counts real (unpadded) training tokens and the wall time spent in training batches; its
+    state is checkpointed, so a resumed run's tokens/s covers the whole run."""
 
     def __init__(self):
         self.tokens, self.seconds, self._t0 = 0, 0.0, 0.0
@@ -35,8 +48,98 @@ class TokenThroughput(Callback):
         self.seconds += time.perf_counter() - self._t0
         self.tokens += int(batch["mask"].sum()) + int(batch["tgt_mask"].sum() if "tgt_mask" in batch else 0)
 
+    def state_dict(self) -> dict:
+        return {"tokens": self.tokens, "seconds": self.seconds}
 
-def make_logger(cfg: Config, seed: int) -> WandbLogger | None:
+    def load_state_dict(self, state: dict) -> None:
+        self.tokens, self.seconds = state["tokens"], state["seconds"]
+
+
+class LastCheckpoint(Callback):
+    """Writes last.ckpt (atomically: temp file + rename) at the start of every n-th step, when the
+    previous step and any validation after it are complete, so the loop counters, the sampler
+    position and the RNG state agree; and at the end of training.
+
+    It carries the RNG state (dropout masks) and puts it back at the first step of a resumed run,
+    not when the checkpoint is loaded: creating the epoch's DataLoader iterator draws from the
+    global generator, which a run that never stopped did before the checkpoint was taken."""
+
+    def __init__(self, path: Path, every_n_steps: int, fingerprint: dict):
+        self.path, self.every, self.fingerprint = path, every_n_steps, fingerprint
+        self.finished = False
+        self.pending_rng = None
+
+    def save(self, trainer: L.Trainer) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.pending_rng is not None:
+            set_rng_state(self.pending_rng)
+            self.pending_rng = None
+        if trainer.global_step and trainer.global_step % self.every == 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self.finished = True
+        self.save(trainer)
+
+    def on_exception(self, trainer, pl_module, exception):
+        if isinstance(exception, SIGTERMException):  # before teardown: the state is still whole
+            self.save(trainer)
+
+    def state_dict(self) -> dict:
+        return {"fingerprint": self.fingerprint, "finished": self.finished, "rng": rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending_rng = state.get("rng")
+
+
+def rng_state() -> dict:
+    """The global generators, as plain types (a checkpoint loads with torch.load(weights_only=True))."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [name, keys.tolist(), pos, has_gauss, gauss]}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+
+
+def training_fingerprint(cfg: Config, seed: int) -> dict:
+    """What must be equal for last.ckpt to continue this run: the config (minus where things are
+    written and how they are shown) and the seed."""
+    config = to_dict(cfg)
+    for key in ("paths", "logger", "eval", "bench"):
+        config.pop(key, None)
+    config["trainer"].pop("enable_progress_bar", None)
+    return {"config": config, "seed": seed}
+
+
+def resume_point(cfg: Config, seed: int, last: Path) -> Path | None:
+    """last.ckpt if it is an unfinished run of this very config, else None (and why, printed)."""
+    if not cfg.trainer.resume or not last.exists():
+        return None
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=False)["callbacks"]
+    except Exception as e:  # truncated or foreign file: say so, start over
+        print(f"[train] {paths.relative(last)} is unreadable ({type(e).__name__}: {e}); training from step 0")
+        return None
+    mine = next((v for k, v in state.items() if k.startswith("LastCheckpoint")), None)
+    if mine is None or mine["fingerprint"] != training_fingerprint(cfg, seed):
+        print(f"[train] {paths.relative(last)} is from another config; training from step 0")
+        return None
+    if mine["finished"]:
+        return None
+    return last
+
+
+def make_logger(cfg: Config, seed: int, run_id: str | None) -> WandbLogger | None:
     mode = resolve_mode(cfg.logger.mode)
     if mode == "disabled":
         return None
@@ -47,7 +150,8 @@ def make_logger(cfg: Config, seed: int) -> WandbLogger | None:
                        name=f"{cfg.task.name}/{cfg.model.name}/seed{seed}",
                        group=cfg.logger.group or cfg.experiment, job_type="train",
                        tags=[cfg.task.name, cfg.model.name, cfg.profile, *cfg.logger.tags],
-                       save_dir=str(save_dir), config=to_dict(cfg))
+                       save_dir=str(save_dir), config=to_dict(cfg),
+                       **({"id": run_id, "resume": "allow"} if run_id else {}))
 
 
 def build_trainer(cfg: Config, callbacks: list, logger) -> L.Trainer:
@@ -67,27 +171,49 @@ def build_trainer(cfg: Config, callbacks: list, logger) -> L.Trainer:
 def train_seed(cfg: Config, seed: int) -> dict:
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = SequenceDataModule(cfg, seed=seed)
-    module = kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), datamodule.meta)
+    kind = kinds.get(cfg.task.kind)
+    module = kind.lightning_module()(to_dict(cfg), datamodule.meta)
     out = paths.ckpt_dir(cfg, seed)
     out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.ckpt"
+    resume = resume_point(cfg, seed, last)
+    wandb_file = out / paths.WANDB_RUN
+    run_id = read_json(wandb_file, "train").get("run_id") if resume and wandb_file.exists() else None
     checkpoint = ModelCheckpoint(dirpath=out, filename="best", monitor=f"val/{module.metric_name}",
-                                 mode="max" if module.higher_is_better else "min", save_last=True,
+                                 mode="max" if module.higher_is_better else "min", save_weights_only=True,
                                  enable_version_counter=False)
     throughput = TokenThroughput()
-    logger = make_logger(cfg, seed)
-    if logger is not None:
-        logger.log_hyperparams({"params": module.param_counts(), "sizing": module.sizing})  # rank-zero only
-    trainer = build_trainer(cfg, [checkpoint, throughput], logger)
+    last_ckpt = LastCheckpoint(last, cfg.trainer.last_ckpt_every_n_steps, training_fingerprint(cfg, seed))
+    logger = make_logger(cfg, seed, run_id)
+    if logger is not None and int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        run = logger.experiment  # created now, so its id is on disk before the first step can crash
+        write_json(wandb_file, {"run_id": run.id, "project": cfg.logger.project,
+                                "mode": resolve_mode(cfg.logger.mode), "dir": paths.relative(Path(run.dir).parent)})
+        logger.log_hyperparams({"params": module.param_counts(), "sizing": module.sizing})
+    trainer = build_trainer(cfg, [checkpoint, throughput, last_ckpt], logger)
+    if resume:
+        print(f"[train] {cfg.task.name}/{cfg.model.name} seed{seed}: resuming from {paths.relative(resume)}")
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    except SIGTERMException:  # LastCheckpoint.on_exception has saved last.ckpt
+        print(f"[train] {cfg.task.name}/{cfg.model.name} seed{seed}: terminated (SIGTERM) at step "
+              f"{trainer.global_step}; saved {paths.relative(last)}; run the same command (or dvc repro) "
+              f"to continue from there", file=sys.stderr)
+        raise SystemExit(EXIT_TERMINATED) from None
     wall = time.perf_counter() - t0
     if not checkpoint.best_model_path:
         # Training stopped before any validation (max_steps inside the first epoch): validate the
         # final weights so there is always a best.ckpt and a best_val.
         metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-        trainer.save_checkpoint(out / "best.ckpt")
+        trainer.save_checkpoint(out / "best.ckpt", weights_only=True)
         checkpoint.best_model_path = str(out / "best.ckpt")
         checkpoint.best_model_score = torch.tensor(metrics[f"val/{module.metric_name}"])
+    best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+    problem = kind.diverged(best, module.metric_name, datamodule.meta)
+    if problem:
+        raise ConfigError(f"{cfg.task.name}/{cfg.model.name} seed{seed} diverged: {problem}; lower optim.lr "
+                          f"(now {cfg.optim.lr}) or raise optim.warmup_steps (checkpoints kept in {paths.relative(out)})")
 
     result = {
         "seed": seed,
@@ -96,8 +222,9 @@ def train_seed(cfg: Config, seed: int) -> dict:
         "train_seconds": round(wall, 2),
         "train_tokens": throughput.tokens,
         "train_tokens_per_s": round(throughput.tokens / max(throughput.seconds, 1e-9), 1),
-        "best_val": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "best_val": best,
         "best_ckpt": paths.relative(checkpoint.best_model_path) if checkpoint.best_model_path else None,
+        "resumed": resume is not None,
         "params": module.param_counts(),
         "sizing": module.sizing,
     }
@@ -107,8 +234,6 @@ def train_seed(cfg: Config, seed: int) -> dict:
         result["wandb_dir"] = paths.relative(Path(run.dir).parent) if run.dir else None
         run.summary.update({f"best_val/{module.metric_name}": result["best_val"],
                             "train_tokens_per_s": result["train_tokens_per_s"]})
-        write_json(out / paths.WANDB_RUN, {"run_id": run.id, "project": cfg.logger.project,
-                                           "mode": resolve_mode(cfg.logger.mode), "dir": result["wandb_dir"]})
         run.finish()
     if trainer.is_global_zero:
         OmegaConf.save(cfg, out / "config.yaml")
@@ -124,5 +249,6 @@ def main(cfg: Config) -> None:
                               config=to_dict(cfg), data={"vocab_size": meta["vocab_size"]}, seeds=runs)
         summary.write(paths.run_dir(cfg) / paths.TRAIN_RESULT)
         for r in runs:
-            print(f"[train] {cfg.task.name}/{cfg.model.name} seed{r['seed']}: best val {r['best_val']} "
-                  f"after {r['steps']} steps, {r['train_seconds']:.0f}s, {r['train_tokens_per_s']:.0f} tok/s")
+            print(f"[train] {cfg.task.name}/{cfg.model.name} seed{r['seed']}: best val {r['best_val']:.4g} "
+                  f"after {r['steps']} steps, {r['train_seconds']:.0f}s, {r['train_tokens_per_s']:.0f} tok/s"
+                  + (" (resumed)" if r["resumed"] else ""))

@@ -11,6 +11,8 @@ after segments < s, which keeps causal mode exact.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,18 +22,24 @@ from pipeline.models.base import Block, Complexity
 from pipeline.models.registry import register_block
 
 
-@register_block("memory_attention")
+@dataclass
+class MemoryAttentionSettings:
+    segment_len: int = 64  # tokens per segment
+    n_memory: int = 4  # memory slots carried across segments
+
+
+@register_block("memory_attention", MemoryAttentionSettings)
 class MemoryAttention(Block):
     # Segment-level recurrence (Dai et al. 2019; Bulatov et al. 2022): attention within a segment of s
     # tokens plus a few memory slots carried across segments.
     complexity = Complexity("s·n·d", 1, "s·n", 1, "s·d (segment + memory)", 0, "n/s")
-    def __init__(self, cfg, causal):
-        super().__init__(cfg, causal)
+    def __init__(self, cfg, causal, settings=None):
+        super().__init__(cfg, causal, settings)
         d, self.n_heads = cfg.d_model, head_count(cfg.d_model, cfg.n_heads)
-        self.segment_len, self.n_memory = cfg.segment_len, cfg.n_memory
+        self.segment_len, self.n_memory = self.settings.segment_len, self.settings.n_memory
         self.qkv = nn.Linear(d, 3 * d)  # tokens; memory slots go through it too, as keys and values
         self.out = nn.Linear(d, d)
-        self.memory_init = nn.Parameter(torch.randn(cfg.n_memory, d) * 0.02)
+        self.memory_init = nn.Parameter(torch.randn(self.n_memory, d) * 0.02)
         self.read_q = nn.Linear(d, d)  # memory slots query the segment's keys and values
         self.gru = nn.GRUCell(d, d)
         self.use_rotary = cfg.positional == "rotary"

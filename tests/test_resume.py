@@ -1,0 +1,97 @@
+"""A killed training run loses nothing: SIGKILL after its first last.ckpt, the same command again
+continues from there (optimizer, scheduler, sampler position, RNG) in the same W&B run, and ends
+with exactly the numbers of a run that was never interrupted. SIGTERM (timeouts, preemption) exits
+non-zero with a resumable checkpoint and says so."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.config import ROOT
+
+ARGS = ["model=lstm", "task=rt", "profile=smoke", "data.max_train_examples=null", "trainer.max_steps=40",
+        "trainer.val_check_interval=10", "trainer.last_ckpt_every_n_steps=4", "model.dropout=0.3"]
+
+
+def command(tmp: Path, runs: str, tokenized: Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline", "train", *ARGS, f"paths.runs={tmp / runs}",
+            f"paths.tokenized={tokenized}", f"paths.wandb={tmp}", "logger.mode=offline"]
+
+
+def env() -> dict:
+    return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, f"training ended before {path.name} appeared"
+        assert time.time() - t0 < timeout
+        time.sleep(0.02)
+
+
+def weights(run: Path) -> dict:
+    return torch.load(run / "ckpt" / "seed0" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tokenized_root):
+    tmp = tmp_path_factory.mktemp("resume")
+    subprocess.run(command(tmp, "full", tokenized_root), cwd=ROOT, env=env(), check=True, capture_output=True)
+    return tmp / "full" / "rt" / "lstm"
+
+
+def test_sigkill_then_rerun_continues_the_same_run_to_the_same_numbers(tmp_path, tokenized_root, uninterrupted):
+    cmd = command(tmp_path, "killed", tokenized_root)
+    run = tmp_path / "killed" / "rt" / "lstm"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(run / "ckpt" / "seed0" / "last.ckpt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "train.json").exists()
+    first_id = json.loads((run / "ckpt" / "seed0" / "wandb.json").read_text())["run_id"]
+    again = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from" in again.stdout
+    resumed = json.loads((run / "train.json").read_text())["seeds"][0]
+    full = json.loads((uninterrupted / "train.json").read_text())["seeds"][0]
+    assert resumed["resumed"] and not full["resumed"]
+    assert resumed["steps"] == full["steps"] == 40
+    assert resumed["best_val"] == full["best_val"]
+    assert resumed["train_tokens"] == full["train_tokens"]  # the sampler skipped exactly what was trained
+    assert resumed["wandb_run_id"] == first_id  # the same W&B run continued, no duplicate
+    a, b = weights(run), weights(uninterrupted)
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_sigterm_exits_nonzero_with_a_resumable_checkpoint(tmp_path, tokenized_root):
+    cmd = command(tmp_path, "termed", tokenized_root)
+    run = tmp_path / "termed" / "rt" / "lstm"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(run / "ckpt" / "seed0" / "last.ckpt", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (out[-1000:], err[-2000:])
+    assert "terminated (SIGTERM) at step" in err and "to continue from there" in err
+    assert not (run / "train.json").exists()
+    again = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True)
+    assert again.returncode == 0 and "resuming from" in again.stdout, again.stderr[-2000:]
+    assert json.loads((run / "train.json").read_text())["seeds"][0]["steps"] == 40
+
+
+def test_a_finished_or_reconfigured_run_starts_over(tmp_path, tokenized_root, uninterrupted):
+    import shutil
+
+    run = tmp_path / "copy" / "rt" / "lstm"
+    shutil.copytree(uninterrupted, run)
+    again = subprocess.run(command(tmp_path, "copy", tokenized_root), cwd=ROOT, env=env(), capture_output=True, text=True)
+    assert again.returncode == 0 and "resuming" not in again.stdout  # finished: a new run, not a resume
+    other = subprocess.run([*command(tmp_path, "copy", tokenized_root), "optim.lr=0.002"], cwd=ROOT, env=env(),
+                           capture_output=True, text=True)
+    assert other.returncode == 0 and "resuming" not in other.stdout
