@@ -25,7 +25,10 @@ def command(tmp: Path, runs: str, tokenized: Path) -> list[str]:
 
 
 def env() -> dict:
-    return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    """Each process starts its own W&B service: an in-process W&B run elsewhere in the test session
+    exports WANDB_SERVICE, and a killed child's run would stay "in use" in that shared service."""
+    out = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**out, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -95,3 +98,13 @@ def test_a_finished_or_reconfigured_run_starts_over(tmp_path, tokenized_root, un
     other = subprocess.run([*command(tmp_path, "copy", tokenized_root), "optim.lr=0.002"], cwd=ROOT, env=env(),
                            capture_output=True, text=True)
     assert other.returncode == 0 and "resuming" not in other.stdout
+
+
+def test_a_diverged_run_fails_the_stage_with_a_message(tmp_path, tokenized_root):
+    done = subprocess.run([sys.executable, "-m", "pipeline", "train", "model=lstm", "task=ptb", "profile=smoke",
+                           "optim.lr=30", "optim.warmup_steps=0", "trainer.gradient_clip_val=0", "task.max_len=32",
+                           f"paths.runs={tmp_path}", f"paths.tokenized={tokenized_root}", "logger.mode=disabled"],
+                          cwd=ROOT, env=env(), capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "diverged: best validation ppl" in done.stderr and "lower optim.lr (now 30.0)" in done.stderr
+    assert not (tmp_path / "ptb" / "lstm" / "train.json").exists()

@@ -154,6 +154,19 @@ def make_logger(cfg: Config, seed: int, run_id: str | None) -> WandbLogger | Non
                        **({"id": run_id, "resume": "allow"} if run_id else {}))
 
 
+def start_run(logger: WandbLogger, wait_s: float = 60.0):
+    """The logger's W&B run. Right after a kill the W&B service of the dead process may still hold
+    the run id being resumed ("run ID ... is in use") until it notices; wait for it, briefly."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return logger.experiment
+        except Exception as e:  # wandb raises its own error types
+            if "is in use" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(2.0)
+
+
 def build_trainer(cfg: Config, callbacks: list, logger) -> L.Trainer:
     t = cfg.trainer
     return L.Trainer(
@@ -186,7 +199,7 @@ def train_seed(cfg: Config, seed: int) -> dict:
     last_ckpt = LastCheckpoint(last, cfg.trainer.last_ckpt_every_n_steps, training_fingerprint(cfg, seed))
     logger = make_logger(cfg, seed, run_id)
     if logger is not None and int(os.environ.get("LOCAL_RANK", 0)) == 0:
-        run = logger.experiment  # created now, so its id is on disk before the first step can crash
+        run = start_run(logger)  # created now, so its id is on disk before the first step can crash
         write_json(wandb_file, {"run_id": run.id, "project": cfg.logger.project,
                                 "mode": resolve_mode(cfg.logger.mode), "dir": paths.relative(Path(run.dir).parent)})
         logger.log_hyperparams({"params": module.param_counts(), "sizing": module.sizing})
