@@ -149,8 +149,9 @@ class EvalResult(Artifact):
     decoding: Optional[dict] = None
 
     def headline(self) -> dict:
-        """metrics.json: the few numbers `dvc metrics show` compares."""
-        out = {self.metric: self.overall, "params_backbone": self.params["backbone"],
+        """metrics.json: the same few keys for every run, so `dvc metrics show` / `dvc exp show`
+        read as one table (the metric's name is a column; the file path names task and model)."""
+        out = {"metric": self.metric, "test": self.overall, "params": self.params["backbone"],
                "flops_per_token": self.flops_per_token,
                "infer_tokens_per_s": self.speed["infer_tokens_per_s"][-1]}
         train_tps = [s["train"].get("train_tokens_per_s") for s in self.seeds if s.get("train")]

@@ -3,6 +3,7 @@ params.yaml) and `config` (prints the resolved config of a stage's command line)
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 STAGES = {
@@ -32,6 +33,20 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def quiet_libraries() -> None:
+    """Each stage prints one line of what it did; Lightning's tips, accelerator notices and known
+    deprecation chatter from the stack go (warnings about our own code stay)."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in (r".*LeafSpec.*", r"Checkpoint directory .* exists and is not empty", r".*litlogger.*",
+                    r"The '(train|val|test)_dataloader' does not have many workers", r".*anonymous setting.*",
+                    r"`isinstance\(treespec, LeafSpec\)`"):
+        warnings.filterwarnings("ignore", message=message)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -58,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 
             print(OmegaConf.to_yaml(load(overrides)), end="")
             return 0
+        os.environ.setdefault("WANDB_SILENT", "true")
         module = importlib.import_module(f"pipeline.stages.{command}")
+        quiet_libraries()  # after the import: Lightning sets its loggers' levels when imported
         # download / tokenize / report read no model code: a model file that fails cannot stop them
         cfg = load(overrides, model=getattr(module, "NEEDS_MODEL", True), task_bound=getattr(module, "TASK_BOUND", True))
         module.main(cfg)

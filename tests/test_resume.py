@@ -108,3 +108,25 @@ def test_a_diverged_run_fails_the_stage_with_a_message(tmp_path, tokenized_root)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "diverged: best validation ppl" in done.stderr and "lower optim.lr (now 30.0)" in done.stderr
     assert not (tmp_path / "ptb" / "lstm" / "train.json").exists()
+
+
+def test_evaluate_logs_test_results_into_the_training_run(tmp_path, uninterrupted, tokenized_root):
+    """Read back from the offline W&B files: the training run (same id) now holds the test metric,
+    per-bucket values with counts, the by-bucket table and the sized width in its config."""
+    from wandb_records import run_contents
+
+    wandb_dir = uninterrupted.parent.parent.parent / "wandb"
+    done = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "model=lstm", "task=rt", "profile=smoke",
+                           f"paths.runs={uninterrupted.parent.parent}", f"paths.tokenized={tokenized_root}",
+                           f"paths.wandb={wandb_dir.parent}", "logger.mode=offline"],
+                          cwd=ROOT, env=env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_id = json.loads((uninterrupted / "train.json").read_text())["seeds"][0]["wandb_run_id"]
+    result = json.loads((uninterrupted / "eval.json").read_text())
+    summary, history = run_contents(wandb_dir, run_id)
+    assert summary["test/acc"] == result["seeds"][0]["overall"]
+    label = result["buckets"]["labels"][0]
+    assert summary[f"test/count/{label}"] == result["count"][0]
+    for table in ("test/by_bucket", "eval/by_length"):  # a logged Table: nested keys <name>/_type, ...
+        assert any(key.startswith(table + "/") for key in history), (table, sorted(history))
+    assert summary["params/backbone"] == result["params"]["backbone"]

@@ -26,7 +26,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Union
 
@@ -239,8 +238,7 @@ def fetch_corpus(corpus: Union[Corpus, str], dest_dir: Path, downloads_dir: Path
         "kind": corpus.kind,
         "sources": [{**s.record(), "sha256": sha256_file(p), "verified": s.sha256 is not None}
                     for s, p in zip(corpus.sources, artifacts)],
-        "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    }  # no fetch time: the same artifacts give a byte-identical source.json (and DVC hash)
     with atomic_dir(dest_dir) as tmp:
         corpus.reader(artifacts, tmp)
         missing = [name for name in corpus.raw_files if not (tmp / name).exists()]

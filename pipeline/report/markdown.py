@@ -8,7 +8,6 @@ verdict) is passed in and placed before "How to read this".
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,8 +21,8 @@ from pipeline.report.tables import AT_CHANCE, CHANCE_ABS_MARGIN, CHANCE_REL_MARG
 def render_markdown(results: list[dict], tables: dict[str, pd.DataFrame], plots: dict[str, dict[str, Path]],
                     out_dir: Path, experiment: str = "", verdict_section: Optional[list[str]] = None) -> str:
     title = f"# seqarena report{f' — {experiment}' if experiment else ''}"
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [title, "", f"Generated {now} from {len(results)} evaluated runs. {_env_line(results)}", "",
+    # no generation time: the same results give a byte-identical report (DVC hashes it)
+    parts = [title, "", f"Generated from {len(results)} evaluated runs. {_env_line(results)}", "",
              *(verdict_section or []), _how_to_read(tables), ""]
     for task in tables["summary"]["task"].unique():
         task_results = [r for r in results if r["task"] == task]

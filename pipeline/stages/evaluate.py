@@ -23,6 +23,7 @@ from pipeline import buckets, kinds, paths
 from pipeline.artifacts import EvalResult, TrainResult, write_json
 from pipeline.data.arrays import read_ragged
 from pipeline.data.datamodule import SequenceDataModule, read_meta
+from pipeline.eval_tracking import log_eval
 from pipeline.measure import env, flops, kernels, memory, receptive_field, speed
 from pipeline.models.base import Backbone
 from pipeline.schema import Config, ConfigError, to_dict
@@ -189,5 +190,8 @@ def main(cfg: Config) -> None:
     # metrics.json first: eval.json is what marks the stage done, so the pair never disagrees
     write_json(out / paths.HEADLINE_METRICS, result.headline())
     result.write(out / paths.EVAL_RESULT)
+    log_eval(cfg, result)
+    baseline = f"; {result.baseline['name']} baseline {result.baseline['value']:.4g}" if result.baseline else ""
     print(f"[evaluate] {cfg.task.name}/{cfg.model.name}: test {result.metric} {result.overall:.4g} "
-          f"(baseline {result.baseline})")
+          f"(n={sum(result.count)}{baseline}); {result.speed['infer_tokens_per_s'][-1]:.0f} tokens/s at length "
+          f"{result.speed['lengths'][-1]}")

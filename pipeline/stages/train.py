@@ -139,19 +139,22 @@ def resume_point(cfg: Config, seed: int, last: Path) -> Path | None:
     return last
 
 
-def make_logger(cfg: Config, seed: int, run_id: str | None) -> WandbLogger | None:
+def make_logger(cfg: Config, seed: int, run_id: str | None, d_model: int) -> WandbLogger | None:
     mode = resolve_mode(cfg.logger.mode)
     if mode == "disabled":
         return None
     os.environ.setdefault("WANDB_SILENT", "true")
     save_dir = paths.wandb_dir(cfg)
     save_dir.mkdir(parents=True, exist_ok=True)
-    return WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, mode=mode,
+    logger = WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, mode=mode,
                        name=f"{cfg.task.name}/{cfg.model.name}/seed{seed}",
                        group=cfg.logger.group or cfg.experiment, job_type="train",
                        tags=[cfg.task.name, cfg.model.name, cfg.profile, *cfg.logger.tags],
-                       save_dir=str(save_dir), config=to_dict(cfg),
+                       save_dir=str(save_dir), config=sized_config(cfg, d_model),
                        **({"id": run_id, "resume": "allow"} if run_id else {}))
+    # Lightning always passes `anonymous`, which wandb now warns about on every run; it has no effect
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def start_run(logger: WandbLogger, wait_s: float = 60.0):
@@ -165,6 +168,13 @@ def start_run(logger: WandbLogger, wait_s: float = 60.0):
             if "is in use" not in str(e) or time.monotonic() > deadline:
                 raise
             time.sleep(2.0)
+
+
+def sized_config(cfg: Config, d_model: int) -> dict:
+    """The config as trained: model.d_model is the width sizing solved for the budget, not the default."""
+    config = to_dict(cfg)
+    config["model"]["d_model"] = d_model
+    return config
 
 
 def build_trainer(cfg: Config, callbacks: list, logger) -> L.Trainer:
@@ -197,7 +207,7 @@ def train_seed(cfg: Config, seed: int) -> dict:
                                  enable_version_counter=False)
     throughput = TokenThroughput()
     last_ckpt = LastCheckpoint(last, cfg.trainer.last_ckpt_every_n_steps, training_fingerprint(cfg, seed))
-    logger = make_logger(cfg, seed, run_id)
+    logger = make_logger(cfg, seed, run_id, module.backbone.d_model)
     if logger is not None and int(os.environ.get("LOCAL_RANK", 0)) == 0:
         run = start_run(logger)  # created now, so its id is on disk before the first step can crash
         write_json(wandb_file, {"run_id": run.id, "project": cfg.logger.project,

@@ -1,0 +1,45 @@
+"""Reads W&B's offline run files (run-<id>.wandb) back, for tests: the file is a LevelDB-style log
+(7-byte header ":W&B" + magic + version; 32 KiB blocks; records = crc32, little-endian length, type,
+payload; types 1 full, 2 first, 3 middle, 4 last) of `wandb_internal_pb2.Record` protobufs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BLOCK = 32 * 1024
+
+
+def records(path: Path) -> list:
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path}: not a W&B run file"
+    pos, out, pending = 7, [], b""
+    while pos + 7 <= len(data):
+        left = BLOCK - pos % BLOCK
+        if left < 7:  # block trailer: padding
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            out.append(record)
+            pending = b""
+    return out
+
+
+def run_contents(wandb_dir: Path, run_id: str) -> tuple[dict, set[str]]:
+    """(summary {key: value}, history keys) over every offline segment of run `run_id`."""
+    summary, history = {}, set()
+    for path in sorted(wandb_dir.glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")):
+        for record in records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "summary":
+                for item in record.summary.update:
+                    summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+            elif kind == "history":
+                history |= {item.key or "/".join(item.nested_key) for item in record.history.item}
+    return summary, history
