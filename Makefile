@@ -8,12 +8,14 @@ export WANDB_SILENT := true
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install repro test bench clean
+.PHONY: install repro test bench clean stage sync
 
-$(VENV)/.installed: pyproject.toml
+TORCH ?= 2.13.0
+
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q torch==$(TORCH)
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -21,6 +23,14 @@ install: $(VENV)/.installed
 
 repro: install
 	dvc repro
+
+# One stage and what it needs, e.g. make stage S=train@lstm-ptb
+stage: install
+	dvc repro -s $(S)
+
+# Upload this experiment's offline W&B runs (not every stale run in wandb/); needs `wandb login`
+sync: install
+	$(PY) -m pipeline sync
 
 test: install
 	WANDB_MODE=$${WANDB_MODE:-offline} $(PY) -m pytest -q

@@ -17,6 +17,7 @@ STAGES = {
 TOOLS = {
     "grid": "models=a,b|all tasks=x,y|all [bench=c,d] [--add] [--dry-run]: rewrite params.yaml's grid",
     "config": "[group=choice ...] [key=value ...]: print the resolved config, as `train` would load it",
+    "sync": "[--dry-run]: upload the current experiment's offline W&B runs (params.yaml's runs + report)",
 }
 
 
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import grid
 
             return grid.main(overrides)
+        if command == "sync":
+            from pipeline import sync
+
+            return sync.main(overrides)
         from pipeline.config import load
 
         if command == "config":

@@ -130,3 +130,14 @@ def test_evaluate_logs_test_results_into_the_training_run(tmp_path, uninterrupte
     for table in ("test/by_bucket", "eval/by_length"):  # a logged Table: nested keys <name>/_type, ...
         assert any(key.startswith(table + "/") for key in history), (table, sorted(history))
     assert summary["params/backbone"] == result["params"]["backbone"]
+
+
+def test_sync_picks_only_the_current_experiments_runs(uninterrupted):
+    root = uninterrupted.parent.parent.parent  # holds runs/ and wandb/
+    stale = root / "wandb" / "offline-run-20200101_000000-stale123"
+    stale.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, "-m", "pipeline", "sync", "--dry-run", f"paths.runs={root / 'full'}",
+                           f"paths.wandb={root}"], cwd=ROOT, env=env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_id = json.loads((uninterrupted / "train.json").read_text())["seeds"][0]["wandb_run_id"]
+    assert f"-{run_id}" in done.stdout and "stale123" not in done.stdout

@@ -60,6 +60,9 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
     for task, paths in plots.items():
         written.update({p.name: p for p in paths.values()})
     if wandb is not None:
-        log_to_wandb(wandb, tables, [p for paths in plots.values() for p in paths.values()]
-                     + list(verdict_plots_.values()), flat, experiment)
+        run_id = log_to_wandb(wandb, tables, [p for paths in plots.values() for p in paths.values()]
+                              + list(verdict_plots_.values()), flat, experiment)
+        if run_id:  # for `python -m pipeline sync`; beside W&B's own files, not in the (hashed) report
+            (Path(wandb.dir) / "wandb").mkdir(parents=True, exist_ok=True)
+            (Path(wandb.dir) / "wandb" / "report-run.json").write_text(json.dumps({"run_id": run_id}) + "\n")
     return written
