@@ -281,3 +281,26 @@ def test_rotten_tomatoes_end_to_end(tmp_path, downloads):
         assert len(offsets) == counts[split].sum() + 1 == meta["splits"][split]["examples"] + 1
         assert offsets[-1] == len(np.load(out / f"{split}.ids.npy")) == meta["splits"][split]["tokens"]
     assert meta["baseline"] == {"name": "majority class", "value": round(counts["test"].max() / counts["test"].sum(), 4)}
+
+
+def test_an_empty_document_becomes_one_unk_not_a_nan(tmp_path):
+    """Whitespace-only texts in a classification corpus: tokenized as one <unk>, so a batch holding one
+    gives a finite loss with every backbone kind (attention has a key, max pooling a value)."""
+    import csv
+    import json
+
+    from pipeline.config import load
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = [("pos" if i % 2 else "neg", "   " if i % 7 == 0 else f"a fine text number {i}") for i in range(200)]
+    with open(raw / "examples.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("label", "text"), *rows])
+    (raw / "source.json").write_text(json.dumps({"kind": "classify"}))
+    cfg = load(["task=rt", "profile=smoke"], model=False)
+    cfg.task.tokenizer, cfg.task.min_frequency = "word", 1
+    meta = tokenize_task(cfg.task, raw, tmp_path / "tok")
+    for split in ("train", "val", "test"):
+        lengths = np.diff(np.load(tmp_path / "tok" / f"{split}.offsets.npy"))
+        assert lengths.min() >= 1
+    assert meta["special"]["unk"] in np.load(tmp_path / "tok" / "train.ids.npy")

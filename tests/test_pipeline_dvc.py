@@ -138,3 +138,15 @@ def test_notebook_runs_on_the_results(smoke_repo):
     finally:
         os.environ.pop("SEQARENA_ROOT")
     assert any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
+
+
+def test_plots_show_renders_data_backed_charts(smoke_repo):
+    """dvc plots show draws the report's data (a line per model), not only embedded PNGs."""
+    repo, env, _ = smoke_repo
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], repo, env))["data"]
+    for task in TASKS:
+        plot = shown[f"reports/plot_data/metric_by_bucket/{task}.csv"][0]
+        assert plot["type"] == "vega" and plot["content"]["encoding"]["color"]["field"] == "model"
+        assert {v["model"] for v in plot["content"]["data"]["values"]} == set(MODELS)
+    bench = shown["reports/plot_data/bench_train_time.csv"][0]["content"]["data"]["values"]
+    assert {v["model"] for v in bench} == set(MODELS) and all(float(v["train_s"]) > 0 for v in bench)

@@ -449,3 +449,14 @@ def test_extrapolation_csv_is_written_without_synthetic_tasks(project: Path):
     """An output DVC declares must exist even when the grid has no task with extrapolation splits."""
     csv = pd.read_csv(project / "reports" / "extrapolation.csv")
     assert csv.empty and list(csv.columns) == ["task", "model", "split", "length", "value", "examples"]
+
+
+def test_a_hand_run_with_another_profile_is_refused_by_name(tmp_path: Path):
+    results = grid()
+    for r in results:
+        r["config"].update(profile="cpu", model={"budget_params": 500_000})
+    results[2]["config"].update(profile="smoke", model={"budget_params": 80_000})
+    runs = write_runs(tmp_path, results)
+    with pytest.raises(ReportError, match=r"rt/transformer/eval.json: profile 'smoke', budget_params 80000") as e:
+        collect(runs)
+    assert "most runs have profile 'cpu', budget_params 500000" in str(e.value)

@@ -132,3 +132,37 @@ def test_cli_help_lists_stages_groups_and_choices_and_config_prints_the_resolved
     assert shown.returncode == 0 and "lr: 0.01" in shown.stdout and "name: rt" in shown.stdout
     bad = cli("trian")
     assert bad.returncode == 2 and "unknown command 'trian'; choose one of: download" in bad.stderr
+
+
+def test_corrupt_intermediates_give_one_line_naming_the_file_and_the_stage(tmp_path, tokenized_root):
+    """A truncated .npy, meta.json or checkpoint: exit 2 and one line that names the file and what to
+    re-run, not a traceback."""
+    import shutil
+
+    tok = tmp_path / "tok"
+    shutil.copytree(tokenized_root / "rt", tok / "rt")
+
+    def evaluate_rt(*extra):
+        return subprocess.run([sys.executable, "-m", "pipeline", "train", "model=lstm", "task=rt", "profile=smoke",
+                               "logger.mode=disabled", f"paths.tokenized={tok}", f"paths.runs={tmp_path / 'runs'}",
+                               *extra], cwd=ROOT, capture_output=True, text=True)
+
+    ids = tok / "rt" / "train.ids.npy"
+    ids.write_bytes(ids.read_bytes()[: len(ids.read_bytes()) // 2])
+    done = evaluate_rt()
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]
+    assert "train.ids.npy is corrupt" in done.stderr and "dvc repro tokenize@rt" in done.stderr
+    meta = tok / "rt" / "meta.json"
+    meta.write_text(meta.read_text()[:100])
+    done = evaluate_rt()
+    assert done.returncode == 2 and "meta.json is corrupt" in done.stderr and "tokenize@rt" in done.stderr
+    ckpt = tmp_path / "runs" / "rt" / "lstm" / "ckpt" / "seed0" / "best.ckpt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.write_bytes(b"PK\x03\x04 truncated")
+    shutil.rmtree(tok / "rt")
+    shutil.copytree(tokenized_root / "rt", tok / "rt")
+    done = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "model=lstm", "task=rt", "profile=smoke",
+                           "logger.mode=disabled", f"paths.tokenized={tok}", f"paths.runs={tmp_path / 'runs'}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "best.ckpt cannot be read" in done.stderr and "train@lstm-rt" in done.stderr, \
+        done.stderr[-2000:]

@@ -44,10 +44,24 @@ def write_ragged(directory: Path, prefix: str, ids: np.ndarray, lengths: np.ndar
 def read_ragged(directory: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids memory-mapped, starts, ends) of a ragged field; a missing file names the stage to re-run."""
     path = directory / f"{prefix}.ids.npy"
+    rerun = f"re-run the tokenize stage (`dvc repro tokenize@{directory.name}`)"
     if not path.exists():
-        raise ConfigError(f"{path} is missing: re-run the tokenize stage for this task")
-    offsets = np.load(directory / f"{prefix}.offsets.npy")
-    return np.load(path, mmap_mode="r"), offsets[:-1], offsets[1:]
+        raise ConfigError(f"{path} is missing: {rerun}")
+    offsets = load_array(directory / f"{prefix}.offsets.npy", rerun)
+    ids = load_array(path, rerun, mmap_mode="r")
+    if len(offsets) < 1 or offsets[-1] != len(ids):
+        raise ConfigError(f"{path}: {len(ids)} ids but its offsets end at {offsets[-1] if len(offsets) else None}: {rerun}")
+    return ids, offsets[:-1], offsets[1:]
+
+
+def load_array(path: Path, rerun: str, mmap_mode: str | None = None) -> np.ndarray:
+    """np.load that names the file and the stage to re-run when it is missing, truncated or not .npy."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing: {rerun}") from None
+    except (ValueError, OSError, EOFError) as e:  # e.g. "mmap length is greater than file size"
+        raise ConfigError(f"{path} is corrupt ({e}): {rerun}") from None
 
 
 def length_histogram(lengths: np.ndarray, first: int = 16) -> dict[str, int]:

@@ -59,7 +59,8 @@ class TaskKind:
         ids, starts, ends = arrays.read_ragged(directory, split)
         fields = {"ids": ids, "starts": starts, "ends": ends}
         for name in self.aligned:
-            fields[name] = np.load(directory / f"{split}.{name}.npy", mmap_mode="r")
+            fields[name] = arrays.load_array(directory / f"{split}.{name}.npy",
+                                             f"re-run `dvc repro tokenize@{directory.name}`", mmap_mode="r")
         return fields
 
     def item(self, fields: dict[str, Any], i: int) -> dict[str, Any]:

@@ -33,8 +33,11 @@ class Classification(TaskKind):
         tok = train_tokenizer(task.tokenizer, texts["train"], vocab_size=task.vocab_size,
                               min_frequency=task.min_frequency, lowercase=task.lowercase)
         meta.update(vocab_size=tok.get_vocab_size(), special=special_ids(tok), labels=label_names, splits={})
+        unk = meta["special"]["unk"]
         for split in SPLITS:
-            docs = encode_batch(tok, texts[split])
+            # an empty (or whitespace-only) document becomes one <unk>: a row with no token at all would
+            # give attention nothing to attend to and max pooling -inf, i.e. a NaN loss
+            docs = [d or [unk] for d in encode_batch(tok, texts[split])]
             lengths = np.array([len(d) for d in docs], dtype=np.int64)
             ids = np.fromiter((i for d in docs for i in d), dtype=np.int32, count=int(lengths.sum()))
             arrays.write_ragged(out_dir, split, ids, lengths)
@@ -46,7 +49,8 @@ class Classification(TaskKind):
         return tok
 
     def open_split(self, directory: Path, split: str, max_len: int) -> dict[str, Any]:
-        return {**super().open_split(directory, split, max_len), "label": np.load(directory / f"{split}.labels.npy")}
+        labels = arrays.load_array(directory / f"{split}.labels.npy", f"re-run `dvc repro tokenize@{directory.name}`")
+        return {**super().open_split(directory, split, max_len), "label": labels}
 
     def item(self, fields: dict[str, Any], i: int) -> dict[str, Any]:
         return {"label": int(fields["label"][i])}

@@ -39,7 +39,28 @@ def collect(runs_dir: Path) -> list[dict]:
         )
     results = [load_result(p) for p in paths]
     _check_tasks_consistent(results)
+    _check_comparable(results)
     return results
+
+
+def _setting(r: dict) -> tuple:
+    """What must be equal for two runs to share a table: the profile and the parameter budget."""
+    config = r.get("config") or {}
+    return config.get("profile"), (config.get("model") or {}).get("budget_params")
+
+
+def _check_comparable(results: list[dict]) -> None:
+    """A run made by hand with another profile or budget (a smoke run beside cpu-profile runs) must
+    not be ranked beside the others: refuse, naming the runs that differ."""
+    groups: dict[tuple, list[str]] = {}
+    for r in results:
+        groups.setdefault(_setting(r), []).append(r["_path"])
+    if len(groups) > 1:
+        (usual, _), *others = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+        lines = [f"{', '.join(runs)}: profile {s[0]!r}, budget_params {s[1]}" for s, runs in others]
+        raise ReportError(f"runs made with different settings cannot share the report's tables; most runs have "
+                          f"profile {usual[0]!r}, budget_params {usual[1]}, but " + "; ".join(lines)
+                          + ". Re-run those with the grid's profile (`dvc repro`) or remove them")
 
 
 def load_result(path: Path) -> dict:

@@ -6,7 +6,8 @@
     speed.csv        long format: task, model, length, infer_tokens_per_s, latency_ms, peak_mem_mb
     extrapolation.csv long format: task, model, split, length, value, examples (tasks with length-
                      extrapolation splits; header only when there are none)
-    summary.json     flat {"<task>/<model>/<key>": number} for `dvc metrics show`
+    summary.json     flat {"<task>/<model>/<key>": number} for W&B and scripts
+    plot_data/       the plots as long-format CSVs for `dvc plots show/diff` (pipeline.report.plot_data)
     plots/<task>_{metric_by_bucket,speed_by_length,memory_by_length}.png
     bench.csv, complexity.csv, crossover.csv, verdict.csv and plots/ scaling and Pareto PNGs: the verdict
                      section's tables and plots (pipeline.report.verdict, pipeline.report.verdict_plots)
@@ -27,6 +28,7 @@ from pipeline.report import verdict, verdict_plots
 from pipeline.report.markdown import render_markdown
 from pipeline.report.plots import plot_task
 from pipeline.report.tables import build_tables, flat_metrics
+from pipeline.report.plot_data import write_plot_data
 from pipeline.report.tracking import WandbTarget, log_to_wandb
 
 def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
@@ -50,6 +52,8 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
     for name, df in tables.items():
         written[f"{name}.csv"] = out_dir / f"{name}.csv"
         df.to_csv(written[f"{name}.csv"], index=False)
+    for path in write_plot_data(tables, tables["bench"], out_dir):
+        written[f"plot_data/{path.relative_to(out_dir / 'plot_data')}"] = path
     flat = {**flat_metrics(tables["summary"], tables["extrapolation"]), **verdict.headline(bench)}
     written["summary.json"] = out_dir / "summary.json"
     written["summary.json"].write_text(json.dumps(flat, indent=2, sort_keys=True) + "\n")

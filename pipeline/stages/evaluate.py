@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline import buckets, kinds, paths
-from pipeline.artifacts import EvalResult, TrainResult, write_json
+from pipeline.artifacts import ArtifactError, EvalResult, TrainResult, write_json
 from pipeline.data.arrays import read_ragged
 from pipeline.data.datamodule import SequenceDataModule, read_meta
 from pipeline.eval_tracking import log_eval
@@ -38,7 +38,11 @@ def load_checkpoint(cfg: Config, seed: int) -> TaskModule:
         raise ConfigError(f"{path} is missing: train first (`dvc repro train@{cfg.model.name}-{cfg.task.name}` "
                           f"or `python -m pipeline train model={cfg.model.name} task={cfg.task.name}`)")
     cls = kinds.get(cfg.task.kind).lightning_module()
-    module = cls.load_from_checkpoint(path, map_location="cpu")
+    try:
+        module = cls.load_from_checkpoint(path, map_location="cpu")
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError) as e:  # truncated / foreign file
+        raise ArtifactError(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}): re-run "
+                            f"`dvc repro train@{cfg.model.name}-{cfg.task.name}`") from None
     return module.eval()
 
 
