@@ -140,6 +140,9 @@ class EvalResult(Artifact):
     per_bucket: list[Optional[float]]
     count: list[int]
     speed: dict
+    # 95% intervals: {lo, hi, value, n, method} overall, and one per bucket (None: no examples there)
+    overall_interval: Optional[dict] = None
+    per_bucket_interval: Optional[list] = None
     extrapolation: Optional[dict] = None  # synthetic: overall metric per length-extrapolation split
     # translation (the metric is BLEU): chrF, teacher-forced target perplexity, decoding, samples
     chrf: Optional[float] = None

@@ -338,7 +338,7 @@ def test_translation_summary_has_chrf_signature_and_decoding(breadth):
     md = (out / "report.md").read_text()
     summary = md_section(md, "bible-ende", "Summary")
     header = table_row(summary, "model")
-    assert header[4:7] == ["receptive field", "bleu (mean ± std)", "chrF"]
+    assert header[4:7] == ["receptive field", "bleu [95% interval]", "chrF"]
     assert len(table_row(summary, ":--")) == len(header)  # the alignment row has a cell per column
     for r in (r for r in results if r["task"] == "bible-ende"):
         row = table_row(summary, r["model"])
@@ -460,3 +460,27 @@ def test_a_hand_run_with_another_profile_is_refused_by_name(tmp_path: Path):
     with pytest.raises(ReportError, match=r"rt/transformer/eval.json: profile 'smoke', budget_params 80000") as e:
         collect(runs)
     assert "most runs have profile 'cpu', budget_params 500000" in str(e.value)
+
+
+def test_ranking_says_tied_unless_a_paired_bootstrap_separates_two_models(tmp_path: Path):
+    """Per-example outcomes beside each eval.json: a planted 10-point gap on 1,000 examples is
+    "better"; two models with the same predictions are "tied"."""
+    import numpy as np
+
+    from pipeline import outcomes
+
+    acc = dict(kind="classify", metric="acc", higher=True, baseline=("majority class", 0.5), count=[250] * 4)
+    rng = np.random.default_rng(0)
+    base = (rng.random(1000) < 0.7).astype(np.float32)
+    better = base.copy()
+    better[np.flatnonzero(base == 0)[:100]] = 1.0  # 10 points more, on the same examples
+    results = [make_eval("rt", name, [(float(v.mean()), [float(v.mean())] * 4)], **acc)
+               for name, v in (("lstm", better), ("tcn", base), ("transformer", base))]
+    runs = write_runs(tmp_path, results)
+    for name, v in (("lstm", better), ("tcn", base), ("transformer", base)):
+        outcomes.save(runs / "rt" / name / "examples" / "seed0.npz",
+                      {"values": v, "weights": np.ones_like(v), "bucket": np.zeros(1000, np.int16),
+                       "group": np.arange(1000, dtype=np.int32)})
+    summary = build_tables(collect(runs))["summary"]
+    verdicts = dict(zip(summary["model"], summary["vs_next"]))
+    assert verdicts["lstm"] == "better" and "tied" in (verdicts["tcn"], verdicts["transformer"])

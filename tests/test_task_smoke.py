@@ -124,3 +124,38 @@ def test_report_over_the_smoke_runs(smoke, tmp_path):
     flat = json.loads(written["summary.json"].read_text())
     assert {"mqar/transformer/acc_test_2x", "listops/transformer/acc_test_4x",
             "bible-ende/transformer-seq2seq/chrf", "bible-ende/transformer/bleu"} <= set(flat)
+
+
+@pytest.mark.parametrize("task, model", RUNS, ids=[f"{t}-{m}" for t, m in RUNS])
+def test_per_example_outcomes_reproduce_the_metric_and_carry_its_interval(smoke, task, model):
+    """examples/seed0.npz gives back the reported metric (exp of mean NLL for perplexity); eval.json
+    holds a 95% interval around it, overall and per bucket (bootstrap over the test examples)."""
+    from pipeline import outcomes
+
+    cfg, result = smoke(task, model)
+    scored_units = outcomes.load(smoke.runs / task / model / "examples" / "seed0.npz")
+    assert len(scored_units["values"]) > 0 and scored_units["weights"].min() > 0
+    interval = result["overall_interval"]
+    assert interval["lo"] <= interval["value"] <= interval["hi"] and "bootstrap" in interval["method"]
+    if result["metric"] != "bleu":  # translation's values are the target-side NLL; BLEU is corpus-level
+        mean = float((scored_units["values"] * scored_units["weights"]).sum() / scored_units["weights"].sum())
+        value = math.exp(mean) if result["metric"] == "ppl" else mean
+        assert value == pytest.approx(result["overall"], rel=1e-4)
+    for count, bucket in zip(result["count"], result["per_bucket_interval"]):
+        assert (bucket is None) == (count == 0)
+
+
+def test_translation_hypotheses_are_saved_and_rescored_by_the_sacrebleu_cli(smoke):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg, result = smoke("bible-ende", "transformer-seq2seq")
+    examples = smoke.runs / "bible-ende" / "transformer-seq2seq" / "examples"
+    hyps = (examples / "seed0.hyp.txt").read_text(encoding="utf-8").splitlines()
+    assert len(hyps) == EVAL_EXAMPLES
+    sacrebleu = Path(sys.executable).parent / "sacrebleu"
+    out = subprocess.run([str(sacrebleu), str(examples / "seed0.ref.txt"), "-i", str(examples / "seed0.hyp.txt"),
+                          "-m", "bleu", "-b", "-w", "4"], capture_output=True, text=True, check=True).stdout
+    assert float(out.strip()) == pytest.approx(result["overall"], abs=1e-4)
+    assert result["overall_interval"]["method"].startswith("sacreBLEU bootstrap")

@@ -21,6 +21,8 @@ from pipeline.data import arrays
 from pipeline.data.splits import SPLIT_ALIASES, SPLITS, grouped_split
 from pipeline.data.tokenizers import special_ids, train_tokenizer
 from pipeline.kinds.base import TaskKind, register_kind
+from pipeline.outcomes import save_translations
+from pipeline.stats import bleu_interval
 from pipeline.schema import ConfigError
 
 
@@ -165,7 +167,18 @@ def bleu_by_bucket(module, cfg: Any, seed: int, test_metric: Callable, n_samples
         count.append(len(members))
         per_bucket.append(BLEU().corpus_score([hyps[i] for i in members], [[refs[i] for i in members]]).score
                           if members else None)
+    # sacreBLEU's own bootstrap (95%), overall and per bucket; hypotheses saved for re-scoring
+    interval = bleu_interval(hyps, refs, seed=seed)
+    interval["method"] = f"sacreBLEU bootstrap over test sentences ({interval['n_boot']} resamples)"
+    per_bucket_interval = [None if not c else
+                           {k: v for k, v in bleu_interval([hyps[i] for i in range(n) if bucket[i] == b],
+                                                           [refs[i] for i in range(n) if bucket[i] == b],
+                                                           seed=seed).items() if k in ("lo", "hi", "value", "n")}
+                           for b, c in enumerate(count)]
+    save_translations(paths.run_dir(cfg) / "examples", seed, hyps, refs, srcs)
     return {"seed": seed, "overall": bleu.score, "per_bucket": per_bucket, "count": count,
+            "interval": {k: interval[k] for k in ("lo", "hi", "value", "n", "method")},
+            "per_bucket_interval": per_bucket_interval,
             "chrf": chrf.score, "target_ppl": ppl["overall"], "bleu_signature": str(bleu_metric.get_signature()),
             "decoding": {"beam_size": cfg.eval.beam_size, "examples": n},
             "samples": [{"source": srcs[i], "reference": refs[i], "hypothesis": hyps[i]} for i in range(min(n_samples, n))]}

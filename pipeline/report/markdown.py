@@ -115,18 +115,20 @@ def _summary_md(summary: pd.DataFrame) -> str:
     metric = summary["metric"].iloc[0]
     with_chrf = bool(summary["chrf"].notna().any())  # translation tasks
     header = ["model", "backbone params", "total params", "FLOPs/token", "receptive field",
-              f"{metric} (mean ± std)", *(["chrF"] if with_chrf else []), "seeds",
-              "baseline", "vs baseline", "train tok/s", "infer tok/s (at length)"]
+              f"{metric} [95% interval]", *(["chrF"] if with_chrf else []), "seeds",
+              "baseline", "vs baseline", "train tok/s", "infer tok/s (at length)", "vs next (paired)"]
     rows = []
     for r in summary.itertuples(index=False):
-        value = fmt_metric(r.value) + ("" if _is_nan(r.std) else f" ± {fmt_metric(r.std, like=r.value)}")
+        value = fmt_metric(r.value) + ("" if _is_nan(r.lo) else f" [{fmt_metric(r.lo, like=r.value)}, "
+                                                                f"{fmt_metric(r.hi, like=r.value)}]") \
+            + ("" if _is_nan(r.std) else f" ± {fmt_metric(r.std, like=r.value)}")
         infer = "—" if r.infer_length is None or _is_nan(r.infer_length) else \
             f"{fmt_si(r.infer_tokens_per_s)} ({int(r.infer_length)})"
         rf = fmt_receptive_field(r.receptive_field, r.receptive_field_measured_at, r.receptive_field_full)
         rows.append([r.model, fmt_si(r.params_backbone), fmt_si(r.params_total), fmt_si(r.flops_per_token), rf,
                      value, *([fmt_metric(r.chrf)] if with_chrf else []), str(r.n_seeds), fmt_metric(r.baseline),
-                     AT_CHANCE if r.at_chance else "", fmt_si(r.train_tokens_per_s), infer])
-    return md_table(header, rows, align="lrrrrr" + "r" * with_chrf + "rrlrr")
+                     AT_CHANCE if r.at_chance else "", fmt_si(r.train_tokens_per_s), infer, r.vs_next or ""])
+    return md_table(header, rows, align="lrrrrr" + "r" * with_chrf + "rrlrrl")
 
 
 def _translation_md(results: list[dict], models: list[str]) -> list[str]:
@@ -194,8 +196,15 @@ def _buckets_md(buckets: pd.DataFrame, summary: pd.DataFrame) -> str:
     cols = list(zip(labels["bucket_hi"], labels["bucket"]))
     unit = buckets["unit"].dropna()
     header = [f"model \\ {unit.iloc[0] if len(unit) else 'bucket'}", *[label for _, label in cols]]
-    cell = {(m, hi): v for m, hi, v in zip(buckets["model"], buckets["bucket_hi"], buckets["value"])}
-    rows = [[m, *[fmt_metric(cell.get((m, hi))) for hi, _ in cols]] for m in summary["model"]]
+    cell = {(m, hi): (v, lo, up) for m, hi, v, lo, up in
+            zip(buckets["model"], buckets["bucket_hi"], buckets["value"], buckets["lo"], buckets["hi"])}
+
+    def fmt(key):
+        v, lo, up = cell.get(key, (None, None, None))
+        return fmt_metric(v) + ("" if v is None or _is_nan(v) or lo is None or _is_nan(lo) else
+                                f" [{fmt_metric(lo, like=v)}, {fmt_metric(up, like=v)}]")
+
+    rows = [[m, *[fmt((m, hi)) for hi, _ in cols]] for m in summary["model"]]
     counts = buckets.groupby("bucket_hi")["count"].agg(lambda c: sorted(set(c)))
     if all(len(counts[hi]) == 1 for hi, _ in cols):
         rows.append(["examples", *[str(counts[hi][0]) for hi, _ in cols]])

@@ -53,7 +53,9 @@ def _plot_metric_by_bucket(task: str, metric: str, summary: pd.DataFrame, bucket
         b = buckets[(buckets["model"] == model)].dropna(subset=["value"])
         x = np.log2(b["bucket_hi"].to_numpy(dtype=float))
         ax.plot(x, b["value"], marker="o", label=model)
-        if b["std"].notna().any():
+        if b["lo"].notna().any():  # 95% interval (bootstrap over test examples, or across seeds)
+            ax.fill_between(x, b["lo"].fillna(b["value"]), b["hi"].fillna(b["value"]), alpha=0.15)
+        elif b["std"].notna().any():
             ax.fill_between(x, b["value"] - b["std"].fillna(0), b["value"] + b["std"].fillna(0), alpha=0.15)
     base = summary["baseline"].dropna()
     if len(base):

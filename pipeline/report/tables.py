@@ -14,6 +14,7 @@ from typing import Any, Iterable, Optional
 
 import pandas as pd
 
+from pipeline.report import significance
 from pipeline.report.format import _is_nan, _num
 
 # "At chance" rule: a model is flagged when it is not clearly better than the data's chance-level
@@ -62,6 +63,12 @@ def build_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
     best first."""
     summary = pd.DataFrame([_summary_row(r) for r in results])
     summary = _rank(summary)
+    by_key = {(r["task"], r["model"]): r for r in results}
+    ranked = {}
+    for task in summary["task"].unique():  # paired bootstrap of each model against the next one
+        ranked.update({(task, m): v for m, v in significance.vs_next(
+            [by_key[(task, m)] for m in summary.loc[summary["task"] == task, "model"]]).items()})
+    summary["vs_next"] = [ranked.get((t, m), "") for t, m in zip(summary["task"], summary["model"])]
     order = {(t, m): i for i, (t, m) in enumerate(zip(summary["task"], summary["model"]))}
     by_order = sorted(results, key=lambda r: order[(r["task"], r["model"])])
     buckets = pd.DataFrame([row for r in by_order for row in _bucket_rows(r)], columns=BUCKET_COLUMNS)
@@ -85,6 +92,8 @@ def _summary_row(r: dict) -> dict:
         "receptive_field": rf_tokens, "receptive_field_measured_at": rf_measured_at, "receptive_field_full": rf_full,
         "metric": r["metric"], "higher_is_better": bool(r["higher_is_better"]),
         "value": mean, "std": std, "n_seeds": n, "chrf": _num(r.get("chrf")),
+        "lo": _num((r.get("overall_interval") or {}).get("lo")), "hi": _num((r.get("overall_interval") or {}).get("hi")),
+        "interval_method": (r.get("overall_interval") or {}).get("method"),
         "baseline_name": base_name, "baseline": base,
         "at_chance": at_chance(mean, base, r["higher_is_better"], r["metric"]),
         "train_tokens_per_s": train_tps,
@@ -126,7 +135,8 @@ def _rank(summary: pd.DataFrame) -> pd.DataFrame:
             .drop(columns="_key").reset_index(drop=True))
 
 
-BUCKET_COLUMNS = ["task", "model", "bucket", "bucket_hi", "unit", "metric", "value", "std", "n_seeds", "count"]
+BUCKET_COLUMNS = ["task", "model", "bucket", "bucket_hi", "unit", "metric", "value", "std", "n_seeds", "count",
+                  "lo", "hi"]
 SPEED_COLUMNS = ["task", "model", "length", "infer_tokens_per_s", "latency_ms", "peak_mem_mb", "batch_size", "device"]
 EXTRAPOLATION_COLUMNS = ["task", "model", "split", "length", "value", "examples"]
 
@@ -136,9 +146,10 @@ def _bucket_rows(r: dict) -> list[dict]:
     rows = []
     for i, (label, hi) in enumerate(zip(b["labels"], b["edges"])):
         mean, std, n = mean_std(s["per_bucket"][i] for s in r["seeds"])
+        interval = (r.get("per_bucket_interval") or [None] * len(b["edges"]))[i] or {}
         rows.append({"task": r["task"], "model": r["model"], "bucket": label, "bucket_hi": int(hi),
                      "unit": b.get("unit"), "metric": r["metric"], "value": mean, "std": std, "n_seeds": n,
-                     "count": int(r["count"][i] or 0)})
+                     "count": int(r["count"][i] or 0), "lo": _num(interval.get("lo")), "hi": _num(interval.get("hi"))})
     return rows
 
 

@@ -19,7 +19,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipeline import buckets, kinds, paths
+from pipeline import buckets, kinds, outcomes, paths, stats
 from pipeline.artifacts import ArtifactError, EvalResult, TrainResult, write_json
 from pipeline.data.arrays import read_ragged
 from pipeline.data.datamodule import SequenceDataModule, read_meta
@@ -162,7 +162,23 @@ def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, m
         seeds=seeds,
         overall=float(np.mean(overall)), overall_std=float(np.std(overall, ddof=1)) if len(overall) > 1 else None,
         per_bucket=per_bucket, count=seeds[0]["count"], speed=speed_result)
+    fields.update(interval_fields(seeds, n_buckets))
     return EvalResult(**{**fields, **kind.summarize(seeds)})
+
+
+def interval_fields(seeds: list[dict], n_buckets: int) -> dict:
+    """95% intervals of the overall and per-bucket metric: over the test examples (bootstrap) with one
+    seed; across seeds (Student t) with several. `method` says which."""
+    if len(seeds) == 1:
+        return {"overall_interval": seeds[0]["interval"], "per_bucket_interval": seeds[0]["per_bucket_interval"]}
+    across = stats.seed_interval([s["overall"] for s in seeds])
+    per_bucket = []
+    for i in range(n_buckets):
+        vals = [s["per_bucket"][i] for s in seeds if s["per_bucket"][i] is not None]
+        per_bucket.append(None if len(vals) < 2 else
+                          {k: v for k, v in stats.seed_interval(vals).items() if k in ("lo", "hi", "value", "n")})
+    return {"overall_interval": {k: across[k] for k in ("lo", "hi", "value", "n", "method")},
+            "per_bucket_interval": per_bucket}
 
 
 def main(cfg: Config) -> None:
@@ -175,7 +191,13 @@ def main(cfg: Config) -> None:
     seeds, module, extra = [], None, {}
     for seed in cfg.seeds:
         module = load_checkpoint(cfg, seed)
-        seeds.append(kind.evaluate(module, cfg, seed, test_metric))
+        seed_result = kind.evaluate(module, cfg, seed, test_metric)
+        scored = outcomes.collect(module, SequenceDataModule(cfg, seed=seed))  # every scored unit, kept
+        outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.npz", scored)
+        if "interval" not in seed_result:  # translation: sacreBLEU's own bootstrap of BLEU
+            found = outcomes.intervals(scored, module.metric_name, len(module.bucket_edges), seed=seed)
+            seed_result["interval"], seed_result["per_bucket_interval"] = found["overall"], found["per_bucket"]
+        seeds.append(seed_result)
         if meta.get("extra_test_splits"):
             extra[seed] = extrapolation(module, cfg, seed, meta["extra_test_splits"], meta)
     assert module is not None

@@ -1,0 +1,46 @@
+"""Which differences between models are real: a paired bootstrap on the same test examples
+(pipeline/stats.py, Koehn 2004), read from each run's per-example outcomes (pipeline/outcomes.py).
+
+For each task, models are ranked by their test metric and each is compared with the next one:
+"better" only when the 95% interval of the difference excludes zero, else "tied". A model whose
+outcomes are missing or do not pair example by example with the others (another test set) gets
+"not paired"; corpus-level metrics (BLEU) are compared by their sacreBLEU intervals instead.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import outcomes, stats
+
+N_BOOT = 1000
+
+
+def outcomes_of(result: dict) -> dict | None:
+    """Seed 0's per-example outcomes of a run, found beside its eval.json (None if missing)."""
+    path = Path(result["_path"]).parent / "examples" / f"seed{result['seeds'][0]['seed']}.npz"
+    return outcomes.load(path) if path.exists() else None
+
+
+def vs_next(task_results: list[dict]) -> dict[str, str]:
+    """{model: "better" | "tied" | "not paired" | ""} against the next model in the ranking ("" for the last)."""
+    if not task_results:
+        return {}
+    first = task_results[0]
+    if first["metric"] == "bleu":
+        return {r["model"]: "not paired" for r in task_results} if len(task_results) > 1 else {first["model"]: ""}
+    loaded = {r["model"]: outcomes_of(r) for r in task_results}
+    ok = {m: o for m, o in loaded.items() if o is not None}
+    ref = next(iter(ok.values()), None)
+    paired = {m: o for m, o in ok.items()
+              if len(o["values"]) == len(ref["values"]) and np.array_equal(o["group"], ref["group"])
+              and np.array_equal(o["weights"], ref["weights"])}
+    out = {m: "not paired" for m in loaded if m not in paired}
+    if len(paired) < 2:
+        return {**out, **{m: "" for m in paired}}
+    ranked = stats.rank_with_ties({m: o["values"] for m, o in paired.items()}, bool(first["higher_is_better"]),
+                                  weights=ref["weights"], groups=ref["group"],
+                                  transform=outcomes.transform_for(first["metric"]), n_boot=N_BOOT)
+    out.update({name: verdict or "" for name, _, verdict in ranked})
+    return out
