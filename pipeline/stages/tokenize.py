@@ -33,8 +33,9 @@ NEEDS_MODEL = False
 
 def main(cfg: Any) -> None:
     meta = tokenize_task(cfg.task, paths.raw_dir(cfg), paths.tokenized_dir(cfg))
-    print(f"[tokenize] {cfg.task.name}: vocabulary {meta['vocab_size']}, "
-          + ", ".join(f"{s} {v['examples']} examples" for s, v in meta["splits"].items()))
+    print(f"[tokenize] {cfg.task.name}: vocabulary {meta['vocab_size']}; "
+          + ", ".join(f"{s} {v['examples']} examples" + (f" ({v['tokens']} tokens)" if "tokens" in v else "")
+                      for s, v in meta["splits"].items()))
 
 
 def tokenize_task(task: Any, raw_dir: Path, out_dir: Path) -> dict:
