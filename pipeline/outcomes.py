@@ -32,8 +32,10 @@ def transform_for(metric: str):
     return np.exp if metric == "ppl" else None
 
 
-def collect(module: Any, datamodule: Any) -> dict[str, np.ndarray]:
-    """Run the module over the test loader and keep every scored unit (weight > 0)."""
+def collect(module: Any, datamodule: Any, metric: Any = None) -> dict[str, np.ndarray]:
+    """Run the module over the test loader and keep every scored unit (weight > 0). `metric` (a
+    BucketedMean) is updated with each batch as the module's test_step would, so one pass gives both
+    the bucketed metric and the outcomes behind it."""
     import torch
 
     parts: dict[str, list] = {"values": [], "weights": [], "bucket": [], "group": []}
@@ -43,6 +45,8 @@ def collect(module: Any, datamodule: Any) -> dict[str, np.ndarray]:
         for batch in datamodule.test_dataloader():
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
             _, weights, bucket, values = module.per_example(batch)
+            if metric is not None:
+                metric.update(values, bucket, weights)
             rows = torch.arange(seen, seen + len(batch["ids"]), device=device)
             group = rows.view(-1, *([1] * (weights.dim() - 1))).expand_as(weights)
             keep = weights > 0

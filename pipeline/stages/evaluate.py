@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import numpy as np
 import torch
 
@@ -46,18 +45,31 @@ def load_checkpoint(cfg: Config, seed: int) -> TaskModule:
     return module.eval()
 
 
-def test_metric(module: TaskModule, cfg: Config, seed: int, split: str = "test") -> dict:
-    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False)
+def score(module: TaskModule, cfg: Config, seed: int, split: str = "test") -> tuple[dict, dict]:
+    """One pass over a split: the bucketed metric, summed exactly as the test loop's BucketedMean
+    sums it, and every scored unit behind it (pipeline/outcomes.py)."""
     datamodule = SequenceDataModule(cfg, seed=seed)
     datamodule.test_split = split
     module.test_metric.reset()
-    trainer.test(module, datamodule=datamodule, verbose=False)
+    scored = outcomes.collect(module, datamodule, module.test_metric)
     result = module.test_metric.compute()
     count = result["count"].tolist()
     per_bucket = [float(module.finalize(v)) if c > 0 else None for v, c in zip(result["per_bucket"], count)]
     return {"seed": seed, "overall": float(module.finalize(result["overall"])), "per_bucket": per_bucket,
-            "count": [int(c) for c in count]}
+            "count": [int(c) for c in count]}, scored
+
+
+def test_metric(module: TaskModule, cfg: Config, seed: int, split: str = "test") -> dict:
+    return score(module, cfg, seed, split)[0]
+
+
+def scored_once(tested: dict):
+    """A test_metric for the kind's evaluate that hands back the test split's result already computed
+    (translation reads it as the target-side perplexity) instead of a second pass."""
+    def test_metric_of_kind(module: TaskModule, cfg: Config, seed: int, split: str = "test") -> dict:
+        return tested if split == "test" else test_metric(module, cfg, seed, split)
+
+    return test_metric_of_kind
 
 
 def speed_batch(module: TaskModule, stream: np.ndarray, length: int, batch_size: int, device) -> dict:
@@ -191,8 +203,8 @@ def main(cfg: Config) -> None:
     seeds, module, extra = [], None, {}
     for seed in cfg.seeds:
         module = load_checkpoint(cfg, seed)
-        seed_result = kind.evaluate(module, cfg, seed, test_metric)
-        scored = outcomes.collect(module, SequenceDataModule(cfg, seed=seed))  # every scored unit, kept
+        tested, scored = score(module, cfg, seed)  # the metric and every scored unit, in one pass
+        seed_result = kind.evaluate(module, cfg, seed, scored_once(tested))
         outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.npz", scored)
         if "interval" not in seed_result:  # translation: sacreBLEU's own bootstrap of BLEU
             found = outcomes.intervals(scored, module.metric_name, len(module.bucket_edges), seed=seed)
