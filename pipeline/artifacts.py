@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
-import numpy as np
-
 from pipeline.schema import ConfigError
 
 
@@ -102,8 +100,10 @@ class Meta(Artifact):
 
 @dataclass
 class TrainResult(Artifact):
-    """<runs>/<task>/<model>/train.json: one entry per seed (steps, time, tokens/s, best val)."""
+    """<runs>/<task>/<model>/train.json: one entry per seed (steps, tokens, best val, params). No time:
+    wall time and tokens/s are in logs/ (pipeline/paths.py log_dir) and W&B."""
 
+    SCHEMA: ClassVar[int] = 2
     KIND: ClassVar[str] = "train_result"
     task: str
     model: str
@@ -116,8 +116,10 @@ class TrainResult(Artifact):
 @dataclass
 class EvalResult(Artifact):
     """<runs>/<task>/<model>/eval.json: the test result of one (task, model) over its seeds, with
-    inference speed/memory per length, FLOPs, receptive field and environment (stages/evaluate.py)."""
+    FLOPs and receptive field (stages/evaluate.py). Deterministic: speed and memory, which depend on
+    the machine, are the measure stage's SpeedResult."""
 
+    SCHEMA: ClassVar[int] = 2
     KIND: ClassVar[str] = "eval_result"
     task: str
     task_kind: str
@@ -130,7 +132,6 @@ class EvalResult(Artifact):
     sizing: dict
     flops_per_token: Optional[float]
     receptive_field: Optional[dict]
-    env: dict
     baseline: Optional[dict]
     reference: str
     buckets: dict  # edges, labels, unit
@@ -139,7 +140,6 @@ class EvalResult(Artifact):
     overall_std: Optional[float]
     per_bucket: list[Optional[float]]
     count: list[int]
-    speed: dict
     # 95% intervals: {lo, hi, value, n, method} overall, and one per bucket (None: no examples there)
     overall_interval: Optional[dict] = None
     per_bucket_interval: Optional[list] = None
@@ -154,13 +154,29 @@ class EvalResult(Artifact):
     def headline(self) -> dict:
         """metrics.json: the same few keys for every run, so `dvc metrics show` / `dvc exp show`
         read as one table (the metric's name is a column; the file path names task and model)."""
-        out = {"metric": self.metric, "test": self.overall, "params": self.params["backbone"],
-               "flops_per_token": self.flops_per_token,
-               "infer_tokens_per_s": self.speed["infer_tokens_per_s"][-1]}
-        train_tps = [s["train"].get("train_tokens_per_s") for s in self.seeds if s.get("train")]
-        if train_tps:
-            out["train_tokens_per_s"] = float(np.mean(train_tps))
-        return out
+        interval = self.overall_interval or {}
+        return {"metric": self.metric, "test": self.overall, "test_lo": interval.get("lo"),
+                "test_hi": interval.get("hi"), "params": self.params["backbone"],
+                "flops_per_token": self.flops_per_token}
+
+
+@dataclass
+class SpeedResult(Artifact):
+    """<runs>/<task>/<model>/speed.json: speed and memory of one trained (task, model) on the machine
+    that measured it (stages/measure.py). A measurement: committed with that machine's fingerprint,
+    re-measured by DVC when the checkpoint or the code changes."""
+
+    KIND: ClassVar[str] = "speed_result"
+    task: str
+    model: str
+    profile: str
+    env: dict  # the machine: torch, device, CPU, threads, the attention kernel that ran (+ its probe)
+    # forward passes at each bucket's upper length: lengths, batch_size, device, infer_tokens_per_s,
+    # latency_ms, peak_mem_mb (one per length)
+    infer: dict
+    # one training step (forward, backward, AdamW) at the task's batch size and max_len:
+    # length, batch_size, tokens_per_s, step_ms, peak_mem_mb
+    train: dict
 
 
 @dataclass

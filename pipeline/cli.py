@@ -10,7 +10,8 @@ STAGES = {
     "download": "fetch the task's corpus (sha256-checked) into data/raw/<task>",
     "tokenize": "raw corpus -> splits, tokenizer and token-id arrays in data/tokenized/<task>",
     "train": "fit model on task for every seed (Lightning) -> runs/<task>/<model>",
-    "evaluate": "test metric per length bucket, speed, memory, FLOPs -> runs/<task>/<model>/eval.json",
+    "evaluate": "test metric per length bucket, intervals, FLOPs -> runs/<task>/<model>/eval.json",
+    "measure": "speed and memory per length on this machine -> runs/<task>/<model>/speed.json",
     "benchmark": "length sweep of one model (time, memory, decoding, MFU) -> results/bench/<model>.json",
     "report": "every run and benchmark of params.yaml -> reports/report.md, CSVs, plots",
 }
@@ -63,14 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.schema import ConfigError  # also ArtifactError: a missing, corrupt or stale input
 
     try:
-        if command == "grid":
-            from pipeline import grid
-
-            return grid.main(overrides)
-        if command == "sync":
-            from pipeline import sync
-
-            return sync.main(overrides)
+        if command in ("grid", "sync"):  # by name: a stage's import closure (its DVC deps) leaves the tools out
+            return importlib.import_module(f"pipeline.{command}").main(overrides)
         from pipeline.config import load
 
         if command == "config":

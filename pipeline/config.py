@@ -121,8 +121,16 @@ def read_params(path: Path | None = None) -> DictConfig:
 
 
 PARAMS_KEYS = ("profile", "experiment", "seeds", "tasks", "runs", "bench")
-# benchmark@<model> deps: the model modules it imports, in this many fixed slots (see pipeline/grid.py)
-CODE_SLOTS = 4
+# A stage's code deps that depend on its model or task: this many fixed slots (pipeline/code_deps.py)
+CODE_SLOTS = 10
+REWRITE = "rewrite the grid with `python -m pipeline grid models=... tasks=...`"
+
+
+def _check_code(entry, where: str) -> None:
+    code = entry.get("code") if hasattr(entry, "get") else None
+    if code is None or len(code) != CODE_SLOTS or not all(isinstance(c, str) for c in code):
+        raise ConfigError(f"params.yaml: {where}.code must list {CODE_SLOTS} paths under pipeline/ (the stage's code "
+                          f"deps, pipeline/code_deps.py); {REWRITE}")
 
 
 def run_name(model: str, task: str) -> str:
@@ -146,26 +154,28 @@ def check_params(params: DictConfig) -> None:
 def check_runs(params) -> dict[str, tuple[str, str]]:
     """`tasks` and `runs` of params.yaml; returns {run key: (model, task)}."""
     tasks, runs = params.get("tasks"), params.get("runs")
-    if tasks is None or runs is None:
-        raise ConfigError("params.yaml: needs `tasks` (a list) and `runs` (a mapping <model>-<task>: "
-                          "{model, task}); write them with `python -m pipeline grid models=... tasks=...`")
+    if tasks is None or runs is None or not hasattr(tasks, "keys"):
+        raise ConfigError("params.yaml: needs `tasks` (a mapping <task>: {code}) and `runs` (a mapping <model>-<task>: "
+                          "{model, task, code}); write them with `python -m pipeline grid models=... tasks=...`")
     valid_tasks, valid_models = choices("task"), all_choices("model")
-    for task in tasks:
+    for task, entry in tasks.items():
         if task not in valid_tasks:
             raise ConfigError(f"params.yaml: tasks: unknown task '{task}'; choose from: {', '.join(valid_tasks)}")
+        _check_code(entry, f"tasks.{task}")
     if not runs:
         raise ConfigError("params.yaml: `runs` is empty, so dvc repro would train nothing; write it with "
                           "`python -m pipeline grid models=... tasks=...`")
     pairs = {}
     for key, run in runs.items():
         where = f"params.yaml: runs.{key}"
-        if not hasattr(run, "keys") or set(run.keys()) != {"model", "task"}:
-            raise ConfigError(f"{where}: must be {{model: <name>, task: <name>}}, got {run}")
+        if not hasattr(run, "keys") or set(run.keys()) != {"model", "task", "code"}:
+            raise ConfigError(f"{where}: must be {{model: <name>, task: <name>, code: [...]}}, got {run}; {REWRITE}")
+        _check_code(run, where)
         model, task = str(run["model"]), str(run["task"])
         if model not in valid_models:
             raise ConfigError(f"{where}: unknown model '{model}'; choose from: {', '.join(valid_models)}")
         if task not in tasks:
-            raise ConfigError(f"{where}: task '{task}' is not in params.yaml `tasks` ({', '.join(tasks)}), "
+            raise ConfigError(f"{where}: task '{task}' is not in params.yaml `tasks` ({', '.join(tasks.keys())}), "
                               f"so nothing downloads or tokenizes it; add it there")
         if key != run_name(model, task):
             raise ConfigError(f"{where}: the key must be '{run_name(model, task)}' (the stage name suffix)")
@@ -185,10 +195,7 @@ def check_bench(params) -> None:
     for model, entry in bench.items():
         if model not in valid:
             raise ConfigError(f"params.yaml: bench.{model}: not a backbone model; choose from: {', '.join(valid)}")
-        code = entry.get("code") if hasattr(entry, "get") else None
-        if code is None or len(code) != CODE_SLOTS:
-            raise ConfigError(f"params.yaml: bench.{model}.code must list {CODE_SLOTS} modules; rewrite it with "
-                              f"`python -m pipeline grid ... bench={model}`")
+        _check_code(entry, f"bench.{model}")
 
 
 def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None = None, *,

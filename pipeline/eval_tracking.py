@@ -1,52 +1,79 @@
-"""The evaluate stage's W&B logging: each training run (found by the id its train stage saved in
-ckpt/seed<k>/wandb.json) is resumed and receives its test results, so runs can be sorted and
-charted by test metric, per length bucket, speed and memory in the W&B UI.
+"""W&B logging of evaluate and measure: each training run (found by the id its train stage saved in
+logs/<task>/<model>/seed<k>/wandb.json) is resumed and receives its test results and its speed and
+memory, so runs can be sorted and charted by test metric, per length bucket, speed and memory in
+the W&B UI.
 
-Logged per seed: summary `test/<metric>` (+ `test/<metric>/<bucket>` and `test/count/<bucket>`),
-`params/backbone`, `flops_per_token`, `receptive_field/tokens`; tables `test/by_bucket` (with a
-line chart) and `eval/by_length` (inference tokens/s, latency, peak memory).
+evaluate, per seed: summary `test/<metric>` (+ `test/<metric>/<bucket>` and `test/count/<bucket>`),
+`params/backbone`, `flops_per_token`, `receptive_field/tokens`; table `test/by_bucket` with a line
+chart. measure: summary `speed/infer_tokens_per_s`, `speed/train_tokens_per_s`, `speed/peak_mem_mb`
+and table `speed/by_length` (inference tokens/s, latency, peak memory).
 """
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Iterator
 
 from pipeline import paths
 from pipeline.artifacts import read_json
 from pipeline.wandb_mode import resolve_mode
 
 
-def log_eval(cfg: Any, result: Any) -> list[str]:
-    """Resume every seed's training run and log `result` (an EvalResult); returns the run ids."""
+def resumed_runs(cfg: Any, seeds: list[int]) -> Iterator[tuple[int, Any]]:
+    """(seed, W&B run) for every seed whose training run has an id on disk, each resumed in turn and
+    finished after use; nothing when W&B is disabled or the runs were trained without it."""
     if resolve_mode(cfg.logger.mode) == "disabled":
-        return []
+        return
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
 
-    ids = []
-    for seed_result in result.seeds:
-        saved = paths.ckpt_dir(cfg, seed_result["seed"]) / paths.WANDB_RUN
+    for seed in seeds:
+        saved = paths.wandb_ref(cfg, seed)
         if not saved.exists():
             continue  # trained with W&B disabled: nothing to attach the results to
         ref = read_json(saved, f"`dvc repro train@{cfg.model.name}-{cfg.task.name}`")
         run = wandb.init(id=ref["run_id"], resume="allow", project=ref.get("project", cfg.logger.project),
                          entity=cfg.logger.entity, mode=resolve_mode(cfg.logger.mode), dir=str(paths.wandb_dir(cfg)))
         try:
-            run.summary.update(summary(result, seed_result))
-            labels = result.buckets["labels"]
-            table = wandb.Table(columns=["bucket", "bucket_hi", "count", result.metric],
-                                data=[[label, hi, count, value] for label, hi, count, value in
-                                      zip(labels, result.buckets["edges"], seed_result["count"], seed_result["per_bucket"])])
-            speed = result.speed
-            by_length = wandb.Table(columns=["length", "infer_tokens_per_s", "latency_ms", "peak_mem_mb"],
-                                    data=[list(row) for row in zip(speed["lengths"], speed["infer_tokens_per_s"],
-                                                                  speed["latency_ms"], speed["peak_mem_mb"])])
-            run.log({"test/by_bucket": table, "eval/by_length": by_length,
-                     "test/by_bucket_chart": wandb.plot.line(table, "bucket_hi", result.metric,
-                                                             title=f"test {result.metric} by {result.buckets['unit']}")})
-            ids.append(run.id)
+            yield seed, run
         finally:
             run.finish()
+
+
+def log_eval(cfg: Any, result: Any) -> list[str]:
+    """Resume every seed's training run and log `result` (an EvalResult); returns the run ids."""
+    by_seed = {s["seed"]: s for s in result.seeds}
+    ids = []
+    for seed, run in resumed_runs(cfg, list(by_seed)):
+        import wandb  # resumed_runs imported it
+
+        seed_result = by_seed[seed]
+        run.summary.update(summary(result, seed_result))
+        table = wandb.Table(columns=["bucket", "bucket_hi", "count", result.metric],
+                                   data=[[label, hi, count, value] for label, hi, count, value in
+                                         zip(result.buckets["labels"], result.buckets["edges"], seed_result["count"],
+                                             seed_result["per_bucket"])])
+        run.log({"test/by_bucket": table,
+                 "test/by_bucket_chart": wandb.plot.line(table, "bucket_hi", result.metric,
+                                                                title=f"test {result.metric} by {result.buckets['unit']}")})
+        ids.append(run.id)
+    return ids
+
+
+def log_speed(cfg: Any, result: Any) -> list[str]:
+    """Resume every seed's training run and log `result` (a SpeedResult); returns the run ids."""
+    ids = []
+    for _, run in resumed_runs(cfg, list(cfg.seeds)):
+        import wandb  # resumed_runs imported it
+
+        infer, train = result.infer, result.train
+        by_length = wandb.Table(columns=["length", "infer_tokens_per_s", "latency_ms", "peak_mem_mb"],
+                                data=[list(row) for row in zip(infer["lengths"], infer["infer_tokens_per_s"],
+                                                              infer["latency_ms"], infer["peak_mem_mb"])])
+        run.summary.update({"speed/infer_tokens_per_s": infer["infer_tokens_per_s"][-1],
+                            "speed/train_tokens_per_s": train["tokens_per_s"],
+                            "speed/peak_mem_mb": infer["peak_mem_mb"][-1], "speed/device": infer["device"]})
+        run.log({"speed/by_length": by_length})
+        ids.append(run.id)
     return ids
 
 
@@ -63,6 +90,4 @@ def summary(result: Any, seed_result: dict) -> dict[str, Any]:
     for key in ("chrf", "target_ppl"):
         if seed_result.get(key) is not None:
             out[f"test/{key}"] = seed_result[key]
-    if result.speed.get("infer_tokens_per_s"):
-        out["eval/infer_tokens_per_s"] = result.speed["infer_tokens_per_s"][-1]
     return out

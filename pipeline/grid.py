@@ -1,11 +1,10 @@
 """The experiment grid: which (model, task) pairs `dvc repro` trains and evaluates.
 
-params.yaml holds two keys that dvc.yaml expands:
+params.yaml holds the keys that dvc.yaml expands:
 
-    tasks: [ptb, rt, ...]                        -> download@<task>, tokenize@<task>
-    runs:  {<model>-<task>: {model, task}, ...}  -> train@<model>-<task>, evaluate@<model>-<task>
-
-    bench: {<model>: {code: [m1, m2, m3, m4]}}      -> benchmark@<model> (length sweep, no task)
+    tasks: {<task>: {code}, ...}                    -> download@<task>, tokenize@<task>
+    runs:  {<model>-<task>: {model, task, code}}    -> train@, evaluate@, measure@<model>-<task>
+    bench: {<model>: {code}}                        -> benchmark@<model> (length sweep, no task)
 
 `runs` is an explicit list of pairs rather than a models × tasks product because not every model
 serves every task (a bidirectional CNN cannot do language modelling, an encoder–decoder only
@@ -15,27 +14,24 @@ translates) and because a CPU budget affords a different set of models per task.
     python -m pipeline grid models=all tasks=ptb --add          # add to the runs already there
     python -m pipeline grid models=lstm tasks=ptb bench=lstm,mamba,transformer   # benchmarked models
 
-`bench.<model>.code` names the modules of pipeline/models/ that the model's backbone and blocks are
-defined in, with what they import from there: the benchmark stage's code deps, so editing one model
-re-runs only its benchmark. DVC cannot splice a list into `deps`, so dvc.yaml reads CODE_SLOTS fixed
-slots and the list is padded by repeating its last module.
+Each `code` lists the files under pipeline/ that the entry's stages import beyond what every stage
+of their kind imports: the model's modules, the task kind's plug-in and LightningModule
+(pipeline/code_deps.py, from the import graph). They are those stages' code deps, so editing one
+model re-runs only its stages, and a model outside the grid re-runs nothing. DVC cannot splice a
+list into `deps`, so dvc.yaml reads CODE_SLOTS fixed slots, padded by repeating the last path.
 """
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pipeline import kinds
-from pipeline.config import (CODE_SLOTS, CONF_DIR, PARAMS, ROOT, ConfigError, all_choices, check_bench, check_runs,
+from pipeline import code_deps, kinds
+from pipeline.config import (CONF_DIR, PARAMS, ConfigError, all_choices, check_bench, check_runs,
                              choices, model_backbone, read_yaml, run_name)
 from pipeline.models import registry
 
-MODELS_DIR = ROOT / "pipeline" / "models"
-# Imported by every model and listed in dvc.yaml once, not per model.
-COMMON_MODEL_MODULES = ("base", "registry", "sizing")
 
 
 def reasons(models: list[str], tasks: list[str]) -> dict[tuple[str, str], str | None]:
@@ -55,9 +51,9 @@ def reasons(models: list[str], tasks: list[str]) -> dict[tuple[str, str], str | 
     return {(m, t): reason(m, t) for t in tasks for m in models}
 
 
-def expand(why_not: dict[tuple[str, str], str | None]) -> dict[str, dict[str, str]]:
+def expand(why_not: dict[tuple[str, str], str | None]) -> dict[str, dict]:
     """Every (model, task) pair of `reasons(...)` the model can serve, keyed by its stage suffix."""
-    return {run_name(m, t): {"model": m, "task": t} for (m, t), reason in why_not.items() if reason is None}
+    return run_entries([pair for pair, reason in why_not.items() if reason is None])
 
 
 def check(params) -> None:
@@ -70,40 +66,16 @@ def check(params) -> None:
             raise ConfigError(f"params.yaml: runs.{key}: {why_not[pair]}; remove it")
 
 
-def _model_imports(module: str) -> set[str]:
-    """pipeline.models modules that `module` imports (any level), read from its source."""
-    tree = ast.parse((MODELS_DIR / f"{module}.py").read_text())
-    found = set()
-    for node in ast.walk(tree):
-        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-            [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.module == "pipeline.models":
-            names = [f"pipeline.models.{a.name}" for a in node.names]
-        found |= {n.split(".")[2] for n in names if n.startswith("pipeline.models.") and n.count(".") >= 2}
-    return found
-
-
-def model_code(model: str) -> list[str]:
-    """The pipeline/models modules (by name) a model's backbone and blocks need, beyond the common
-    ones, padded to CODE_SLOTS (see the module docstring)."""
-    cfg = read_yaml(CONF_DIR / "model" / f"{model}.yaml").model
-    classes = [registry.backbone_class(str(cfg.backbone))]
-    classes += [registry.block_class(name) for name, _ in registry.layer_blocks(cfg.get("layers"))]
-    todo = {c.__module__.rsplit(".", 1)[1] for c in classes}
-    seen: set[str] = set()
-    while todo:
-        module = todo.pop()
-        seen.add(module)
-        todo |= _model_imports(module) - seen
-    code = sorted(seen - set(COMMON_MODEL_MODULES))
-    if len(code) > CODE_SLOTS:
-        raise ConfigError(f"model '{model}' needs {len(code)} model modules ({', '.join(code)}) but dvc.yaml's "
-                          f"benchmark stage has {CODE_SLOTS} code slots: raise grid.CODE_SLOTS and add slots there")
-    return code + [code[-1]] * (CODE_SLOTS - len(code))
-
-
 def bench_entries(models: list[str]) -> dict[str, dict[str, list[str]]]:
-    return {m: {"code": model_code(m)} for m in models}
+    return {m: {"code": code_deps.bench_code(m)} for m in models}
+
+
+def task_entries(tasks: list[str]) -> dict[str, dict[str, list[str]]]:
+    return {t: {"code": code_deps.task_code(t)} for t in tasks}
+
+
+def run_entries(pairs: list[tuple[str, str]]) -> dict[str, dict]:
+    return {run_name(m, t): {"model": m, "task": t, "code": code_deps.run_code(m, t)} for m, t in pairs}
 
 
 def selected_pairs(params) -> set[tuple[str, str]] | None:
@@ -135,11 +107,15 @@ def render(params, header: str = "") -> str:
     data = OmegaConf.to_container(params)
     runs, tasks, bench = data.pop("runs"), data.pop("tasks"), data.pop("bench", None)
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None) if data else ""
-    lines = [f"tasks: [{', '.join(tasks)}]", "runs:"]
-    lines += [f"  {key}: {{model: {r['model']}, task: {r['task']}}}" for key, r in runs.items()]
+    def code(entry: dict) -> str:
+        return f"code: [{', '.join(entry['code'])}]"
+
+    lines = ["tasks:  # code (every entry): its stages' code deps beyond the common ones (pipeline/code_deps.py)"]
+    lines += [f"  {t}: {{{code(e)}}}" for t, e in tasks.items()]
+    lines += ["runs:"] + [f"  {key}: {{model: {r['model']}, task: {r['task']}, {code(r)}}}" for key, r in runs.items()]
     if bench is not None:
-        lines += ["bench:  # benchmark@<model>: a length sweep per model; code = its model modules (DVC deps)"]
-        lines += [f"  {m}: {{code: [{', '.join(e['code'])}]}}" for m, e in bench.items()]
+        lines += ["bench:  # benchmark@<model>: a length sweep per model"]
+        lines += [f"  {m}: {{{code(e)}}}" for m, e in bench.items()]
     return header + body + "\n".join(lines) + "\n"
 
 
@@ -160,8 +136,9 @@ def main(argv: list[str], params_path: Path = PARAMS) -> int:
     runs = expand(why_not)
     skipped = [f"{m}×{t}" for (m, t), reason in why_not.items() if reason]
     if "--add" in flags:
-        runs = {**OmegaConf.to_container(params.get("runs") or OmegaConf.create({})), **runs}
-        tasks = list(dict.fromkeys([*(params.get("tasks") or []), *tasks]))
+        old = OmegaConf.to_container(params.get("runs") or OmegaConf.create({}))
+        runs = {**run_entries([(str(r["model"]), str(r["task"])) for r in old.values()]), **runs}
+        tasks = list(dict.fromkeys([*(params.get("tasks") or {}), *tasks]))
     backbones = choices("model")
     if "bench" in args:
         bench = _names(args["bench"], backbones, "backbone model")
@@ -170,7 +147,7 @@ def main(argv: list[str], params_path: Path = PARAMS) -> int:
             list(dict.fromkeys(r["model"] for r in runs.values() if r["model"] in backbones))
     if "--add" in flags and "bench" in args:
         bench = list(dict.fromkeys([*[str(m) for m in (params.get("bench") or {})], *bench]))
-    params.tasks, params.runs, params.bench = tasks, runs, bench_entries(bench)
+    params.tasks, params.runs, params.bench = task_entries(tasks), runs, bench_entries(bench)
     check(params)
     check_bench(params)
     text = render(params, _header(params_path))

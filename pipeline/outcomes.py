@@ -17,6 +17,8 @@ models' files pair example by example (paired bootstrap in the report).
 """
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -61,9 +63,17 @@ def collect(module: Any, datamodule: Any, metric: Any = None) -> dict[str, np.nd
 
 
 def save(path: Path, outcomes: dict[str, np.ndarray]) -> None:
+    """An .npz that np.load reads, with the same bytes for the same arrays: np.savez stamps every
+    member with the current time, which would change the examples/ hash in dvc.lock on every run."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **outcomes)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(outcomes):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(outcomes[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, buffer.getvalue())
     tmp.replace(path)
 
 

@@ -3,7 +3,10 @@
     <paths.raw>/<task>/                          download: the corpus as fetched (source.json + files)
     <paths.tokenized>/<task>/                    tokenize: meta.json, tokenizer.json, <split>.*.npy
     <paths.runs>/<task>/<model>/                 train: train.json, ckpt/seed<k>/{best,last}.ckpt
-                                                 evaluate: eval.json, metrics.json
+                                                 evaluate: eval.json, metrics.json, examples/
+                                                 measure: speed.json
+    <paths.logs>/<task>/<model>/seed<k>/         train: wandb.json, train.json (wall time, host, git
+                                                 revision): provenance, untracked (not in dvc.lock)
     <paths.bench>/<model>.json                   benchmark: the length sweep of one model
     <paths.reports>/                             report: report.md, CSVs, plots/
 """
@@ -21,6 +24,7 @@ TOKENIZER = "tokenizer.json"
 SOURCE = "source.json"
 TRAIN_RESULT = "train.json"
 EVAL_RESULT = "eval.json"
+SPEED_RESULT = "speed.json"
 HEADLINE_METRICS = "metrics.json"
 WANDB_RUN = "wandb.json"
 
@@ -58,6 +62,15 @@ def ckpt_dir(cfg: Any, seed: int) -> Path:
 
 def best_ckpt(cfg: Any, seed: int) -> Path:
     return ckpt_dir(cfg, seed) / "best.ckpt"
+
+
+def log_dir(cfg: Any, seed: int) -> Path:
+    return ROOT / cfg.paths.logs / cfg.task.name / cfg.model.name / f"seed{seed}"
+
+
+def wandb_ref(cfg: Any, seed: int) -> Path:
+    """The W&B run of one training seed: evaluate and measure resume it, `sync` uploads it."""
+    return log_dir(cfg, seed) / WANDB_RUN
 
 
 def bench_dir(cfg: Any) -> Path:

@@ -159,6 +159,9 @@ class PathsConfig:
     reports: str = "reports"
     bench: str = "results/bench"  # benchmark stage: <bench>/<model>.json
     wandb: str = "."  # W&B writes <wandb>/wandb/offline-run-*
+    # Provenance of each run (W&B run id, wall time, host, git revision): git-ignored and no DVC output,
+    # so the same inputs give byte-identical tracked outputs and dvc.lock does not change
+    logs: str = "logs"
 
 
 @dataclass

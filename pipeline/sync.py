@@ -1,6 +1,6 @@
 """`python -m pipeline sync [--dry-run]`: upload to W&B the offline runs of the current experiment
-only: the training runs of params.yaml's `runs` (their ids are in ckpt/seed<k>/wandb.json; evaluate
-appended to the same runs) and the latest report run, not every stale run in wandb/."""
+only: the training runs of params.yaml's `runs` (their ids are in logs/<task>/<model>/seed<k>/wandb.json;
+evaluate and measure appended to the same runs) and the latest report run, not every stale run in wandb/."""
 from __future__ import annotations
 
 import json
@@ -18,8 +18,8 @@ def offline_dirs(cfg) -> tuple[list[Path], list[str]]:
     wandb_root = paths.wandb_dir(cfg) / "wandb"
     ids, missing = [], []
     for run in (read_params().get("runs") or {}).values():
-        run_dir = paths.runs_dir(cfg) / str(run["task"]) / str(run["model"]) / "ckpt"
-        found = sorted(run_dir.glob(f"seed*/{paths.WANDB_RUN}"))
+        log_dir = paths.ROOT / cfg.paths.logs / str(run["task"]) / str(run["model"])
+        found = sorted(log_dir.glob(f"seed*/{paths.WANDB_RUN}"))
         ids += [json.loads(f.read_text())["run_id"] for f in found]
         if not found:
             missing.append(f"{run['model']}-{run['task']}")

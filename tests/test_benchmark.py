@@ -1,5 +1,6 @@
 """The benchmark stage: a real (tiny) length sweep, its caps, and its DVC deps in params.yaml."""
 import json
+import math
 import subprocess
 import sys
 
@@ -36,6 +37,13 @@ def test_smoke_sweep_measures_every_cell_and_fits_exponents():
     assert [c["context"] for c in decode["cells"]] == [32, 64, 128]
     assert all(c["latency_ms"] > 0 for c in decode["cells"])
     assert result["claim"]["time_exponent"] == 2 and result["fits"]["train_time"]["fit"]["points"] == 3
+    # the same train step at batch 1 at every n >= fit_min_len (32 on smoke: all three), fitted on its own
+    assert result["config"]["bench"]["fit_min_len"] == 32
+    for c in result["cells"]:
+        assert c["train_s_batch1"] > 0 and c["train_batch1_runs"] >= 1 and c["train_batch1_wall_s"] >= 0
+    assert result["cells"][-1]["batch"] == 1 and result["cells"][-1]["train_s_batch1"] == result["cells"][-1]["train_s"]
+    fixed = result["fits"]["train_time_fixed_batch"]
+    assert fixed["fit"]["points"] == 3 and fixed["claimed"] == 2 and fixed["verdict"]
     assert result["params"]["backbone"] < result["params"]["total"]
 
 
@@ -51,6 +59,7 @@ def test_memory_cap_records_oom_and_the_sweep_goes_on():
     cells = sweep.run_cells(*_model(cfg), log=lambda *_: None)
     assert cells[0]["status"] == "oom" and "over the cap" in cells[0]["detail"]
     assert all(c["status"].startswith("skipped: n=32 already hit oom") for c in cells[1:])
+    assert not any("train_s_batch1" in c for c in cells)  # a cell that did not run has no batch-1 time
 
 
 def test_cells_predicted_over_a_cap_are_skipped_without_running():
@@ -70,6 +79,20 @@ def test_timeout_is_recorded():
     cells = sweep.run_cells(*_model(cfg), log=lambda *_: None)
     assert cells[0]["status"] == "timeout" and "bench.cell_timeout_s" in cells[0]["detail"]
     assert cells[1]["status"] == "skipped: n=32 already hit timeout"
+    assert not any("train_s_batch1" in c for c in cells)
+
+
+def test_batch1_series_only_from_fit_min_len_and_reused_at_batch_1():
+    cfg = smoke_cfg("lstm", "bench.fit_min_len=64")
+    cells = sweep.run_cells(*_model(cfg), log=lambda *_: None)
+    assert [c["batch"] for c in cells] == [4, 2, 1] and all(c["status"] == "ok" for c in cells)
+    assert "train_s_batch1" not in cells[0]  # n=32 < fit_min_len: not timed
+    assert cells[1]["train_s_batch1"] > 0 and cells[1]["train_batch1_wall_s"] > 0  # timed at batch 1
+    assert cells[2]["train_s_batch1"] == cells[2]["train_s"] and cells[2]["train_batch1_wall_s"] == 0  # reused
+    fits = sweep.fit_all(cells, {"cells": []}, None, 64)
+    assert fits["train_time_fixed_batch"]["fit"]["points"] == 2  # one sequence per cell: not divided by batch
+    assert fits["train_time_fixed_batch"]["local"][0]["exponent"] == pytest.approx(
+        math.log(cells[2]["train_s"] / cells[1]["train_s_batch1"]) / math.log(2))
 
 
 def test_stage_fails_naming_the_model_when_no_cell_runs(tmp_path):
@@ -101,18 +124,13 @@ def test_bad_bench_settings_fail_at_load(override, message):
         load(["model=lstm", "profile=smoke", override])
 
 
-def test_params_bench_code_matches_the_import_graph():
-    """dvc.yaml's benchmark deps come from params.yaml's bench.<model>.code: they must be current."""
-    params = OmegaConf.load(ROOT / "params.yaml")
-    for model, entry in params.bench.items():
-        assert list(entry.code) == grid.model_code(model), \
-            f"params.yaml bench.{model}.code is stale: run `python -m pipeline grid ... bench=...`"
+def test_bench_code_names_only_the_models_own_modules():
+    """(params.yaml's entries are checked against this in test_code_deps.py)"""
+    from pipeline.code_deps import CODE_SLOTS, bench_code
 
-
-def test_model_code_names_only_the_models_own_modules():
-    assert grid.model_code("lstm") == ["rnn"] * grid.CODE_SLOTS
-    mamba = set(grid.model_code("mamba"))
-    assert "ssm" in mamba and "rwkv" not in mamba and "sparse_attention" not in mamba
+    assert bench_code("lstm") == ["models/rnn.py"] * CODE_SLOTS
+    mamba = set(bench_code("mamba"))
+    assert "models/ssm.py" in mamba and "models/rwkv.py" not in mamba and "models/sparse_attention.py" not in mamba
 
 
 def _model(cfg):

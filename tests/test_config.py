@@ -82,6 +82,9 @@ def test_params_yaml_grid_is_valid():
     assert {r.task for r in params.runs.values()} == set(params.tasks)
 
 
+CODE = "{code: [" + ", ".join(["kinds/lm.py"] * 10) + "]}"  # a well-formed code entry (10 slots)
+
+
 def write_params(tmp_path, text):
     path = tmp_path / "params.yaml"
     path.write_text(text)
@@ -89,10 +92,14 @@ def write_params(tmp_path, text):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("tasks: [ptb]\nruns: {lstm-rt: {model: lstm, task: rt}}\n", "task 'rt' is not in params.yaml `tasks`"),
-    ("tasks: [ptb]\nruns: {lstm-ptb: {model: lsmt, task: ptb}}\n", "unknown model 'lsmt'"),
-    ("tasks: [ptb]\nruns: {a: {model: lstm, task: ptb}}\n", "the key must be 'lstm-ptb'"),
-    ("tasks: [pbt]\nruns: {}\n", "unknown task 'pbt'"),
+    (f"tasks: {{ptb: {CODE}}}\nruns: {{lstm-rt: {{model: lstm, task: rt, {CODE[1:-1]}}}}}\n",
+     "task 'rt' is not in params.yaml `tasks`"),
+    (f"tasks: {{ptb: {CODE}}}\nruns: {{lstm-ptb: {{model: lsmt, task: ptb, {CODE[1:-1]}}}}}\n", "unknown model 'lsmt'"),
+    (f"tasks: {{ptb: {CODE}}}\nruns: {{a: {{model: lstm, task: ptb, {CODE[1:-1]}}}}}\n", "the key must be 'lstm-ptb'"),
+    (f"tasks: {{pbt: {CODE}}}\nruns: {{}}\n", "unknown task 'pbt'"),
+    ("tasks: [ptb]\nruns: {}\n", "needs `tasks` (a mapping"),
+    (f"tasks: {{ptb: {CODE}}}\nruns: {{lstm-ptb: {{model: lstm, task: ptb}}}}\n", "python -m pipeline grid"),
+    ("tasks: {ptb: {code: [kinds/lm.py]}}\nruns: {}\n", "tasks.ptb.code must list 10 paths"),
     ("grid: {models: [lstm], tasks: [ptb]}\n", "python -m pipeline grid"),
 ])
 def test_bad_params_yaml_names_the_entry_and_the_fix(tmp_path, text, message):
@@ -110,7 +117,8 @@ def test_a_run_its_model_cannot_serve_is_refused(tmp_path, model, task, message)
     from pipeline import grid
     from pipeline.config import read_params
 
-    path = write_params(tmp_path, f"tasks: [{task}]\nruns: {{{model}-{task}: {{model: {model}, task: {task}}}}}\n")
+    path = write_params(tmp_path, f"tasks: {{{task}: {CODE}}}\nruns: {{{model}-{task}: {{model: {model}, task: {task}, "
+                                   f"{CODE[1:-1]}}}}}\n")
     with pytest.raises(ConfigError, match=re.escape(f"runs.{model}-{task}: {message}")):
         grid.check(read_params(path))
     with pytest.raises(ConfigError, match=f"conf/model/{model}.yaml: model '{model}'"):
@@ -162,7 +170,7 @@ def test_empty_params_yaml_and_empty_runs_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="params.yaml is empty: it must set at least `profile`"):
         load([], params_path=write_params(tmp_path, "\n"))
     with pytest.raises(ConfigError, match="`runs` is empty"):
-        load([], params_path=write_params(tmp_path, "tasks: [ptb]\nruns: {}\n"))
+        load([], params_path=write_params(tmp_path, f"tasks: {{ptb: {CODE}}}\nruns: {{}}\n"))
 
 
 def test_bad_values_exit_2_from_the_cli_and_write_nothing(tmp_path):

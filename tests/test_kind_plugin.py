@@ -39,8 +39,9 @@ def test_a_new_kind_is_one_module_and_a_yaml(tmp_path, tokenize):
     shutil.copytree(ROOT / "conf", repo / "conf")
     shutil.copy(ROOT / "tests" / "plugins" / "tagging.py", repo / "pipeline" / "kinds" / "tagging.py")
     (repo / "conf" / "task" / "tagging-ptb.yaml").write_text(TASK_YAML)
-    (repo / "params.yaml").write_text("profile: smoke\nseeds: [0]\ntasks: [tagging-ptb]\n"
-                                      "runs:\n  lstm-tagging-ptb: {model: lstm, task: tagging-ptb}\n")
+    code = "{code: [" + ", ".join(["kinds/tagging.py"] * 10) + "]}"  # dvc.yaml's slots; not run by DVC here
+    (repo / "params.yaml").write_text(f"profile: smoke\nseeds: [0]\ntasks: {{tagging-ptb: {code}}}\nruns:\n"
+                                      f"  lstm-tagging-ptb: {{model: lstm, task: tagging-ptb, {code[1:-1]}}}\n")
     raw = repo / "data" / "raw" / "tagging-ptb"
     raw.mkdir(parents=True)
     (raw / "source.json").write_text(json.dumps({"kind": "tagging", "corpus": "ptb-tags"}))

@@ -38,10 +38,10 @@ def smoke_repo(tmp_path_factory, downloads_dir):
     # The manual drop-in directory: verified artifacts are used without the network.
     shutil.copytree(downloads_dir, repo / "data" / "downloads", dirs_exist_ok=True)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    from pipeline.grid import bench_entries
+    from pipeline.grid import bench_entries, run_entries, task_entries
 
-    params.update(profile="smoke", tasks=TASKS, bench=bench_entries(MODELS),
-                  runs={f"{m}-{t}": {"model": m, "task": t} for t in TASKS for m in MODELS})
+    params.update(profile="smoke", tasks=task_entries(TASKS), bench=bench_entries(MODELS),
+                  runs=run_entries([(m, t) for t in TASKS for m in MODELS]))
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
@@ -58,13 +58,15 @@ def test_repro_produces_the_report(smoke_repo):
         for task in TASKS:
             assert f"train@{model}-{task}" in out
             result = json.loads((repo / "runs" / task / model / "eval.json").read_text())
-            assert result["schema"] == 1 and result["task"] == task and result["model"] == model
+            assert result["schema"] == 2 and result["task"] == task and result["model"] == model
             assert len(result["per_bucket"]) == len(result["buckets"]["labels"]) == len(result["count"])
             assert sum(result["count"]) > 0
-            assert all(v > 0 for v in result["speed"]["infer_tokens_per_s"])
-            assert result["env"]["torch"].startswith("2.13")
-            train = json.loads((repo / "runs" / task / model / "train.json").read_text())
-            run_id = train["seeds"][0]["wandb_run_id"]
+            measured = json.loads((repo / "runs" / task / model / "speed.json").read_text())
+            assert f"measure@{model}-{task}" in out
+            assert all(v > 0 for v in measured["infer"]["infer_tokens_per_s"]) and measured["train"]["tokens_per_s"] > 0
+            assert measured["env"]["torch"].startswith("2.13")
+            logged = json.loads((repo / "logs" / task / model / "seed0" / "train.json").read_text())
+            run_id = logged["wandb_run_id"]
             assert list((repo / "wandb").glob(f"offline-run-*-{run_id}")), "no W&B offline run for this training run"
             assert (repo / "runs" / task / model / "ckpt" / "seed0" / "best.ckpt").exists()
     for model in MODELS:
@@ -98,7 +100,7 @@ def test_metrics_show_lists_every_run(smoke_repo):
             assert f"runs/{task}/{model}/metrics.json" in files
     runs = [v["data"] for v in shown.values()][0]
     metrics = [m["data"] for m in runs.values()]
-    assert all(set(m) == {"metric", "test", "params", "flops_per_token", "infer_tokens_per_s", "train_tokens_per_s"}
+    assert all(set(m) == {"metric", "test", "test_lo", "test_hi", "params", "flops_per_token"}
                for m in metrics), metrics  # one compact schema: one table
 
 
@@ -116,10 +118,32 @@ def test_editing_one_model_config_invalidates_only_its_stages(smoke_repo):
         path.write_text(original)
 
 
+def test_editing_code_or_configs_outside_the_grid_reruns_nothing(smoke_repo):
+    """A model not in the grid (rwkv), the profile not in use (paper), the report's code: nothing to train."""
+    repo, env, _ = smoke_repo
+    edits = [repo / "pipeline" / "models" / "rwkv.py", repo / "conf" / "profile" / "paper.yaml",
+             repo / "pipeline" / "report" / "markdown.py"]
+    originals = [p.read_text() for p in edits]
+    try:
+        for p in edits:
+            p.write_text(p.read_text() + "\n# an edit\n")
+        status = json.loads(run(["dvc", "status", "--json"], repo, env))
+        assert set(status) == {"report"}, sorted(status)
+    finally:
+        for p, text in zip(edits, originals):
+            p.write_text(text)
+
+
 def test_exp_run_with_a_changed_param(smoke_repo):
     repo, env, _ = smoke_repo
-    out = run(["dvc", "exp", "run", "--temp", "-S", "~runs", "-S", "+runs={lstm-rt:{model:lstm,task:rt}}",
-               "-S", "tasks=[rt]",
+    from pipeline.grid import run_entries, task_entries
+
+    def flow(entries: dict) -> str:  # Hydra override syntax of DVC's -S
+        return "{" + ",".join(f"{k}:{{" + ",".join(f"{f}:[{','.join(v)}]" if isinstance(v, list) else f"{f}:{v}"
+                                                  for f, v in e.items()) + "}" for k, e in entries.items()) + "}"
+
+    out = run(["dvc", "exp", "run", "--temp", "-S", "~runs", "-S", f"+runs={flow(run_entries([('lstm', 'rt')]))}",
+               "-S", "~tasks", "-S", f"+tasks={flow(task_entries(['rt']))}",
                "-S", "seeds=[1]"], repo, env)
     assert "train@lstm-rt" in out and "train@tcn-rt" not in out and "@lstm-ptb" not in out
     shown = run(["dvc", "exp", "show", "--json"], repo, env)
@@ -150,3 +174,19 @@ def test_plots_show_renders_data_backed_charts(smoke_repo):
         assert {v["model"] for v in plot["content"]["data"]["values"]} == set(MODELS)
     bench = shown["reports/plot_data/bench_train_time.csv"][0]["content"]["data"]["values"]
     assert {v["model"] for v in bench} == set(MODELS) and all(float(v["train_s"]) > 0 for v in bench)
+
+
+def test_a_fresh_clone_reproduces_the_lock_byte_for_byte(smoke_repo, downloads_dir, tmp_path):
+    """No time, host, path or W&B id in any hashed output: a fresh clone that re-runs download, tokenize,
+    train and evaluate writes the same bytes, so dvc.lock and the committed results stay unchanged
+    (git status clean), and the measurement (speed.json) is kept, not re-measured."""
+    repo, env, _ = smoke_repo
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "results"], repo, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    shutil.copytree(downloads_dir, clone / "data" / "downloads", dirs_exist_ok=True)
+    out = run(["dvc", "repro", "evaluate@lstm-rt", "measure@lstm-rt"], clone, env)
+    assert "Running stage 'train@lstm-rt'" in out and "Running stage 'evaluate@lstm-rt'" in out
+    assert "Running stage 'measure@lstm-rt'" not in out
+    assert run(["git", "status", "--porcelain"], clone, env) == ""

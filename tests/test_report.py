@@ -34,24 +34,28 @@ def make_eval(task: str, model: str, seeds: list[tuple[float, list]], *, kind: s
                        else sum(s[1][i] for s in seeds if s[1][i] is not None) /
                        sum(s[1][i] is not None for s in seeds) for i in range(len(EDGES))]
     return {
-        "artifact": "eval_result", "schema": 1, "task": task, "task_kind": kind, "model": model, "backbone": model,
+        "artifact": "eval_result", "schema": 2, "task": task, "task_kind": kind, "model": model, "backbone": model,
         "metric": metric, "higher_is_better": higher, "config": {"task": {"name": task}},
         "params": {"total": 1_534_210, "backbone": 526_336, "embedding_and_head": 1_007_874},
         "sizing": {"budget_params": 500_000, "d_model": 128, "budget_error": 0.05, "backbone_params": 526_336},
         "flops_per_token": 1.05e6, "receptive_field": None,
-        "env": {"git_sha": "abc1234", "torch": "2.13.0+cpu", "device": "cpu", "cpu": "Test CPU", "threads": 2},
+        "env": {"torch": "2.13.0+cpu", "device": "cpu", "cpu": "Test CPU", "threads": 2},
         "baseline": {"name": baseline[0], "value": baseline[1]},
         "reference": f"reference point for {task}",
         "buckets": {"edges": EDGES, "labels": LABELS, "unit": "context position" if kind == "lm" else "document tokens"},
-        "seeds": [{"seed": k, "overall": overall, "per_bucket": pb, "count": count,
-                   "train": {"steps": 10, "train_seconds": 1.0, "train_tokens_per_s": 1000.0 * (k + 1)}}
+        "seeds": [{"seed": k, "overall": overall, "per_bucket": pb, "count": count, "train": {"steps": 10}}
                   for k, (overall, pb) in enumerate(seeds)],
         "overall": sum(s[0] for s in seeds) / len(seeds), "overall_std": 0.0,
         "per_bucket": per_bucket_mean, "count": count,
         "speed": {"lengths": EDGES, "batch_size": 8, "device": "cpu",
                   "infer_tokens_per_s": [50000.0, 70000.0, 80000.0, 85000.0], "latency_ms": [2.5, 3.6, 6.4, 12.0],
                   "peak_mem_mb": peak_mem or [1.2, 2.3, 4.8, 9.9]},
+        "train_speed": {"length": 128, "batch_size": 32, "tokens_per_s": 1500.0, "step_ms": 2730.0, "peak_mem_mb": 50.0},
     }
+
+
+# What the measure stage writes (speed.json); the rest is evaluate's eval.json.
+MEASURED = ("speed", "train_speed", "env")
 
 
 def grid() -> list[dict]:
@@ -73,7 +77,11 @@ def write_runs(root: Path, results: list[dict]) -> Path:
     for r in results:
         d = runs / r["task"] / r["model"]
         d.mkdir(parents=True, exist_ok=True)
-        (d / "eval.json").write_text(json.dumps(r))
+        (d / "eval.json").write_text(json.dumps({k: v for k, v in r.items() if k not in MEASURED}))
+        if "speed" in r:
+            (d / "speed.json").write_text(json.dumps({
+                "artifact": "speed_result", "schema": 1, "task": r["task"], "model": r["model"], "profile": "cpu",
+                "env": r["env"], "infer": r["speed"], "train": r["train_speed"]}))
     return runs
 
 
@@ -113,7 +121,7 @@ def test_summary_numbers(tmp_path: Path):
     assert s.loc[("ptb", "tcn"), "std"] == pytest.approx(0.0)
     flags = s["at_chance"].to_dict()
     assert flags == {("ptb", "lstm"): False, ("ptb", "tcn"): True, ("rt", "transformer"): False, ("rt", "lstm"): True}
-    assert s.loc[("ptb", "lstm"), "train_tokens_per_s"] == pytest.approx(1500.0)  # mean of 1000, 2000
+    assert s.loc[("ptb", "lstm"), "train_tokens_per_s"] == pytest.approx(1500.0)  # speed.json: one training step at the task's shapes
     assert s.loc[("ptb", "lstm"), "infer_tokens_per_s"] == 85000.0
     assert s.loc[("ptb", "lstm"), "infer_length"] == 128
     # ranked best first within each task
@@ -163,7 +171,7 @@ def test_write_report_artifacts(project: Path):
     assert md.count(AT_CHANCE) == 2 + 1  # two flagged rows + the "how to read" paragraph
     for text in ("## Task `ptb`", "## Task `rt`", "reference point for ptb", "190.0 ± 14.1", "560.0 ± 0.0 ", "0.810 ± 0.014",
                  "| examples | 100 | 100 | 200 | 400 |", "| examples | 10 | 20 | 5 | 0 |",
-                 "(plots/ptb_metric_by_bucket.png)", "(plots/rt_memory_by_length.png)", "git `abc1234`",
+                 "(plots/ptb_metric_by_bucket.png)", "(plots/rt_memory_by_length.png)", "measured with torch 2.13.0+cpu",
                  "batch size 8 on cpu", "85k (128)"):
         assert text in md, text
 
@@ -176,7 +184,7 @@ def test_missing_runs_error(tmp_path: Path):
 
 @pytest.mark.parametrize("break_it, key", [
     (lambda r: r["params"].pop("total"), "params.total"),
-    (lambda r: r.update(schema=2), "schema"),
+    (lambda r: r.update(schema=1), "schema"),
     (lambda r: r["seeds"][0].pop("overall"), "seeds[0].overall"),
     (lambda r: r.update(count=[1, 2]), "count"),
 ])

@@ -18,7 +18,10 @@ LINEAR = Complexity("n·d²", 1, "n·d", 1, "d²", 0, "n")
 
 
 def make_bench(model: str, claim: Complexity, time_exp: float, mem_exp: float, decode_exp: float | None,
-               time_scale: float, mem_scale: float, oom_from: int | None = None) -> dict:
+               time_scale: float, mem_scale: float, oom_from: int | None = None,
+               fixed_exp: float | None = None) -> dict:
+    """fixed_exp: the train step at batch 1 for n >= 1024 grows as n^fixed_exp and meets the
+    constant-token series at n = 8192 (batch 1 there); None: no such series, as in older results."""
     cells = []
     for n in LENGTHS:
         batch = 8192 // n
@@ -32,6 +35,8 @@ def make_bench(model: str, claim: Complexity, time_exp: float, mem_exp: float, d
                       "train_peak_mb": per_seq_mb * batch,
                       "infer_peak_mb": 0.6 * per_seq_mb * batch, "infer_backbone_peak_mb": 0.5 * per_seq_mb * batch,
                       "forward_flops_per_token": 1e6, "train_mfu": 0.2, "infer_mfu": 0.1})
+        if fixed_exp is not None and n >= 1024:
+            cells[-1]["train_s_batch1"] = time_scale * 8192 ** time_exp * (n / 8192) ** fixed_exp
     decode = {"status": "ok", "cells": [{"context": n, "status": "ok", "latency_ms": 0.1 * n ** decode_exp}
                                         for n in LENGTHS]} if decode_exp is not None else {"status": "bidirectional", "cells": []}
     return {"artifact": "bench_result", "schema": 1, "model": model, "params": {"backbone": 500_000, "total": 566_000},
@@ -42,8 +47,9 @@ def make_bench(model: str, claim: Complexity, time_exp: float, mem_exp: float, d
 
 def bench_fixture() -> list[dict]:
     # transformer: quadratic, cheapest per token until n = 512; lstm: linear; tcn: linear but runs out of memory
-    return [make_bench("transformer", QUADRATIC, 2.0, 2.0, 1.0, time_scale=1e-8, mem_scale=1e-6),
-            make_bench("lstm", LINEAR, 1.0, 1.0, 0.0, time_scale=5e-6, mem_scale=2e-3),
+    # (tcn has no batch-1 series: a bench JSON written before it existed)
+    return [make_bench("transformer", QUADRATIC, 2.0, 2.0, 1.0, time_scale=1e-8, mem_scale=1e-6, fixed_exp=2.0),
+            make_bench("lstm", LINEAR, 1.0, 1.0, 0.0, time_scale=5e-6, mem_scale=2e-3, fixed_exp=1.0),
             make_bench("tcn", LINEAR, 1.0, 1.0, None, time_scale=4e-6, mem_scale=3e-3, oom_from=4096)]
 
 
@@ -86,14 +92,37 @@ def test_verdict_is_the_first_section_and_names_winners_per_length(report_md):
 def test_complexity_table_checks_the_claims(report_md):
     claims = section(report_md, "### The seeds' claims, measured")
     time_memory, rest = claims.split("Decoding, paths and memory")
-    transformer, lstm = row(time_memory, "transformer"), row(time_memory, "lstm")
-    assert transformer[1] == "n²·d (n^2)" and transformer[2].startswith("2.00 [") and transformer[4] == "holds"
-    assert lstm[2].startswith("1.00 [") and lstm[4] == "holds" and lstm[8] == "holds"
+    header = row(time_memory, "model")
+    transformer, lstm, tcn = (dict(zip(header, row(time_memory, m))) for m in ("transformer", "lstm", "tcn"))
+    assert header[1:6] == ["claimed time / layer", "train time exponent", "train time exponent (batch 1)",
+                           "infer time exponent", "time claim"]
+    assert transformer["claimed time / layer"] == "n²·d (n^2)" and transformer["train time exponent"].startswith("2.00 [")
+    assert transformer["train time exponent (batch 1)"].startswith("2.00 [") and transformer["time claim"] == "holds"
+    assert lstm["train time exponent"].startswith("1.00 [") and lstm["train time exponent (batch 1)"].startswith("1.00 [")
+    assert lstm["time claim"] == "holds" and lstm["memory claim"] == "holds"
+    # a result without the batch-1 series (older bench JSON): a dash, and the constant-token verdict alone
+    assert tcn["train time exponent (batch 1)"] == "—" and tcn["time claim"] == "holds"
+    assert "'train time exponent (batch 1)'" in time_memory  # the paragraph points at the column
     header, lstm, tcn = row(rest, "model"), row(rest, "lstm"), row(rest, "tcn")
     assert header[1:4] == ["claimed decode / token", "decode exponent", "decode claim"]
     assert lstm[3] == "holds"  # decode exponent 0 against a fixed-state claim
     assert tcn[2] == "—" and tcn[3] == "not measurable here"  # bidirectional fixture: no decoding
     assert tcn[header.index("backbone MB/seq @4K")] == "oom"  # the cell ran out of memory
+
+
+def test_time_claim_names_both_train_series_where_they_disagree():
+    # an LSTM: n^1.21 per sequence at constant tokens per step (batch 8 at 1K -> 1 at 8K), n^1.08 at batch 1
+    lstm = make_bench("lstm", LINEAR, 1.21, 1.0, 0.0, time_scale=5e-6, mem_scale=2e-3, fixed_exp=1.08)
+    assert lstm["fits"]["train_time_fixed_batch"]["fit"]["points"] == 4
+    assert lstm["fits"]["train_time_fixed_batch"]["verdict"] == "holds"
+    claims = verdict.complexity_rows([lstm], []).iloc[0]
+    assert claims["train time exponent (batch 1)"].startswith("1.08 [")
+    assert claims["time claim"] == ("train: holds at fixed batch (1.08); 1.21 at constant tokens per step "
+                                    "(batch 8→1); infer: does not hold")
+    # the other way round: holds at constant tokens, not at batch 1
+    odd = make_bench("lstm", LINEAR, 1.0, 1.0, 0.0, time_scale=5e-6, mem_scale=2e-3, fixed_exp=1.5)
+    assert verdict.complexity_rows([odd], []).iloc[0]["time claim"] == \
+        "train: holds at constant tokens per step (batch 8→1); does not hold at fixed batch (1.50); infer: holds"
 
 
 def test_crossovers_against_the_transformer(report_md):
@@ -115,6 +144,9 @@ def test_tables_and_plots_are_written(tmp_path):
     assert set(bench["model"]) == {"transformer", "lstm", "tcn"} and len(bench) == 3 * len(LENGTHS)
     summary = json.loads(written["summary.json"].read_text())
     assert summary["bench/transformer/train_time_exponent"] == pytest.approx(2.0)
+    assert summary["bench/lstm/train_time_fixed_batch_exponent"] == pytest.approx(1.0)
+    assert "bench/tcn/train_time_fixed_batch_exponent" not in summary
+    assert bench.loc[(bench["model"] == "lstm") & (bench["length"] >= 1024), "train_s_batch1"].gt(0).all()
 
 
 def test_load_bench_names_the_file_and_the_stage(tmp_path):

@@ -1,7 +1,12 @@
-"""Environment fingerprint stored with every result, so numbers are never compared blind."""
+"""What a measurement ran on, stored with every speed and memory result, so numbers are never
+compared blind (`fingerprint`); and the provenance of a run (`provenance`: host, git revision,
+time), which goes to untracked logs and W&B only: in a DVC output it would change dvc.lock on
+every run."""
 from __future__ import annotations
 
+import datetime
 import platform
+import socket
 import subprocess
 
 import torch
@@ -45,7 +50,6 @@ def fingerprint(device: torch.device | None = None, attention_kernel: str | None
     without it, the configured backends (configured_attention_kernel)."""
     device = device or torch.device("cpu")
     return {
-        "git_sha": git_sha(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
@@ -53,3 +57,8 @@ def fingerprint(device: torch.device | None = None, attention_kernel: str | None
         "threads": torch.get_num_threads(),
         "attention_kernel": attention_kernel or configured_attention_kernel(device),
     }
+
+
+def provenance() -> dict:
+    return {"git_sha": git_sha(), "host": socket.gethostname(),
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -12,6 +12,11 @@ n, and anything that grows with n is the architecture's own n-dependence. Per ce
     flops      forward FLOPs per token at batch 1 (pipeline/measure/flops.py, attention counted
                analytically); a train step is counted as 3x forward (backward = 2x, Kaplan et al. 2020)
     mfu        achieved FLOP/s over this machine's dense fp32 matmul peak, measured in the same run
+    batch 1    at every n >= `bench.fit_min_len`, the same train step again on one sequence
+               (`train_s_batch1`; reused where the cell's batch is 1 already): a fixed-batch series,
+               because at constant tokens the batch falls as n grows, and a model that cannot use the
+               time axis for parallelism (an LSTM's h_{t-1}·W_hh turns from a GEMM into a
+               bandwidth-bound GEMV at batch 1) reads that as an n-dependence
     attention  which SDPA kernel ran and whether an n x n score matrix was materialised
 
 Decoding is one greedy generation at batch 1 through the backbone's recurrent `step` (KV cache for
@@ -47,11 +52,14 @@ from pipeline.models.base import count_params
 from pipeline.models.sizing import build_sized
 
 DECODE_WINDOW = 64  # tokens whose median latency is the cell's: 16 let one OS hiccup read as a 1.7x step
-# Per-sequence costs fitted against the family's claimed exponents: (fit key, cell key, claim).
+# Per-sequence costs fitted against the family's claimed exponents: (fit key, cell key, claim); a
+# cell's cost is divided by its batch, except the fixed-batch series, which is one sequence already.
 FITTED = (("train_time", "train_s", "time"), ("infer_time", "infer_s", "time"),
+          ("train_time_fixed_batch", "train_s_batch1", "time"),
           ("train_memory", "train_peak_mb", "memory"),
           ("infer_memory", "infer_backbone_peak_mb", "memory"),
           ("infer_memory_eager", "infer_backbone_eager_peak_mb", "memory"))
+PER_SEQUENCE = {"train_s_batch1"}
 
 
 class CellTimeout(RuntimeError):
@@ -148,6 +156,8 @@ def measure_cell(model: BenchLM, optimizer: torch.optim.Optimizer, n: int, cfg: 
     model.zero_grad(set_to_none=True)
     timing = adaptive_timing(train_step, device, b.max_run_time_s)
     cell.update(train_s=timing["median_s"], train_iqr_s=timing["iqr_s"], train_runs=timing["runs"])
+    if n >= b.fit_min_len:
+        cell.update(fixed_batch_train(model, optimizer, inputs, targets, cell, device, b.max_run_time_s))
     cell["infer_peak_mb"] = peak_memory_mb(infer, device, cap_mb)
     probe: dict = {}  # which SDPA kernel ran, and any n x n scores, seen during the same forward
     cell["infer_backbone_peak_mb"] = peak_memory_mb(lambda: probe.update(kernels.probe(backbone_infer, n)),
@@ -166,6 +176,22 @@ def measure_cell(model: BenchLM, optimizer: torch.optim.Optimizer, n: int, cfg: 
     cell["train_tokens_per_s"] = batch * n / cell["train_s"]
     cell["infer_tokens_per_s"] = batch * n / cell["infer_s"]
     return cell
+
+
+def fixed_batch_train(model: BenchLM, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
+                      targets: torch.Tensor, cell: dict, device: torch.device, max_run_time: float) -> dict:
+    """The cell's train step on its first sequence alone, timed as the cell's (a batch of 1 reuses
+    the cell's timing); train_batch1_wall_s is what it added to the sweep, warm-up call included."""
+    if cell["batch"] == 1:
+        return {"train_s_batch1": cell["train_s"], "train_batch1_iqr_s": cell["train_iqr_s"],
+                "train_batch1_runs": cell["train_runs"], "train_batch1_wall_s": 0.0}
+    t0 = time.perf_counter()
+    step = train_step_fn(model, optimizer, inputs[:1], targets[:1])
+    step()  # a new shape: the first call sets up kernels (oneDNN primitives); the cell's own step is warm too
+    model.zero_grad(set_to_none=True)
+    timing = adaptive_timing(step, device, max_run_time)
+    return {"train_s_batch1": timing["median_s"], "train_batch1_iqr_s": timing["iqr_s"],
+            "train_batch1_runs": timing["runs"], "train_batch1_wall_s": time.perf_counter() - t0}
 
 
 def _skip_reason(done: list[dict], n: int, cfg: Config) -> Optional[str]:
@@ -209,6 +235,8 @@ def run_cells(model: BenchLM, cfg: Config, device: torch.device, peak_flops: flo
         c = cells[-1]
         shown = (f"train {c['train_tokens_per_s']:,.0f} tok/s, infer {c['infer_tokens_per_s']:,.0f} tok/s, "
                  f"{c['infer_backbone_peak_mb']:.1f} MB backbone"
+                 + (f", batch 1 train {c['train_s_batch1'] * 1e3:.1f} ms (+{c['train_batch1_wall_s']:.2f} s)"
+                    if "train_s_batch1" in c else "")
                  if c["status"] == "ok" else c["status"])
         log(f"  n={n:6d} batch {batch:4d}: {shown}")
     return cells
@@ -264,7 +292,8 @@ def fit_all(cells: list[dict], decode: dict, claim, min_len: int) -> dict:
         have = [c for c in ok if c.get(cell_key) is not None]
         if not have:
             continue
-        lengths, costs = [c["length"] for c in have], [c[cell_key] / c["batch"] for c in have]
+        lengths = [c["length"] for c in have]
+        costs = [c[cell_key] / (1 if cell_key in PER_SEQUENCE else c["batch"]) for c in have]
         claimed = None if claim is None else getattr(claim, f"{claim_key}_exponent")
         out[key] = _fit(lengths, costs, claimed, min_len)
     dec = [c for c in decode.get("cells", []) if c["status"] == "ok"]

@@ -1,6 +1,8 @@
-"""Finding, loading and validating the evaluate stage's results: runs/<task>/<model>/eval.json.
+"""Finding, loading and validating the results of evaluate (runs/<task>/<model>/eval.json) and of
+measure (speed.json beside it: speed, memory and the machine, merged in as `speed`, `train_speed`
+and `env`; a run not measured yet has them empty and the report shows `—`).
 
-eval.json is read through its typed schema (pipeline/artifacts.py `EvalResult`: fields, version);
+Both are read through their typed schemas (pipeline/artifacts.py `EvalResult`, `SpeedResult`);
 this module adds the checks a schema cannot express (nested keys, per-bucket/per-length list
 lengths) and the cross-run check that all models of a task share the metric and its direction.
 Every problem is a ReportError naming the file, the key and what to run.
@@ -12,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import ArtifactError, EvalResult, read_json
+from pipeline.artifacts import ArtifactError, EvalResult, SpeedResult, read_json
 
 # Dotted keys every eval.json must have; everything else is optional/nullable.
 REQUIRED_KEYS = (
@@ -65,10 +67,14 @@ def _check_comparable(results: list[dict]) -> None:
 
 def load_result(path: Path) -> dict:
     rerun = "the evaluate stage for this run"
+    speed_path = Path(path).with_name("speed.json")
     try:
         result = EvalResult.from_dict(read_json(Path(path), rerun), path, rerun).to_dict()
+        measured = SpeedResult.read(speed_path, "the measure stage for this run").to_dict() \
+            if speed_path.exists() else {"infer": {}, "train": {}, "env": {}}
     except ArtifactError as e:
         raise ReportError(str(e)) from None
+    result.update(speed=measured["infer"], train_speed=measured["train"], env=measured["env"])
     validate(result, path)
     result["_path"] = str(path)
     return result
@@ -95,10 +101,10 @@ def validate(result: Any, path: Path | str) -> None:
     if speed:
         for key in ("lengths", "infer_tokens_per_s"):
             if speed.get(key) is None:
-                raise ReportError(f"{path}: missing key 'speed.{key}'")
+                raise ReportError(f"{Path(path).with_name('speed.json')}: missing key 'infer.{key}'")
         for key in ("infer_tokens_per_s", "latency_ms", "peak_mem_mb"):
             if speed.get(key) is not None:
-                _check_len(path, f"speed.{key}", speed[key], len(speed["lengths"]))
+                _check_len(Path(path).with_name("speed.json"), f"infer.{key}", speed[key], len(speed["lengths"]))
 
 
 def _check_len(path: Path | str, key: str, value: Any, n: int) -> None:

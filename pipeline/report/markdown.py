@@ -37,7 +37,7 @@ def _env_line(results: list[dict]) -> str:
         return ", ".join(found) if found else "unknown"
 
     cpu = values("cpu")
-    return (f"Environment: git `{values('git_sha')}` · torch {values('torch')} · device {values('device')}"
+    return (f"Speed and memory measured with torch {values('torch')} · device {values('device')}"
             + (f" · CPU {cpu}" if cpu != "unknown" else "") + (f" · threads {values('threads')}"
                                                                if values("threads") != "unknown" else "") + ".")
 
@@ -69,7 +69,10 @@ def _how_to_read(tables: dict[str, pd.DataFrame]) -> str:
         f"**Speed** is inference throughput (tokens/s) of a forward pass at batch size {bsz} on {dev}, "
         "median over repeats; **memory** is the peak of live tensor bytes on CPU or max allocated memory on CUDA "
         "during that forward pass; `—` means not measured (out of memory or skipped). "
-        "Train tokens/s counts unpadded tokens over training-step time, averaged over seeds."
+        "Train tokens/s is one training step (forward, loss, backward, AdamW) at the task's batch size and "
+        "full length, median over repeats. Speed and memory come from the measure stage (speed.json), which "
+        "keeps the numbers of the machine that measured them until the checkpoint or the code changes: "
+        "`dvc repro -f -s measure@<model>-<task>` measures on yours."
     )
 
 

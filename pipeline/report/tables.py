@@ -81,7 +81,7 @@ def build_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
 def _summary_row(r: dict) -> dict:
     mean, std, n = mean_std(s["overall"] for s in r["seeds"])
     base_name, base = _baseline(r)
-    train_tps, _, _ = mean_std((s.get("train") or {}).get("train_tokens_per_s") for s in r["seeds"])
+    train_tps = _num((r.get("train_speed") or {}).get("tokens_per_s"))
     infer_len, infer_tps = _longest_measured(r.get("speed") or {})
     env = r.get("env") or {}
     rf_tokens, rf_measured_at, rf_full = receptive_field(r.get("receptive_field"))
@@ -100,7 +100,7 @@ def _summary_row(r: dict) -> dict:
         "infer_tokens_per_s": infer_tps, "infer_length": infer_len,
         "peak_mem_mb": _at_length((r.get("speed") or {}), "peak_mem_mb", infer_len),
         "speed_batch_size": (r.get("speed") or {}).get("batch_size"),
-        "device": env.get("device"), "git_sha": env.get("git_sha"), "torch": env.get("torch"),
+        "device": env.get("device"), "torch": env.get("torch"),
     }
 
 

@@ -7,7 +7,7 @@ results/bench/<model>.json files (speed, memory and decoding per length), and bu
                   at inference, the lowest decode latency and the leanest, each with its margin over
                   the runner-up; a bucket with fewer than `min_examples` examples names no winner
     complexity    per model: the family's claimed cost beside the fitted exponents with 95% intervals
-                  and a verdict; maximum path length beside the measured receptive field; backbone
+                  (train time both at constant tokens per step and at a fixed batch of 1) and a verdict; maximum path length beside the measured receptive field; backbone
                   memory at 1K/4K/8K; MFU
     crossover     per model: the length from which it is faster / leaner than the Transformer
 
@@ -68,13 +68,13 @@ def bench_table(bench: list[dict]) -> pd.DataFrame:
         for c in r["cells"]:
             d = decode.get(c["length"], {})
             rows.append({"model": r["model"], "length": c["length"], "batch": c.get("batch"), "status": c["status"],
-                         **{k: c.get(k) for k in ("train_s", "train_iqr_s", "train_tokens_per_s", "infer_s",
+                         **{k: c.get(k) for k in ("train_s", "train_iqr_s", "train_tokens_per_s", "train_s_batch1", "infer_s",
                                                   "infer_iqr_s", "infer_tokens_per_s", "train_peak_mb",
                                                   "infer_peak_mb", "infer_backbone_peak_mb",
                                                   "infer_backbone_eager_peak_mb", "forward_flops_per_token", "train_mfu", "infer_mfu")},
                          "decode_latency_ms": d.get("latency_ms") if d.get("status") == "ok" else None,
                          "attention_kernel": (c.get("attention") or {}).get("summary")})
-    columns = ["model", "length", "batch", "status", "train_s", "train_iqr_s", "train_tokens_per_s", "infer_s",
+    columns = ["model", "length", "batch", "status", "train_s", "train_iqr_s", "train_tokens_per_s", "train_s_batch1", "infer_s",
                "infer_iqr_s", "infer_tokens_per_s", "train_peak_mb", "infer_peak_mb", "infer_backbone_eager_peak_mb",
                "infer_backbone_peak_mb", "forward_flops_per_token", "train_mfu", "infer_mfu", "decode_latency_ms",
                "attention_kernel"]
@@ -224,8 +224,9 @@ def complexity_rows(bench: list[dict], results: list[dict]) -> pd.DataFrame:
             "model": r["model"],
             "claimed time / layer": _fmt_claim(claim.get("time"), claim.get("time_exponent")),
             "train time exponent": _fmt_fit(fits.get("train_time")),
+            "train time exponent (batch 1)": _fmt_fit(fits.get("train_time_fixed_batch")),
             "infer time exponent": _fmt_fit(fits.get("infer_time")),
-            "time claim": _verdict(fits, "train_time", "infer_time"),
+            "time claim": _time_claim(r),
             "claimed memory": _fmt_claim(claim.get("memory"), claim.get("memory_exponent")),
             "memory exponent (infer, backbone)": _fmt_fit(fits.get("infer_memory")),
             "memory exponent (train step)": _fmt_fit(fits.get("train_memory")),
@@ -255,6 +256,30 @@ def _verdict(fits: dict, *keys: str) -> str:
     if len(set(verdicts)) == 1:
         return verdicts[0]
     return "; ".join(f"{k.split('_')[0]}: {v}" for k, v in zip(keys, verdicts))
+
+
+def _time_claim(r: dict) -> str:
+    """The time claim from train (at constant tokens per step and at batch 1) and inference. Where the
+    two train series disagree both are named, with the batch range of the constant-token fit: e.g.
+    'train: holds at fixed batch (1.08); 1.21 at constant tokens per step (batch 8→1); infer: ...'.
+    Results without the fixed-batch series (older bench JSON) get the constant-token verdict alone."""
+    fits = r["fits"]
+    fixed, train = fits.get("train_time_fixed_batch") or {}, fits.get("train_time") or {}
+    if not fixed.get("fit"):
+        return _verdict(fits, "train_time", "infer_time")
+    tv, fv = train.get("verdict", "not measurable here"), fixed["verdict"]
+    infer = (fits.get("infer_time") or {}).get("verdict", "not measurable here")
+    exponent = f"{train['fit']['exponent']:.2f}" if train.get("fit") else "—"
+    batches = [c["batch"] for n in (train.get("fit") or {}).get("lengths", [])
+               for c in r["cells"] if c["length"] == n]
+    span = f" (batch {batches[0]}→{batches[-1]})" if len(batches) == 2 and batches[0] != batches[1] else ""
+    if tv.split(" (")[0] == fv.split(" (")[0]:
+        text = tv
+    elif fv == "holds":
+        text = f"holds at fixed batch ({fixed['fit']['exponent']:.2f}); {exponent} at constant tokens per step{span}"
+    else:
+        text = f"{tv} at constant tokens per step{span}; {fv} at fixed batch ({fixed['fit']['exponent']:.2f})"
+    return text if text == infer else f"train: {text}; infer: {infer}"
 
 
 def crossover_rows(bench: list[dict], reference: str = REFERENCE_MODEL) -> pd.DataFrame:
@@ -331,6 +356,9 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
                 "Every cell holds the same number of tokens, so the batch shrinks as n grows: a model that "
                 "reads a sequence token by token (LSTM, GRU) cannot use the time axis for parallelism and "
                 "loses the batch axis too, so its wall-clock exponent exceeds its FLOP exponent of 1. "
+                "The column 'train time exponent (batch 1)' separates the two: the same train step timed on "
+                "one sequence at every n of the fit, so only the length changes; where the two train series "
+                "disagree, the time claim names both (the constant-token one with its batch range). "
                 "Maximum path length is set beside the receptive field measured on the trained backbones.", "",
                 ]
         claims = complexity_rows(bench, results)

@@ -14,6 +14,7 @@ from pipeline.report.format import _is_nan, fmt_si
 SCALING_PLOTS = (("time_vs_length", "train_s", True, "train step time per sequence (s)"),
                  ("memory_vs_length", "infer_backbone_peak_mb", True, "backbone inference memory per sequence (MB)"),
                  ("decode_vs_context", "decode_latency_ms", False, "latency per generated token (ms)"))
+FIXED_BATCH = {"train_s": "train_s_batch1"}  # a column's series at a fixed batch of 1, drawn dashed beside it
 
 
 def _axes(ncols: int = 1, width: float = 7.0):
@@ -45,9 +46,14 @@ def scaling_plots(table: pd.DataFrame, plots_dir: Path) -> dict[str, Path]:
         xs, ys = [], []
         for model, g in data.groupby("model", sort=False):
             y = g[column] / g["batch"] if per_seq else g[column]
-            ax.plot(g["length"], y, marker="o", label=model)
+            (line,) = ax.plot(g["length"], y, marker="o", label=model)
             xs.append(g["length"].to_numpy(float))
             ys.append(y.to_numpy(float))
+            key = FIXED_BATCH.get(column)
+            fixed = g[g[key].notna()] if key in g else g[:0]
+            if len(fixed):  # the same step at batch 1, where the sweep measured it (older results: none)
+                ax.plot(fixed["length"], fixed[key], marker=".", linestyle="--", color=line.get_color(),
+                        label=f"{model} (batch 1)")
         xs, ys = np.concatenate(xs), np.concatenate(ys)
         positive = ys > 0  # a log axis cannot show 0 MB
         if positive.any():

@@ -1,9 +1,10 @@
-"""evaluate stage: test-split metric per length bucket, plus inference speed and memory per length.
+"""evaluate stage: test-split metric per length bucket, with intervals, FLOPs and receptive field.
 
-Reads each seed's best checkpoint, runs Lightning's test loop (the same bucketed metric as
-validation), then times forward passes over real test tokens at each bucket's upper length.
-Writes runs/<task>/<model>/eval.json (full result, schema below) and metrics.json (headline
-numbers for `dvc metrics show`).
+Reads each seed's best checkpoint and scores the test split in one pass (the same bucketed metric
+as validation), keeping every scored unit. Writes runs/<task>/<model>/eval.json (full result),
+metrics.json (headline numbers for `dvc metrics show`) and examples/seed<k>.npz (per-example
+outcomes). All deterministic: the same checkpoint gives the same bytes. Speed and memory depend on
+the machine: the measure stage (pipeline/stages/measure.py).
 
 `receptive_field` is measured on the trained backbone (pipeline/measure/receptive_field.py) at
 min(task.max_len, RF_MAX_LEN): which input positions move output t (the last position when causal,
@@ -13,36 +14,21 @@ the middle when bidirectional). A dict, or null for encoder-decoder models:
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from pipeline import buckets, kinds, outcomes, paths, stats
-from pipeline.artifacts import ArtifactError, EvalResult, TrainResult, write_json
-from pipeline.data.arrays import read_ragged
+from pipeline.artifacts import EvalResult, TrainResult, write_json
 from pipeline.data.datamodule import SequenceDataModule, read_meta
 from pipeline.eval_tracking import log_eval
-from pipeline.measure import env, flops, kernels, memory, receptive_field, speed
+from pipeline.measure import flops, receptive_field
+from pipeline.measure.task_batch import task_batch, test_stream
 from pipeline.models.base import Backbone
-from pipeline.schema import Config, ConfigError, to_dict
+from pipeline.schema import Config, to_dict
 from pipeline.tasks.base import TaskModule
+from pipeline.tasks.checkpoint import load_best
 
 RF_MAX_LEN = 1024  # one float64 forward + backward at batch 1: cheap up to here
-
-
-def load_checkpoint(cfg: Config, seed: int) -> TaskModule:
-    path = paths.best_ckpt(cfg, seed)
-    if not path.exists():
-        raise ConfigError(f"{path} is missing: train first (`dvc repro train@{cfg.model.name}-{cfg.task.name}` "
-                          f"or `python -m pipeline train model={cfg.model.name} task={cfg.task.name}`)")
-    cls = kinds.get(cfg.task.kind).lightning_module()
-    try:
-        module = cls.load_from_checkpoint(path, map_location="cpu")
-    except (OSError, RuntimeError, EOFError, KeyError, ValueError) as e:  # truncated / foreign file
-        raise ArtifactError(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}): re-run "
-                            f"`dvc repro train@{cfg.model.name}-{cfg.task.name}`") from None
-    return module.eval()
 
 
 def score(module: TaskModule, cfg: Config, seed: int, split: str = "test") -> tuple[dict, dict]:
@@ -72,60 +58,9 @@ def scored_once(tested: dict):
     return test_metric_of_kind
 
 
-def speed_batch(module: TaskModule, stream: np.ndarray, length: int, batch_size: int, device) -> dict:
-    """A batch of real test tokens, `length` long (LM: plus the target token)."""
-    kind = kinds.get(module.cfg.task.kind)
-    width = kind.input_width(length)
-    need = batch_size * width
-    reps = math.ceil(need / max(len(stream), 1))
-    ids = torch.from_numpy(np.tile(np.asarray(stream[: min(len(stream), need)], dtype=np.int64), reps)[:need])
-    ids = ids.view(batch_size, width).to(device)
-    batch = {"ids": ids, "mask": torch.ones_like(ids, dtype=torch.bool),
-             "length": torch.full((batch_size,), length, device=device),
-             "weight": torch.ones(batch_size, device=device)}
-    batch.update(kind.dummy_batch(ids, length, batch_size))
-    return batch
-
-
-def measure_speed(module: TaskModule, cfg: Config, lengths: list[int]) -> dict:
-    device = next(module.parameters()).device
-    stream = test_stream(cfg)
-    bsz = cfg.eval.speed_batch_size
-    out = {"lengths": lengths, "batch_size": bsz, "device": str(device),
-           "infer_tokens_per_s": [], "latency_ms": [], "peak_mem_mb": []}
-    for length in lengths:
-        batch = speed_batch(module, stream, length, bsz, device)
-
-        def forward():
-            with torch.no_grad():
-                return module.per_example(batch)
-
-        seconds = speed.median_seconds(forward, device, repeats=cfg.eval.speed_repeats)
-        out["infer_tokens_per_s"].append(round(bsz * length / seconds, 1))
-        out["latency_ms"].append(round(seconds * 1e3, 3))
-        mb = memory.peak_memory_mb(forward, device) if cfg.eval.measure_memory else None
-        out["peak_mem_mb"].append(None if mb is None else round(mb, 3))
-    return out
-
-
-def test_stream(cfg: Config) -> np.ndarray:
-    """The test split's token ids (the kind says which field: translation reads the source side), memory-mapped."""
-    return read_ragged(paths.tokenized_dir(cfg), kinds.get(cfg.task.kind).test_stream)[0]
-
-
 def flops_per_token(module: TaskModule, cfg: Config) -> float:
-    stream = test_stream(cfg)
-    batch = speed_batch(module, stream, cfg.task.max_len, 1, next(module.parameters()).device)
+    batch = task_batch(cfg, test_stream(cfg), cfg.task.max_len, 1, next(module.parameters()).device)
     return flops.forward_flops_per_token(lambda: module.per_example(batch), module, cfg.task.max_len)
-
-
-def attention_probe(module: TaskModule, cfg: Config) -> dict:
-    """The SDPA kernel(s) one forward at task.max_len ran, and whether it built an n x n score matrix
-    (pipeline/measure/kernels.py). Batch 1, like flops_per_token: the kernel choice does not depend
-    on the batch size, and the probe slows every op."""
-    batch = speed_batch(module, test_stream(cfg), cfg.task.max_len, 1, next(module.parameters()).device)
-    with torch.no_grad():
-        return kernels.probe(lambda: module.per_example(batch), cfg.task.max_len)
 
 
 def measured_receptive_field(module: TaskModule, cfg: Config) -> dict | None:
@@ -147,8 +82,7 @@ def extrapolation(module: TaskModule, cfg: Config, seed: int, splits: list[str],
     return out
 
 
-def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, meta: dict,
-              speed_result: dict) -> EvalResult:
+def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, meta: dict) -> EvalResult:
     kind = kinds.get(cfg.task.kind)
     overall = [s["overall"] for s in seeds]
     n_buckets = len(seeds[0]["per_bucket"])
@@ -160,20 +94,17 @@ def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, m
     for s in seeds:
         s["train"] = train_by_seed.get(s["seed"], {})
     edges = module.bucket_edges
-    probe = attention_probe(module, cfg)
     fields = dict(
         task=cfg.task.name, task_kind=cfg.task.kind, model=cfg.model.name, backbone=cfg.model.backbone,
         metric=module.metric_name, higher_is_better=module.higher_is_better,
         config=to_dict(module.cfg), params=module.param_counts(), sizing=module.sizing,
         flops_per_token=flops_per_token(module, cfg),
         receptive_field=measured_receptive_field(module, cfg),
-        env={**env.fingerprint(next(module.parameters()).device, attention_kernel=probe["summary"]),
-             "attention_probe": probe},
         baseline=meta.get("baseline"), reference=cfg.task.reference,
         buckets={"edges": edges, "labels": buckets.labels(edges), "unit": kind.bucket_unit},
         seeds=seeds,
         overall=float(np.mean(overall)), overall_std=float(np.std(overall, ddof=1)) if len(overall) > 1 else None,
-        per_bucket=per_bucket, count=seeds[0]["count"], speed=speed_result)
+        per_bucket=per_bucket, count=seeds[0]["count"])
     fields.update(interval_fields(seeds, n_buckets))
     return EvalResult(**{**fields, **kind.summarize(seeds)})
 
@@ -202,7 +133,7 @@ def main(cfg: Config) -> None:
         if train_path.exists() else {}
     seeds, module, extra = [], None, {}
     for seed in cfg.seeds:
-        module = load_checkpoint(cfg, seed)
+        module = load_best(cfg, seed)
         tested, scored = score(module, cfg, seed)  # the metric and every scored unit, in one pass
         seed_result = kind.evaluate(module, cfg, seed, scored_once(tested))
         outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.npz", scored)
@@ -213,11 +144,7 @@ def main(cfg: Config) -> None:
         if meta.get("extra_test_splits"):
             extra[seed] = extrapolation(module, cfg, seed, meta["extra_test_splits"], meta)
     assert module is not None
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
-    module = module.to(device)
-    longest = cfg.eval.max_speed_len or cfg.task.max_len
-    lengths = [e for e in buckets.edges(longest, cfg.data.bucket_min) if e <= longest]
-    result = summarize(cfg, seeds, train, module, meta, measure_speed(module, cfg, lengths))
+    result = summarize(cfg, seeds, train, module, meta)
     if extra:
         splits = meta["extra_test_splits"]
         result.extrapolation = {
@@ -231,5 +158,4 @@ def main(cfg: Config) -> None:
     log_eval(cfg, result)
     baseline = f"; {result.baseline['name']} baseline {result.baseline['value']:.4g}" if result.baseline else ""
     print(f"[evaluate] {cfg.task.name}/{cfg.model.name}: test {result.metric} {result.overall:.4g} "
-          f"(n={sum(result.count)}{baseline}); {result.speed['infer_tokens_per_s'][-1]:.0f} tokens/s at length "
-          f"{result.speed['lengths'][-1]}")
+          f"(n={sum(result.count)}{baseline})")

@@ -1,7 +1,11 @@
 """train stage: fit one (task, model) for every seed with the Lightning Trainer.
 
-Writes runs/<task>/<model>/ckpt/seed<k>/{best,last}.ckpt, config.yaml, wandb.json and
-runs/<task>/<model>/train.json (per-seed summary: steps, time, tokens/s, best validation metric).
+Writes runs/<task>/<model>/ckpt/seed<k>/{best,last}.ckpt and config.yaml, and
+runs/<task>/<model>/train.json (per seed: steps, tokens, best validation metric). These are DVC
+outputs and deterministic: the same inputs give the same bytes (no time, path or W&B id in them),
+so a fresh clone's `dvc repro` reproduces dvc.lock. What differs from run to run (wall time,
+tokens/s, host, git revision, the W&B run id) goes to logs/<task>/<model>/seed<k>/ (git-ignored,
+not a DVC output) and to W&B.
 
 best.ckpt holds the weights of the best validation step (what evaluate reads); last.ckpt the whole
 training state after the latest step (optimizer, scheduler, loop and sampler position, RNG), written
@@ -28,6 +32,7 @@ from omegaconf import OmegaConf
 from pipeline import kinds, paths
 from pipeline.artifacts import TrainResult, read_json, write_json
 from pipeline.data.datamodule import SequenceDataModule, read_meta
+from pipeline.measure import env
 from pipeline.schema import Config, ConfigError, to_dict
 from pipeline.wandb_mode import resolve_mode
 
@@ -35,8 +40,9 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells and schedulers expect of a t
 
 
 class TokenThroughput(Callback):
-    """Counts real (unpadded) training tokens and the wall time spent in training batches; its
-    state is checkpointed, so a resumed run's tokens/s covers the whole run."""
+    """Counts real (unpadded) training tokens and the wall time spent in training batches. Only the
+    token count is checkpointed (a time would make last.ckpt differ on every run): a resumed run's
+    tokens/s covers this process."""
 
     def __init__(self):
         self.tokens, self.seconds, self._t0 = 0, 0.0, 0.0
@@ -49,10 +55,10 @@ class TokenThroughput(Callback):
         self.tokens += int(batch["mask"].sum()) + int(batch["tgt_mask"].sum() if "tgt_mask" in batch else 0)
 
     def state_dict(self) -> dict:
-        return {"tokens": self.tokens, "seconds": self.seconds}
+        return {"tokens": self.tokens}
 
     def load_state_dict(self, state: dict) -> None:
-        self.tokens, self.seconds = state["tokens"], state["seconds"]
+        self.tokens = state["tokens"]
 
 
 class LastCheckpoint(Callback):
@@ -95,6 +101,29 @@ class LastCheckpoint(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.pending_rng = state.get("rng")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        # ModelCheckpoint keeps absolute paths: stored relative to the project, last.ckpt has the same
+        # bytes in every clone (its hash is in dvc.lock); made absolute again before it is restored
+        _map_checkpoint_paths(checkpoint, paths.relative)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        _map_checkpoint_paths(checkpoint, lambda p: str(paths.ROOT / p))
+
+
+CHECKPOINT_PATH_KEYS = ("dirpath", "best_model_path", "kth_best_model_path", "last_model_path")
+
+
+def _map_checkpoint_paths(checkpoint: dict, fn) -> None:
+    """fn over the paths in every ModelCheckpoint state of a Lightning checkpoint (empty ones stay)."""
+    for key, state in checkpoint.get("callbacks", {}).items():
+        if not key.startswith("ModelCheckpoint"):
+            continue
+        for field in CHECKPOINT_PATH_KEYS:
+            if state.get(field):
+                state[field] = fn(state[field])
+        if state.get("best_k_models"):
+            state["best_k_models"] = {fn(p): score for p, score in state["best_k_models"].items()}
 
 
 def rng_state() -> dict:
@@ -200,7 +229,7 @@ def train_seed(cfg: Config, seed: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.ckpt"
     resume = resume_point(cfg, seed, last)
-    wandb_file = out / paths.WANDB_RUN
+    wandb_file = paths.wandb_ref(cfg, seed)
     run_id = read_json(wandb_file, "train").get("run_id") if resume and wandb_file.exists() else None
     checkpoint = ModelCheckpoint(dirpath=out, filename="best", monitor=f"val/{module.metric_name}",
                                  mode="max" if module.higher_is_better else "min", save_weights_only=True,
@@ -242,25 +271,26 @@ def train_seed(cfg: Config, seed: int) -> dict:
         "seed": seed,
         "steps": trainer.global_step,
         "epochs": trainer.current_epoch,
-        "train_seconds": round(wall, 2),
         "train_tokens": throughput.tokens,
-        "train_tokens_per_s": round(throughput.tokens / max(throughput.seconds, 1e-9), 1),
         "best_val": best,
         "best_ckpt": paths.relative(checkpoint.best_model_path) if checkpoint.best_model_path else None,
-        "resumed": resume is not None,
         "params": module.param_counts(),
         "sizing": module.sizing,
     }
+    provenance = {  # differs from run to run: logs/, not the DVC outputs
+        "train_seconds": round(wall, 2), "step_seconds": round(throughput.seconds, 2),
+        "train_tokens_per_s": round(throughput.tokens / max(throughput.seconds, 1e-9), 1),
+        "resumed": resume is not None, **env.provenance()}
     if logger is not None and trainer.is_global_zero:
         run = logger.experiment
-        result["wandb_run_id"] = run.id
-        result["wandb_dir"] = paths.relative(Path(run.dir).parent) if run.dir else None
+        provenance.update(wandb_run_id=run.id, wandb_dir=paths.relative(Path(run.dir).parent) if run.dir else None)
         run.summary.update({f"best_val/{module.metric_name}": result["best_val"],
-                            "train_tokens_per_s": result["train_tokens_per_s"]})
+                            "train_tokens_per_s": provenance["train_tokens_per_s"]})
         run.finish()
     if trainer.is_global_zero:
         OmegaConf.save(cfg, out / "config.yaml")
-    return result
+        write_json(paths.log_dir(cfg, seed) / paths.TRAIN_RESULT, {**result, **provenance})
+    return {**result, "provenance": provenance}
 
 
 def main(cfg: Config) -> None:
@@ -269,9 +299,11 @@ def main(cfg: Config) -> None:
     if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
         meta = read_meta(cfg)
         summary = TrainResult(task=cfg.task.name, model=cfg.model.name, profile=cfg.profile,
-                              config=to_dict(cfg), data={"vocab_size": meta["vocab_size"]}, seeds=runs)
+                              config=to_dict(cfg), data={"vocab_size": meta["vocab_size"]},
+                              seeds=[{k: v for k, v in r.items() if k != "provenance"} for r in runs])
         summary.write(paths.run_dir(cfg) / paths.TRAIN_RESULT)
         for r in runs:
+            p = r["provenance"]
             print(f"[train] {cfg.task.name}/{cfg.model.name} seed{r['seed']}: best val {r['best_val']:.4g} "
-                  f"after {r['steps']} steps, {r['train_seconds']:.0f}s, {r['train_tokens_per_s']:.0f} tok/s"
-                  + (" (resumed)" if r["resumed"] else ""))
+                  f"after {r['steps']} steps, {p['train_seconds']:.0f}s, {p['train_tokens_per_s']:.0f} tok/s"
+                  + (" (resumed)" if p["resumed"] else ""))
