@@ -1,0 +1,1 @@
+"""seqarena: sequence architectures trained, measured and compared the same way (README.md)."""

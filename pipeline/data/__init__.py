@@ -1,0 +1,1 @@
+"""Corpora, tokenizers, the on-disk split format and the data module."""

@@ -1,0 +1,1 @@
+"""Measurements: speed, memory, FLOPs, kernels, receptive field and the length sweep."""
