@@ -43,7 +43,8 @@ def quiet_libraries() -> None:
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for message in (r".*LeafSpec.*", r"Checkpoint directory .* exists and is not empty", r".*litlogger.*",
+    for message in (r".*LeafSpec.*", r"Checkpoint directory .* exists and is not empty",
+                    r"Experiment logs directory .* exists and is not empty", r".*litlogger.*",
                     r"The '(train|val|test)_dataloader' does not have many workers", r".*anonymous setting.*",
                     r"`isinstance\(treespec, LeafSpec\)`"):
         warnings.filterwarnings("ignore", message=message)

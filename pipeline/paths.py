@@ -2,7 +2,7 @@
 
     <paths.raw>/<task>/                          download: the corpus as fetched (source.json + files)
     <paths.tokenized>/<task>/                    tokenize: meta.json, tokenizer.json, <split>.*.npy
-    <paths.runs>/<task>/<model>/                 train: train.json, ckpt/seed<k>/{best,last}.ckpt
+    <paths.runs>/<task>/<model>/                 train: train.json, curve.csv, ckpt/seed<k>/{best,last}.ckpt
                                                  evaluate: eval.json, metrics.json, examples/
                                                  measure: speed.json
     <paths.logs>/<task>/<model>/seed<k>/         train: wandb.json, train.json (wall time, host, git
@@ -23,6 +23,7 @@ META = "meta.json"
 TOKENIZER = "tokenizer.json"
 SOURCE = "source.json"
 TRAIN_RESULT = "train.json"
+CURVE = "curve.csv"
 EVAL_RESULT = "eval.json"
 SPEED_RESULT = "speed.json"
 HEADLINE_METRICS = "metrics.json"

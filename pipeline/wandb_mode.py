@@ -44,3 +44,15 @@ def _logged_in() -> bool:
         return bool(wandb.login(prompt=False, verify=False))
     except Exception:  # wandb missing or its credential store unreadable: stay offline
         return False
+
+
+def run_group(group: str | None, experiment: str) -> str:
+    """The W&B group of a run: `logger.group` if set, else the DVC experiment being run (`dvc exp run`
+    sets DVC_EXP_NAME), else the `experiment` param; so two experiments' runs never share a group."""
+    return group or os.environ.get("DVC_EXP_NAME") or experiment
+
+
+def run_tags(tags: list[str]) -> list[str]:
+    """`tags` plus `dvc-exp:<name>` inside a DVC experiment."""
+    name = os.environ.get("DVC_EXP_NAME")
+    return [*tags, f"dvc-exp:{name}"] if name else list(tags)

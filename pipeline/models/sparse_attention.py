@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models.attention import attention_dropout, head_count, rotary
-from pipeline.models.base import Block, Complexity
+from pipeline.models.base import Block, Complexity, map_tensors
 from pipeline.models.registry import register_block
 from pipeline.schema import ConfigError
 
@@ -183,6 +183,10 @@ class SparseAttention(Block):
         y = F.scaled_dot_product_attention(q, cache[0], cache[1])
         return self.out(y.reshape(B, D)), {"pos": pos + 1, "global": glob, "local": local}
 
+    def reorder_state(self, state, index):
+        # the caches stack keys and values first, (2, B, H, T, Dh): batch is dim 1
+        return map_tensors(lambda t: t.index_select(1, index), state)
+
 
 @register_block("sliding_window", WindowSettings)
 class SlidingWindowAttention(SparseAttention):
@@ -234,24 +238,38 @@ class BigBirdAttention(SparseAttention):
             ok[..., j] &= ~(idx[..., j: j + 1] == idx[..., :j]).any(-1)
         return idx.clamp(0, nb - 1), ok
 
-    # Random blocks may point anywhere earlier, so the cache keeps every key; each step masks the
-    # pattern of its own query block (O(n) memory like dense attention, but O(w + g + r b) useful keys).
+    # Random blocks may point anywhere earlier, so the cache keeps every key (O(n) memory, like dense
+    # attention), in a buffer that doubles when full (amortised O(1) per token, no O(n) copy per step);
+    # each step gathers only the keys its query may see: the globals, the window and its query block's
+    # random blocks, O(g + w + r·b) work per token whatever the context length.
     def init_state(self, batch_size, device=None):
-        return {"pos": 0, "kv": None}
+        return {"pos": 0, "k": None, "v": None}
 
     def step(self, x_t, state):
         B, D = x_t.shape
         pos = state["pos"]
-        q, k, v = self.project(x_t.unsqueeze(1), pos)
-        kv = torch.stack([k, v])
-        kv = kv if state["kv"] is None else torch.cat([state["kv"], kv], 3)
-        j = torch.arange(pos + 1, device=x_t.device)
-        allowed = (j < self.n_global) | (pos - j <= self.window)
+        q, k, v = self.project(x_t.unsqueeze(1), pos)  # (B, H, 1, Dh)
+        keys, values = state["k"], state["v"]
+        if keys is None or pos >= keys.shape[2]:
+            cap = max(64, 2 * pos)
+            grown_k, grown_v = k.new_zeros(B, k.shape[1], cap, k.shape[3]), v.new_zeros(B, v.shape[1], cap, v.shape[3])
+            if keys is not None:
+                grown_k[:, :, :pos], grown_v[:, :, :pos] = keys[:, :, :pos], values[:, :, :pos]
+            keys, values = grown_k, grown_v
+        keys[:, :, pos], values[:, :, pos] = k[:, :, 0], v[:, :, 0]
+        g = min(self.n_global, pos + 1)
+        start = max(g, pos - self.window)  # the window: pos - window .. pos, past the globals
+        parts = [torch.arange(g, device=x_t.device), torch.arange(start, pos + 1, device=x_t.device)]
         if pos >= self.block:  # L > block_size, so forward used blocks of exactly block_size
             i = pos // self.block
             picked = self.random_blocks(i + 1, torch.full((1,), pos + 1, device=x_t.device), x_t.device)
             if picked is not None:
-                idx, ok = picked[0][0, i], picked[1][0, i]
-                allowed = allowed | ((j // self.block)[:, None] == idx[ok][None]).any(-1)
-        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=allowed[None])
-        return self.out(y.reshape(B, D)), {"pos": pos + 1, "kv": kv}
+                blocks = picked[0][0, i][picked[1][0, i]]
+                j = (blocks[:, None] * self.block + torch.arange(self.block, device=x_t.device)).flatten()
+                parts.append(j[(j >= g) & (j < start)])  # outside the globals and the window: no key twice
+        seen = torch.cat(parts)
+        y = F.scaled_dot_product_attention(q, keys.index_select(2, seen), values.index_select(2, seen))
+        return self.out(y.reshape(B, D)), {"pos": pos + 1, "k": keys, "v": values}
+
+    def reorder_state(self, state, index):
+        return map_tensors(lambda t: t.index_select(0, index), state)  # keys and values are batch-first

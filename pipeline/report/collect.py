@@ -11,6 +11,7 @@ No torch here: the report runs (and is tested) where only the results exist.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,24 @@ def load_result(path: Path) -> dict:
             if speed_path.exists() else {"infer": {}, "train": {}, "env": {}}
     except ArtifactError as e:
         raise ReportError(str(e)) from None
-    result.update(speed=measured["infer"], train_speed=measured["train"], env=measured["env"])
+    result.update(speed=measured["infer"], train_speed=measured["train"], env=measured["env"],
+                  curve=read_curve(Path(path).with_name("curve.csv")))
     validate(result, path)
     result["_path"] = str(path)
     return result
+
+
+def read_curve(path: Path) -> list[dict]:
+    """The train stage's learning curve (pipeline/tasks/curves.py); [] for a run trained before it existed."""
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        return [{"seed": int(r["seed"]), "step": int(r["step"]), "split": r["split"], "metric": r["metric"],
+                 "value": float(r["value"])} for r in rows]
+    except (KeyError, ValueError, TypeError) as e:
+        raise ReportError(f"{path} is malformed ({e}): re-run the train stage for this run") from None
 
 
 def validate(result: Any, path: Path | str) -> None:

@@ -58,9 +58,12 @@ def _baseline(r: dict) -> tuple[Optional[str], float]:
 # ----------------------------------------------------------------------------- tables
 
 
+CURVE_COLUMNS = ["task", "model", "seed", "step", "split", "metric", "value"]  # train's curve.csv, per run
+
+
 def build_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
-    """{"summary", "buckets", "speed", "extrapolation"} DataFrames; models within a task are ranked
-    best first."""
+    """{"summary", "buckets", "speed", "extrapolation", "curves"} DataFrames; models within a task are
+    ranked best first."""
     summary = pd.DataFrame([_summary_row(r) for r in results])
     summary = _rank(summary)
     by_key = {(r["task"], r["model"]): r for r in results}
@@ -75,7 +78,9 @@ def build_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
     speed = pd.DataFrame([row for r in by_order for row in _speed_rows(r)], columns=SPEED_COLUMNS)
     extrapolation = pd.DataFrame([row for r in by_order for row in _extrapolation_rows(r)],
                                  columns=EXTRAPOLATION_COLUMNS)
-    return {"summary": summary, "buckets": buckets, "speed": speed, "extrapolation": extrapolation}
+    curves = pd.DataFrame([{"task": r["task"], "model": r["model"], **row} for r in by_order
+                           for row in r.get("curve") or []], columns=CURVE_COLUMNS)
+    return {"summary": summary, "buckets": buckets, "speed": speed, "extrapolation": extrapolation, "curves": curves}
 
 
 def _summary_row(r: dict) -> dict:

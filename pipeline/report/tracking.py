@@ -1,4 +1,6 @@
-"""W&B logging of the report: one run (job_type "report") holding the tables, plots and headline numbers."""
+"""W&B logging of the report: one run (job_type "report") holding the tables, plots and headline numbers,
+the report itself (report.md + CSVs) as a `report` artifact, and the ids of the training runs it
+summarises (config `training_runs`; each of those runs holds its checkpoint as a `model` artifact)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +11,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from pipeline.config import ROOT
-from pipeline.wandb_mode import resolve_mode
+from pipeline.wandb_mode import resolve_mode, run_group, run_tags
 
 
 @dataclass
@@ -22,11 +24,13 @@ class WandbTarget:
     dir: Path = ROOT
     entity: Optional[str] = None
     tags: list[str] = field(default_factory=list)
+    training_runs: list[str] = field(default_factory=list)  # W&B ids of the runs the report summarises
 
 
 def log_to_wandb(target: WandbTarget, tables: dict[str, pd.DataFrame], plots: list[Path],
-                 flat: dict[str, float], experiment: str = "") -> Optional[str]:
-    """One W&B run with the tables and plot images; returns its run id (None when disabled)."""
+                 flat: dict[str, float], experiment: str = "", files: tuple[Path, ...] = ()) -> Optional[str]:
+    """One W&B run with the tables and plot images, and `files` as its `report` artifact; returns its
+    run id (None when disabled)."""
     mode = resolve_mode(target.mode)
     if mode == "disabled":
         return None
@@ -34,9 +38,10 @@ def log_to_wandb(target: WandbTarget, tables: dict[str, pd.DataFrame], plots: li
     import wandb
 
     Path(target.dir).mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project=target.project, entity=target.entity, group=target.group or experiment or None,
+    run = wandb.init(project=target.project, entity=target.entity, group=run_group(target.group, experiment) or None,
                      job_type="report", name="report", dir=str(target.dir), mode=mode,
-                     tags=["report", *target.tags], config={"experiment": experiment})
+                     tags=run_tags(["report", *target.tags]),
+                     config={"experiment": experiment, "training_runs": sorted(target.training_runs)})
     try:
         # An empty table (no task with extrapolation splits) says nothing: leave it out.
         payload: dict[str, Any] = {f"{name}_table": wandb.Table(dataframe=_wandb_safe(df))
@@ -44,6 +49,12 @@ def log_to_wandb(target: WandbTarget, tables: dict[str, pd.DataFrame], plots: li
         payload.update({f"plots/{p.stem}": wandb.Image(str(p), caption=p.stem) for p in plots})
         run.log(payload)
         run.summary.update(flat)
+        if files:
+            artifact = wandb.Artifact(f"report-{run_group(target.group, experiment) or 'seqarena'}", type="report",
+                                      metadata={"training_runs": sorted(target.training_runs)})
+            for path in files:
+                artifact.add_file(str(path), name=Path(path).name)
+            run.log_artifact(artifact)
         return run.id
     finally:
         run.finish()

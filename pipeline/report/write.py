@@ -65,7 +65,9 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
         written.update({p.name: p for p in paths.values()})
     if wandb is not None:
         run_id = log_to_wandb(wandb, tables, [p for paths in plots.values() for p in paths.values()]
-                              + list(verdict_plots_.values()), flat, experiment)
+                              + list(verdict_plots_.values()), flat, experiment,
+                              files=tuple(p for name, p in written.items() if name.endswith((".md", ".csv", ".json"))
+                                          and "/" not in name))
         if run_id:  # for `python -m pipeline sync`; beside W&B's own files, not in the (hashed) report
             (Path(wandb.dir) / "wandb").mkdir(parents=True, exist_ok=True)
             (Path(wandb.dir) / "wandb" / "report-run.json").write_text(json.dumps({"run_id": run_id}) + "\n")

@@ -1,7 +1,8 @@
 """train stage: fit one (task, model) for every seed with the Lightning Trainer.
 
-Writes runs/<task>/<model>/ckpt/seed<k>/{best,last}.ckpt and config.yaml, and
-runs/<task>/<model>/train.json (per seed: steps, tokens, best validation metric). These are DVC
+Writes runs/<task>/<model>/ckpt/seed<k>/{best,last}.ckpt and config.yaml,
+runs/<task>/<model>/train.json (per seed: steps, tokens, best validation metric) and curve.csv
+(training loss and validation metric by step, pipeline/tasks/curves.py). These are DVC
 outputs and deterministic: the same inputs give the same bytes (no time, path or W&B id in them),
 so a fresh clone's `dvc repro` reproduces dvc.lock. What differs from run to run (wall time,
 tokens/s, host, git revision, the W&B run id) goes to logs/<task>/<model>/seed<k>/ (git-ignored,
@@ -24,8 +25,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
@@ -34,7 +35,8 @@ from pipeline.artifacts import TrainResult, read_json, write_json
 from pipeline.data.datamodule import SequenceDataModule, read_meta
 from pipeline.measure import env
 from pipeline.schema import Config, ConfigError, to_dict
-from pipeline.wandb_mode import resolve_mode
+from pipeline.tasks.curves import LearningCurve, write_curve
+from pipeline.wandb_mode import resolve_mode, run_group, run_tags
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells and schedulers expect of a terminated process
 
@@ -177,8 +179,8 @@ def make_logger(cfg: Config, seed: int, run_id: str | None, d_model: int) -> Wan
     save_dir.mkdir(parents=True, exist_ok=True)
     logger = WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, mode=mode,
                        name=f"{cfg.task.name}/{cfg.model.name}/seed{seed}",
-                       group=cfg.logger.group or cfg.experiment, job_type="train",
-                       tags=[cfg.task.name, cfg.model.name, cfg.profile, *cfg.logger.tags],
+                       group=run_group(cfg.logger.group, cfg.experiment), job_type="train",
+                       tags=run_tags([cfg.task.name, cfg.model.name, cfg.profile, *cfg.logger.tags]),
                        save_dir=str(save_dir), config=sized_config(cfg, d_model),
                        **({"id": run_id, "resume": "allow"} if run_id else {}))
     # Lightning always passes `anonymous`, which wandb now warns about on every run; it has no effect
@@ -214,7 +216,7 @@ def build_trainer(cfg: Config, callbacks: list, logger) -> L.Trainer:
         val_check_interval=t.val_check_interval, limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic,
-        num_sanity_val_steps=t.num_sanity_val_steps, callbacks=callbacks, logger=logger or False,
+        num_sanity_val_steps=t.num_sanity_val_steps, callbacks=callbacks, logger=logger,
         # Our bucketed batch sampler shards by rank itself.
         use_distributed_sampler=False, default_root_dir=str(paths.runs_dir(cfg)), enable_model_summary=False,
     )
@@ -236,13 +238,19 @@ def train_seed(cfg: Config, seed: int) -> dict:
                                  enable_version_counter=False)
     throughput = TokenThroughput()
     last_ckpt = LastCheckpoint(last, cfg.trainer.last_ckpt_every_n_steps, training_fingerprint(cfg, seed))
+    curve = LearningCurve(seed, module.metric_name)
     logger = make_logger(cfg, seed, run_id, module.backbone.d_model)
     if logger is not None and int(os.environ.get("LOCAL_RANK", 0)) == 0:
         run = start_run(logger)  # created now, so its id is on disk before the first step can crash
         write_json(wandb_file, {"run_id": run.id, "project": cfg.logger.project,
                                 "mode": resolve_mode(cfg.logger.mode), "dir": paths.relative(Path(run.dir).parent)})
         logger.log_hyperparams({"params": module.param_counts(), "sizing": module.sizing})
-    trainer = build_trainer(cfg, [checkpoint, throughput, last_ckpt], logger)
+    # W&B off: the same metrics as CSV in logs/ (untracked, like W&B's own files)
+    loggers = [logger] if logger is not None else [CSVLogger(paths.log_dir(cfg, seed), name="csv", version="")]
+    monitors = [LearningRateMonitor(logging_interval="step"),
+                ThroughputMonitor(batch_size_fn=lambda b: int(b["ids"].shape[0]),
+                                  length_fn=lambda b: int(b["mask"].sum()))]  # per-step tokens/s
+    trainer = build_trainer(cfg, [checkpoint, throughput, last_ckpt, curve, *monitors], loggers)
     if resume:
         print(f"[train] {cfg.task.name}/{cfg.model.name} seed{seed}: resuming from {paths.relative(resume)}")
     t0 = time.perf_counter()
@@ -286,11 +294,27 @@ def train_seed(cfg: Config, seed: int) -> dict:
         provenance.update(wandb_run_id=run.id, wandb_dir=paths.relative(Path(run.dir).parent) if run.dir else None)
         run.summary.update({f"best_val/{module.metric_name}": result["best_val"],
                             "train_tokens_per_s": provenance["train_tokens_per_s"]})
+        log_lineage(run, cfg, checkpoint.best_model_path)
         run.finish()
     if trainer.is_global_zero:
         OmegaConf.save(cfg, out / "config.yaml")
         write_json(paths.log_dir(cfg, seed) / paths.TRAIN_RESULT, {**result, **provenance})
-    return {**result, "provenance": provenance}
+    return {**result, "provenance": provenance, "curve": curve.rows}
+
+
+def log_lineage(run, cfg: Config, best_ckpt: str) -> None:
+    """W&B lineage data -> model: the tokenized task as a `dataset` artifact and the best checkpoint as
+    a `model` artifact, both by reference (W&B records paths and checksums, copies nothing). An
+    offline run cannot declare an input artifact, so there the dataset is logged beside the model."""
+    import wandb
+
+    data = wandb.Artifact(f"data-{cfg.task.name}", type="dataset", metadata={"task": cfg.task.name})
+    data.add_reference(paths.tokenized_dir(cfg).as_uri(), name=cfg.task.name)
+    (run.log_artifact if run.offline else run.use_artifact)(data)
+    model = wandb.Artifact(f"model-{cfg.task.name}-{cfg.model.name}", type="model",
+                           metadata={"task": cfg.task.name, "model": cfg.model.name, "profile": cfg.profile})
+    model.add_reference(Path(best_ckpt).resolve().as_uri(), name="best.ckpt")
+    run.log_artifact(model)
 
 
 def main(cfg: Config) -> None:
@@ -300,7 +324,8 @@ def main(cfg: Config) -> None:
         meta = read_meta(cfg)
         summary = TrainResult(task=cfg.task.name, model=cfg.model.name, profile=cfg.profile,
                               config=to_dict(cfg), data={"vocab_size": meta["vocab_size"]},
-                              seeds=[{k: v for k, v in r.items() if k != "provenance"} for r in runs])
+                              seeds=[{k: v for k, v in r.items() if k not in ("provenance", "curve")} for r in runs])
+        write_curve(paths.run_dir(cfg) / paths.CURVE, [row for r in runs for row in r["curve"]])
         summary.write(paths.run_dir(cfg) / paths.TRAIN_RESULT)
         for r in runs:
             p = r["provenance"]

@@ -29,6 +29,7 @@ class TaskModule(L.LightningModule):
 
     metric_name: str = ""
     higher_is_better: bool = True
+    flops_per_batch = None  # for ThroughputMonitor: tokens/s per step; FLOPs and MFU are the benchmark's
 
     def __init__(self, config: dict, meta: dict):
         super().__init__()
@@ -76,8 +77,7 @@ class TaskModule(L.LightningModule):
                 f"loss is {loss.item()} at step {self.global_step} ({self.cfg.task.name}/{self.cfg.model.name}); "
                 f"lower optim.lr (now {self.cfg.optim.lr}) or trainer.gradient_clip_val, or check the data")
         self.log("train/loss", loss, prog_bar=True, batch_size=int(weights.sum()))
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
-        return loss
+        return loss  # the learning rate: LearningRateMonitor (pipeline/stages/train.py)
 
     def _eval_step(self, batch, metric: BucketedMean) -> None:
         _, weights, bucket, values = self.per_example(batch)
