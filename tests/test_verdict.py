@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -10,7 +11,7 @@ from pipeline.models.base import Complexity
 from pipeline.report import verdict
 from pipeline.report.collect import collect
 from pipeline.report.write import write_report
-from test_report import grid, write_runs
+from test_report import grid, make_eval, write_runs
 
 LENGTHS = [128, 256, 512, 1024, 2048, 4096, 8192]
 QUADRATIC = Complexity("n²·d", 2, "n²", 2, "n·d", 1, "1")
@@ -77,7 +78,7 @@ def test_verdict_is_the_first_section_and_names_winners_per_length(report_md):
     assert header == ["length", "most accurate: ptb", "most accurate: rt", "fastest to train", "fastest inference",
                       "lowest decode latency", "leanest (train step)"]
     # ptb bucket 1-16: lstm 270 vs tcn 570 (seed means); rt buckets have 10/20/5/0 documents: no winner
-    assert row(verdict_md, "1–16")[1] == "lstm 270.0 (−300.0 vs tcn)"
+    assert row(verdict_md, "1–16")[1] == "lstm 270.0 (−300.0 vs tcn, not paired)"  # no examples/ in the fixture
     assert row(verdict_md, "1–16")[2] == "too few examples (10 < 30)"
     assert row(verdict_md, "65–128")[2] == "no examples"
     # 128 tokens: the transformer (1e-8 n^2 s per sequence) beats tcn (4e-6 n) and lstm (5e-6 n)
@@ -167,3 +168,24 @@ def test_pareto_front():
 
     points = [("a", 10.0, 0.9), ("b", 20.0, 0.8), ("c", 5.0, 0.7), ("d", 20.0, 0.85)]
     assert pareto_front(points, x_higher=True, y_higher=True) == {"a", "d"}
+
+
+def test_a_bucket_winner_needs_a_paired_bootstrap(tmp_path: Path):
+    """Two classifiers on the same 400 documents: in the first bucket A is right on 95% and B on 60%
+    (A named), in the second both make the same predictions (tied, whatever the margin in the table)."""
+    from pipeline import outcomes
+    from pipeline.report.verdict import _quality_cell
+
+    acc = dict(kind="classify", metric="acc", higher=True, baseline=("majority class", 0.5), count=[200, 200, 0, 0])
+    results = [make_eval("rt", "a", [(0.8, [0.95, 0.65, None, None])], **acc),
+               make_eval("rt", "b", [(0.6, [0.60, 0.60, None, None])], **acc)]
+    rng = np.random.default_rng(0)
+    shared = rng.random(200) < 0.65
+    for r, first in zip(results, (rng.random(200) < 0.95, rng.random(200) < 0.60)):
+        run = tmp_path / "runs" / "rt" / r["model"]
+        outcomes.save(run / "examples" / "seed0.npz", {
+            "values": np.concatenate([first, shared]).astype(np.float32), "weights": np.ones(400, np.float32),
+            "bucket": np.repeat([0, 1], 200).astype(np.int16), "group": np.arange(400, dtype=np.int32)})
+        r["_path"] = str(run / "eval.json")
+    assert _quality_cell(results, 16, 30).startswith("a 0.950 (+0.350 vs b)")
+    assert _quality_cell(results, 32, 30).startswith("a ≈ b: tied")

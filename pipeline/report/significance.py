@@ -8,6 +8,7 @@ outcomes are missing or do not pair example by example with the others (another 
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,34 @@ N_BOOT = 1000
 def outcomes_of(result: dict) -> dict | None:
     """Seed 0's per-example outcomes of a run, found beside its eval.json (None if missing)."""
     path = Path(result["_path"]).parent / "examples" / f"seed{result['seeds'][0]['seed']}.npz"
-    return outcomes.load(path) if path.exists() else None
+    return _load(str(path)) if path.exists() else None
+
+
+@lru_cache(maxsize=64)
+def _load(path: str) -> dict:
+    return outcomes.load(Path(path))
+
+
+def _pairs(a: dict | None, b: dict | None) -> bool:
+    return a is not None and b is not None and len(a["values"]) == len(b["values"]) \
+        and np.array_equal(a["group"], b["group"]) and np.array_equal(a["weights"], b["weights"])
+
+
+def in_bucket(a: dict, b: dict, bucket: int) -> str:
+    """"better" | "tied" | "worse" | "not paired": run `a` against run `b` on the test examples of one
+    length bucket (a paired bootstrap restricted to that bucket), for the verdict's per-bucket winner."""
+    if a["metric"] == "bleu":
+        return "not paired"
+    oa, ob = outcomes_of(a), outcomes_of(b)
+    if not _pairs(oa, ob):
+        return "not paired"
+    keep = oa["bucket"] == bucket
+    if not keep.any():
+        return "not paired"
+    r = stats.paired_bootstrap(oa["values"][keep], ob["values"][keep], weights=oa["weights"][keep],
+                               groups=oa["group"][keep], higher_is_better=bool(a["higher_is_better"]),
+                               transform=outcomes.transform_for(a["metric"]), n_boot=N_BOOT)
+    return {"A better": "better", "B better": "worse"}.get(r["verdict"], "tied")
 
 
 def vs_next(task_results: list[dict]) -> dict[str, str]:
@@ -33,9 +61,7 @@ def vs_next(task_results: list[dict]) -> dict[str, str]:
     loaded = {r["model"]: outcomes_of(r) for r in task_results}
     ok = {m: o for m, o in loaded.items() if o is not None}
     ref = next(iter(ok.values()), None)
-    paired = {m: o for m, o in ok.items()
-              if len(o["values"]) == len(ref["values"]) and np.array_equal(o["group"], ref["group"])
-              and np.array_equal(o["weights"], ref["weights"])}
+    paired = {m: o for m, o in ok.items() if _pairs(o, ref)}
     out = {m: "not paired" for m in loaded if m not in paired}
     if len(paired) < 2:
         return {**out, **{m: "" for m in paired}}

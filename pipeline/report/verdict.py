@@ -24,6 +24,7 @@ import pandas as pd
 
 from pipeline.artifacts import ArtifactError, BenchResult
 from pipeline.measure import scaling
+from pipeline.report import significance
 from pipeline.report.format import _is_nan, fmt_mb, fmt_metric, fmt_si, md_table
 
 MIN_BUCKET_EXAMPLES = 30
@@ -90,8 +91,9 @@ def _ranked(values: dict[str, float], lower_is_better: bool) -> list[tuple[str, 
 
 
 def _quality_cell(task_results: list[dict], length: int, min_examples: int) -> str:
-    """The best model of one task in the bucket whose upper edge is `length`."""
-    values, count, metric, lower = {}, None, None, False
+    """The best model of one task in the bucket whose upper edge is `length`: named only when a paired
+    bootstrap on that bucket's examples says it beats the runner-up, else the two are "tied"."""
+    values, count, metric, lower, by_model, index = {}, None, None, False, {}, None
     for r in task_results:
         edges = r["buckets"]["edges"]
         if length not in edges:
@@ -99,7 +101,7 @@ def _quality_cell(task_results: list[dict], length: int, min_examples: int) -> s
         i = edges.index(length)
         values[r["model"]] = float("nan") if r["per_bucket"][i] is None else float(r["per_bucket"][i])
         count = r["count"][i] if count is None else min(count, r["count"][i])
-        metric, lower = r["metric"], not r["higher_is_better"]
+        metric, lower, by_model[r["model"]], index = r["metric"], not r["higher_is_better"], r, i
     if not values:
         return ""
     if not count:
@@ -114,7 +116,12 @@ def _quality_cell(task_results: list[dict], length: int, min_examples: int) -> s
         return f"{best} {fmt_metric(value)} (only model)"
     runner, second = ranked[1]
     sign = "−" if lower else "+"
-    return f"{best} {fmt_metric(value)} ({sign}{fmt_metric(abs(value - second), like=value)} vs {runner})"
+    margin = f"{sign}{fmt_metric(abs(value - second), like=value)} vs {runner}"
+    verdict = significance.in_bucket(by_model[best], by_model[runner], index) if "_path" in by_model[best] \
+        else "not paired"
+    if verdict == "tied":
+        return f"{best} ≈ {runner}: tied ({fmt_metric(value)}, {margin}; paired bootstrap)"
+    return f"{best} {fmt_metric(value)} ({margin}{'' if verdict == 'better' else ', not paired'})"
 
 
 def _bench_cell(bench: list[dict], length: int, key: str, lower_is_better: bool, unit: str) -> str:
@@ -334,6 +341,8 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
                 f"{b.get('tokens_per_batch', '?')} tokens per batch at every length n, fp32, "
                 f"{env.get('device', '?')} ({env.get('cpu', '?')}, {env.get('threads', '?')} threads). "
                 f"Margins: quality as the difference to the runner-up, speed and memory as the ratio. "
+                f"A quality winner is named only when a paired bootstrap on that bucket's test examples "
+                f"(95%) says it beats the runner-up; otherwise the cell reads `A ≈ B: tied`. "
                 f"A bucket with fewer than {min_examples} test examples names no winner.", ""]
     if missing:
         out += [f"No benchmark result for: {', '.join(missing)} (run `dvc repro benchmark@<model>`).", ""]
