@@ -1,12 +1,13 @@
-"""W&B logging of evaluate and measure: each training run (found by the id its train stage saved in
-logs/<task>/<model>/seed<k>/wandb.json) is resumed and receives its test results and its speed and
-memory, so runs can be sorted and charted by test metric, per length bucket, speed and memory in
-the W&B UI.
+"""The evaluate stage's W&B logging: each training run (found by the id its train stage saved in
+logs/<task>/<model>/seed<k>/wandb.json) is resumed once and receives its test results and the measure
+stage's speed and memory (speed.json, which evaluate depends on), so runs can be sorted and charted
+by test metric, per length bucket, speed and memory in the W&B UI. One resume per run: each costs
+about 2.4 s of offline W&B start-up.
 
-evaluate, per seed: summary `test/<metric>` (+ `test/<metric>/<bucket>` and `test/count/<bucket>`),
+Per seed: summary `test/<metric>` (+ `test/<metric>/<bucket>` and `test/count/<bucket>`),
 `params/backbone`, `flops_per_token`, `receptive_field/tokens`; table `test/by_bucket` with a line
-chart. measure: summary `speed/infer_tokens_per_s`, `speed/train_tokens_per_s`, `speed/peak_mem_mb`
-and table `speed/by_length` (inference tokens/s, latency, peak memory).
+chart; and from speed.json summary `speed/infer_tokens_per_s`, `speed/train_tokens_per_s`,
+`speed/peak_mem_mb` with table `speed/by_length` (inference tokens/s, latency, peak memory).
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ def resumed_runs(cfg: Any, seeds: list[int]) -> Iterator[tuple[int, Any]]:
             run.finish()
 
 
-def log_eval(cfg: Any, result: Any) -> list[str]:
-    """Resume every seed's training run and log `result` (an EvalResult); returns the run ids."""
+def log_eval(cfg: Any, result: Any, measured: Any = None) -> list[str]:
+    """Resume every seed's training run and log `result` (an EvalResult) and `measured` (a SpeedResult,
+    or None when the run has not been measured); returns the run ids."""
     by_seed = {s["seed"]: s for s in result.seeds}
     ids = []
     for seed, run in resumed_runs(cfg, list(by_seed)):
@@ -49,30 +51,22 @@ def log_eval(cfg: Any, result: Any) -> list[str]:
         seed_result = by_seed[seed]
         run.summary.update(summary(result, seed_result))
         table = wandb.Table(columns=["bucket", "bucket_hi", "count", result.metric],
-                                   data=[[label, hi, count, value] for label, hi, count, value in
-                                         zip(result.buckets["labels"], result.buckets["edges"], seed_result["count"],
-                                             seed_result["per_bucket"])])
-        run.log({"test/by_bucket": table,
-                 "test/by_bucket_chart": wandb.plot.line(table, "bucket_hi", result.metric,
-                                                                title=f"test {result.metric} by {result.buckets['unit']}")})
-        ids.append(run.id)
-    return ids
-
-
-def log_speed(cfg: Any, result: Any) -> list[str]:
-    """Resume every seed's training run and log `result` (a SpeedResult); returns the run ids."""
-    ids = []
-    for _, run in resumed_runs(cfg, list(cfg.seeds)):
-        import wandb  # resumed_runs imported it
-
-        infer, train = result.infer, result.train
-        by_length = wandb.Table(columns=["length", "infer_tokens_per_s", "latency_ms", "peak_mem_mb"],
-                                data=[list(row) for row in zip(infer["lengths"], infer["infer_tokens_per_s"],
-                                                              infer["latency_ms"], infer["peak_mem_mb"])])
-        run.summary.update({"speed/infer_tokens_per_s": infer["infer_tokens_per_s"][-1],
-                            "speed/train_tokens_per_s": train["tokens_per_s"],
-                            "speed/peak_mem_mb": infer["peak_mem_mb"][-1], "speed/device": infer["device"]})
-        run.log({"speed/by_length": by_length})
+                            data=[[label, hi, count, value] for label, hi, count, value in
+                                  zip(result.buckets["labels"], result.buckets["edges"], seed_result["count"],
+                                      seed_result["per_bucket"])])
+        payload = {"test/by_bucket": table,
+                   "test/by_bucket_chart": wandb.plot.line(table, "bucket_hi", result.metric,
+                                                           title=f"test {result.metric} by {result.buckets['unit']}")}
+        if measured is not None:
+            infer, train = measured.infer, measured.train
+            payload["speed/by_length"] = wandb.Table(
+                columns=["length", "infer_tokens_per_s", "latency_ms", "peak_mem_mb"],
+                data=[list(row) for row in zip(infer["lengths"], infer["infer_tokens_per_s"], infer["latency_ms"],
+                                               infer["peak_mem_mb"])])
+            run.summary.update({"speed/infer_tokens_per_s": infer["infer_tokens_per_s"][-1],
+                                "speed/train_tokens_per_s": train["tokens_per_s"],
+                                "speed/peak_mem_mb": infer["peak_mem_mb"][-1], "speed/device": infer["device"]})
+        run.log(payload)
         ids.append(run.id)
     return ids
 

@@ -124,18 +124,20 @@ def test_evaluate_logs_test_results_into_the_training_run(tmp_path, uninterrupte
     from wandb_records import run_contents
 
     wandb_dir = uninterrupted.parent.parent.parent / "wandb"
-    done = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "model=lstm", "task=rt", "profile=smoke",
-                           f"paths.runs={uninterrupted.parent.parent}", f"paths.logs={uninterrupted.parent.parent}-logs",
-                           f"paths.tokenized={tokenized_root}", f"paths.wandb={wandb_dir.parent}", "logger.mode=offline"],
-                          cwd=ROOT, env=env(), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    for stage in ("measure", "evaluate"):  # evaluate logs the measured speed.json too, in the same resume
+        done = subprocess.run([sys.executable, "-m", "pipeline", stage, "model=lstm", "task=rt", "profile=smoke",
+                               f"paths.runs={uninterrupted.parent.parent}", f"paths.logs={uninterrupted.parent.parent}-logs",
+                               f"paths.tokenized={tokenized_root}", f"paths.wandb={wandb_dir.parent}",
+                               "logger.mode=offline"], cwd=ROOT, env=env(), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
     run_id = provenance(uninterrupted)["wandb_run_id"]
     result = json.loads((uninterrupted / "eval.json").read_text())
     summary, history = run_contents(wandb_dir, run_id)
     assert summary["test/acc"] == result["seeds"][0]["overall"]
     label = result["buckets"]["labels"][0]
     assert summary[f"test/count/{label}"] == result["count"][0]
-    for table in ("test/by_bucket",):  # a logged Table: nested keys <name>/_type, ...
+    assert summary["speed/train_tokens_per_s"] > 0 and summary["speed/infer_tokens_per_s"] > 0
+    for table in ("test/by_bucket", "speed/by_length"):  # a logged Table: nested keys <name>/_type, ...
         assert any(key.startswith(table + "/") for key in history), (table, sorted(history))
     assert summary["params/backbone"] == result["params"]["backbone"]
 

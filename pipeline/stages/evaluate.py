@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pipeline import buckets, kinds, outcomes, paths, stats
-from pipeline.artifacts import EvalResult, TrainResult, write_json
+from pipeline.artifacts import EvalResult, SpeedResult, TrainResult, write_json
 from pipeline.data.datamodule import SequenceDataModule, read_meta
 from pipeline.eval_tracking import log_eval
 from pipeline.measure import flops, receptive_field
@@ -155,7 +155,9 @@ def main(cfg: Config) -> None:
     # metrics.json first: eval.json is what marks the stage done, so the pair never disagrees
     write_json(out / paths.HEADLINE_METRICS, result.headline())
     result.write(out / paths.EVAL_RESULT)
-    log_eval(cfg, result)
+    speed_path = out / paths.SPEED_RESULT
+    log_eval(cfg, result, SpeedResult.read(speed_path, f"`dvc repro measure@{cfg.model.name}-{cfg.task.name}`")
+             if speed_path.exists() else None)
     baseline = f"; {result.baseline['name']} baseline {result.baseline['value']:.4g}" if result.baseline else ""
     print(f"[evaluate] {cfg.task.name}/{cfg.model.name}: test {result.metric} {result.overall:.4g} "
           f"(n={sum(result.count)}{baseline})")

@@ -7,7 +7,8 @@ fingerprint of the machine that made it; its deps are the checkpoint and the cod
 again when either changes, and a fresh clone that re-trains the same bytes keeps the committed
 numbers. `dvc repro -f -s measure@<model>-<task>` measures again on your machine.
 
-Writes runs/<task>/<model>/speed.json (pipeline/artifacts.py `SpeedResult`):
+Writes runs/<task>/<model>/speed.json (pipeline/artifacts.py `SpeedResult`), which the evaluate stage
+logs into the run's W&B run with its test results:
     infer   forward passes of eval.speed_batch_size real test sequences at each bucket's upper length
             (up to eval.max_speed_len or task.max_len): tokens/s and latency (median of
             eval.speed_repeats), peak memory (pipeline/measure/memory.py)
@@ -23,7 +24,6 @@ import torch
 
 from pipeline import buckets, paths
 from pipeline.artifacts import SpeedResult
-from pipeline.eval_tracking import log_speed
 from pipeline.measure import env, kernels, memory, speed
 from pipeline.measure.task_batch import task_batch, test_stream
 from pipeline.schema import Config
@@ -93,7 +93,6 @@ def main(cfg: Config) -> None:
                          infer=measure_infer(module, cfg, lengths, device), train=measure_train(module, cfg, device))
     path = paths.run_dir(cfg) / paths.SPEED_RESULT
     result.write(path)
-    log_speed(cfg, result)
     infer, train = result.infer, result.train
     print(f"[measure] {cfg.task.name}/{cfg.model.name}: inference {infer['infer_tokens_per_s'][-1]:.0f} tokens/s at "
           f"length {infer['lengths'][-1]}, batch {infer['batch_size']}; training {train['tokens_per_s']:.0f} tokens/s "
