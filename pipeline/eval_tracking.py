@@ -4,7 +4,8 @@ stage's speed and memory (speed.json, which evaluate depends on), so runs can be
 by test metric, per length bucket, speed and memory in the W&B UI. One resume per run: each costs
 about 2.4 s of offline W&B start-up.
 
-Per seed: summary `test/<metric>` (+ `test/<metric>/<bucket>` and `test/count/<bucket>`),
+Per seed: summary `test/<metric>` with its 95% interval `test/<metric>_lo` / `_hi` (+
+`test/<metric>/<bucket>` and `test/count/<bucket>`),
 `params/backbone`, `flops_per_token`, `receptive_field/tokens`; table `test/by_bucket` with a line
 chart; and from speed.json summary `speed/infer_tokens_per_s`, `speed/train_tokens_per_s`,
 `speed/peak_mem_mb` with table `speed/by_length` (inference tokens/s, latency, peak memory).
@@ -75,6 +76,9 @@ def summary(result: Any, seed_result: dict) -> dict[str, Any]:
     metric = result.metric
     out: dict[str, Any] = {f"test/{metric}": seed_result["overall"], "params/backbone": result.params["backbone"],
                            "params/total": result.params["total"], "flops_per_token": result.flops_per_token}
+    interval = seed_result.get("interval") or {}
+    if interval.get("lo") is not None:  # the 95% interval (pipeline/outcomes.py; sacreBLEU's for BLEU)
+        out[f"test/{metric}_lo"], out[f"test/{metric}_hi"] = interval["lo"], interval["hi"]
     for label, value, count in zip(result.buckets["labels"], seed_result["per_bucket"], seed_result["count"]):
         out[f"test/count/{label}"] = count
         if value is not None:

@@ -137,6 +137,7 @@ def test_evaluate_logs_test_results_into_the_training_run(tmp_path, uninterrupte
     label = result["buckets"]["labels"][0]
     assert summary[f"test/count/{label}"] == result["count"][0]
     assert summary["speed/train_tokens_per_s"] > 0 and summary["speed/infer_tokens_per_s"] > 0
+    assert summary["test/acc_lo"] <= summary["test/acc"] <= summary["test/acc_hi"]  # the 95% interval
     for table in ("test/by_bucket", "speed/by_length"):  # a logged Table: nested keys <name>/_type, ...
         assert any(key.startswith(table + "/") for key in history), (table, sorted(history))
     assert summary["params/backbone"] == result["params"]["backbone"]

@@ -17,14 +17,15 @@ from typing import Optional
 
 import pandas as pd
 
+from pipeline.artifacts import write_text
+
 
 def write_plot_data(tables: dict[str, pd.DataFrame], bench: Optional[pd.DataFrame], out_dir: Path) -> list[Path]:
     root = out_dir / "plot_data"
     written = []
 
     def write(df: pd.DataFrame, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(path, index=False)
+        write_text(path, df.to_csv(index=False))
         written.append(path)
 
     buckets = tables["buckets"].dropna(subset=["value"])

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.artifacts import save_figure
+
 from pipeline.report.format import fmt_si
 
 PLOT_KINDS = ("metric_by_bucket", "speed_by_length", "memory_by_length")
@@ -72,7 +74,7 @@ def _plot_metric_by_bucket(task: str, metric: str, summary: pd.DataFrame, bucket
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def _plot_by_length(speed: pd.DataFrame, models: list[str], column: str, ylabel: str, title: str,
@@ -105,4 +107,4 @@ def _plot_by_length(speed: pd.DataFrame, models: list[str], column: str, ylabel:
     if ax.get_lines():
         ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
+from pipeline.artifacts import save_figure
 from pipeline.report.format import _is_nan, fmt_si
 
 # (file stem, column, per-sequence?, y label)
@@ -67,7 +68,7 @@ def scaling_plots(table: pd.DataFrame, plots_dir: Path) -> dict[str, Path]:
         ax.legend(fontsize="x-small", ncol=2)
         fig.tight_layout()
         paths[stem] = plots_dir / f"bench_{stem}.png"
-        fig.savefig(paths[stem])
+        save_figure(fig, paths[stem])
     return paths
 
 
@@ -109,5 +110,5 @@ def pareto_plot(task: str, summary: pd.DataFrame, plots_dir: Path) -> Path | Non
     fig.suptitle(f"{task}: quality vs cost (blue: the Pareto front)")
     fig.tight_layout()
     path = plots_dir / f"{task}_pareto.png"
-    fig.savefig(path)
+    save_figure(fig, path)
     return path

@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Optional
 
+from pipeline.artifacts import write_text
 from pipeline.report import verdict, verdict_plots
 from pipeline.report.markdown import render_markdown
 from pipeline.report.plots import plot_task
@@ -51,15 +52,15 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
     written: dict[str, Path] = {}
     for name, df in tables.items():
         written[f"{name}.csv"] = out_dir / f"{name}.csv"
-        df.to_csv(written[f"{name}.csv"], index=False)
+        write_text(written[f"{name}.csv"], df.to_csv(index=False))
     for path in write_plot_data(tables, tables["bench"], out_dir):
         written[f"plot_data/{path.relative_to(out_dir / 'plot_data')}"] = path
     flat = {**flat_metrics(tables["summary"], tables["extrapolation"]), **verdict.headline(bench)}
     written["summary.json"] = out_dir / "summary.json"
-    written["summary.json"].write_text(json.dumps(flat, indent=2, sort_keys=True) + "\n")
+    write_text(written["summary.json"], json.dumps(flat, indent=2, sort_keys=True) + "\n")
     written["report.md"] = out_dir / "report.md"
     section = verdict.verdict_md(results, bench, list(bench_missing), verdict_plots_, out_dir)
-    written["report.md"].write_text(render_markdown(results, tables, plots, out_dir, experiment, section))
+    write_text(written["report.md"], render_markdown(results, tables, plots, out_dir, experiment, section))
     written.update({p.name: p for p in verdict_plots_.values()})
     for task, paths in plots.items():
         written.update({p.name: p for p in paths.values()})
@@ -70,5 +71,5 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
                                           and "/" not in name))
         if run_id:  # for `python -m pipeline sync`; beside W&B's own files, not in the (hashed) report
             (Path(wandb.dir) / "wandb").mkdir(parents=True, exist_ok=True)
-            (Path(wandb.dir) / "wandb" / "report-run.json").write_text(json.dumps({"run_id": run_id}) + "\n")
+            write_text(Path(wandb.dir) / "wandb" / "report-run.json", json.dumps({"run_id": run_id}) + "\n")
     return written
