@@ -17,7 +17,7 @@ from typing import Optional
 
 import pandas as pd
 
-from pipeline.artifacts import write_text
+from pipeline.report.files import write_text
 
 
 def write_plot_data(tables: dict[str, pd.DataFrame], bench: Optional[pd.DataFrame], out_dir: Path) -> list[Path]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.artifacts import save_figure
+from pipeline.report.files import save_figure
 
 from pipeline.report.format import fmt_si
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
-from pipeline.artifacts import save_figure
+from pipeline.report.files import save_figure
 from pipeline.report.format import _is_nan, fmt_si
 
 # (file stem, column, per-sequence?, y label)

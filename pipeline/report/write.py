@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Optional
 
-from pipeline.artifacts import write_text
+from pipeline.report.files import write_text
 from pipeline.report import verdict, verdict_plots
 from pipeline.report.markdown import render_markdown
 from pipeline.report.plots import plot_task
