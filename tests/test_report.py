@@ -492,3 +492,23 @@ def test_ranking_says_tied_unless_a_paired_bootstrap_separates_two_models(tmp_pa
     summary = build_tables(collect(runs))["summary"]
     verdicts = dict(zip(summary["model"], summary["vs_next"]))
     assert verdicts["lstm"] == "better" and "tied" in (verdicts["tcn"], verdicts["transformer"])
+
+
+def test_small_buckets_are_drawn_apart_from_the_findings(tmp_path: Path):
+    """A bucket with fewer than MIN_BUCKET_EXAMPLES examples is no point on the model's line: a hollow,
+    faded marker, and every tick says how many examples its bucket holds."""
+    from pipeline.report.format import MIN_BUCKET_EXAMPLES
+    from pipeline.report.plots import _plot_metric_by_bucket
+    from pipeline.report.tables import build_tables
+
+    tables = build_tables(collect(write_runs(tmp_path, grid())))
+    ptb = tables["buckets"][tables["buckets"]["task"] == "ptb"].copy()
+    ptb.loc[ptb["bucket_hi"] == 128, "count"] = MIN_BUCKET_EXAMPLES - 1
+    summary = tables["summary"][tables["summary"]["task"] == "ptb"]
+    ax = _plot_metric_by_bucket("ptb", "ppl", summary, ptb, ["lstm", "tcn"], tmp_path / "p.png")
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["lstm"].get_xdata()) == [4.0, 5.0, 6.0]  # log2 of 16, 32, 64: not 128
+    hollow = [line for line in ax.get_lines() if line.get_markerfacecolor() == "none"]
+    assert len(hollow) == 2 and all(list(line.get_xdata()) == [7.0] for line in hollow)
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == f"65-128\nn={MIN_BUCKET_EXAMPLES - 1}"
+    assert (tmp_path / "p.png").stat().st_size > 1000

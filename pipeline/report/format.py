@@ -4,6 +4,9 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+# A length bucket with fewer test examples than this names no winner and is drawn as not a finding
+MIN_BUCKET_EXAMPLES = 30
+
 
 def _num(x: Any) -> float:
     """None -> NaN, so pandas aggregates and NaN-aware formatting handle missing values."""

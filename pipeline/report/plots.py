@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.report.files import save_figure
 
-from pipeline.report.format import fmt_si
+from pipeline.report.format import MIN_BUCKET_EXAMPLES, fmt_si
 
 PLOT_KINDS = ("metric_by_bucket", "speed_by_length", "memory_by_length")
 
@@ -47,14 +47,22 @@ def _new_axes():
 
 
 def _plot_metric_by_bucket(task: str, metric: str, summary: pd.DataFrame, buckets: pd.DataFrame,
-                           models: list[str], path: Path) -> None:
+                           models: list[str], path: Path):
     import numpy as np
 
     fig, ax = _new_axes()
+    few_label = f"fewer than {MIN_BUCKET_EXAMPLES} examples: not a finding"
     for model in models:
-        b = buckets[(buckets["model"] == model)].dropna(subset=["value"])
+        every = buckets[(buckets["model"] == model)].dropna(subset=["value"])
+        small = every["count"].fillna(0) < MIN_BUCKET_EXAMPLES
+        b = every[~small]  # the line, its band and its markers: buckets with enough examples only
         x = np.log2(b["bucket_hi"].to_numpy(dtype=float))
-        ax.plot(x, b["value"], marker="o", label=model)
+        line = ax.plot(x, b["value"], marker="o", label=model)[0]
+        if small.any():  # the rest as hollow, faded markers (and one legend entry for all of them)
+            ax.plot(np.log2(every.loc[small, "bucket_hi"].to_numpy(dtype=float)), every.loc[small, "value"],
+                    linestyle="none", marker="o", markerfacecolor="none", color=line.get_color(), alpha=0.45,
+                    label=few_label)
+            few_label = None
         if b["lo"].notna().any():  # 95% interval (bootstrap over test examples, or across seeds)
             ax.fill_between(x, b["lo"].fillna(b["value"]), b["hi"].fillna(b["value"]), alpha=0.15)
         elif b["std"].notna().any():
@@ -64,8 +72,10 @@ def _plot_metric_by_bucket(task: str, metric: str, summary: pd.DataFrame, bucket
         name = summary["baseline_name"].dropna()
         ax.axhline(base.iloc[0], color="grey", linestyle="--", linewidth=1,
                    label=f"baseline ({name.iloc[0] if len(name) else 'chance'})")
-    ticks = buckets.drop_duplicates("bucket_hi").sort_values("bucket_hi")
-    ax.set_xticks(np.log2(ticks["bucket_hi"].to_numpy(dtype=float)), ticks["bucket"], rotation=30)
+    ticks = buckets.groupby(["bucket_hi", "bucket"], as_index=False)["count"].min().sort_values("bucket_hi")
+    ax.set_xticks(np.log2(ticks["bucket_hi"].to_numpy(dtype=float)),  # each bucket with its example count
+                  [f"{b}\nn={int(c)}" if c == c else b for b, c in zip(ticks["bucket"], ticks["count"])],
+                  rotation=30, fontsize="small")
     unit = buckets["unit"].dropna()
     ax.set_xlabel(f"bucket ({unit.iloc[0] if len(unit) else 'length'}; log2 of upper edge)")
     better = "higher" if bool(summary["higher_is_better"].iloc[0]) else "lower"
@@ -75,6 +85,7 @@ def _plot_metric_by_bucket(task: str, metric: str, summary: pd.DataFrame, bucket
     ax.legend(fontsize="small")
     fig.tight_layout()
     save_figure(fig, path)
+    return ax  # (for tests)
 
 
 def _plot_by_length(speed: pd.DataFrame, models: list[str], column: str, ylabel: str, title: str,

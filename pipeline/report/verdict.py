@@ -25,9 +25,8 @@ import pandas as pd
 from pipeline.artifacts import ArtifactError, BenchResult
 from pipeline.measure import scaling
 from pipeline.report import significance
-from pipeline.report.format import _is_nan, fmt_mb, fmt_metric, fmt_si, md_table
+from pipeline.report.format import MIN_BUCKET_EXAMPLES, _is_nan, fmt_mb, fmt_metric, fmt_si, md_table
 
-MIN_BUCKET_EXAMPLES = 30
 REFERENCE_MODEL = "transformer"  # crossovers are against the quadratic baseline
 MEMORY_AT = (1024, 4096, 8192)
 # (column, cell key, lower is better, label)
