@@ -86,3 +86,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def step_through(block, x):
+    """(outputs, final state) of running `block` token by token over x (B, L, D) through its `step`."""
+    import torch
+
+    state, ys = block.init_state(x.shape[0]), []
+    for t in range(x.shape[1]):
+        y, state = block.step(x[:, t], state)
+        ys.append(y)
+    return torch.stack(ys, 1), state

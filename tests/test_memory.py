@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import step_through
 from pipeline.models.memory_attention import MemoryAttention, MemoryAttentionSettings
 from pipeline.models.stack import StackConfig
 
@@ -37,11 +38,8 @@ def test_step_reproduces_forward_across_segments(positional):
     x = torch.randn(B, L, D)
     with torch.no_grad():
         y = block(x)
-        state, steps = block.init_state(B), []
-        for t in range(L):
-            y_t, state = block.step(x[:, t], state)
-            steps.append(y_t)
-    torch.testing.assert_close(torch.stack(steps, 1), y, rtol=1e-5, atol=1e-5)
+        steps, _ = step_through(block, x)
+    torch.testing.assert_close(steps, y, rtol=1e-5, atol=1e-5)
 
 
 def test_all_padding_segments_leave_the_memory_alone():

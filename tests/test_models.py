@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import step_through
 from pipeline.config import ConfigError, choices, load
 from pipeline.models import registry
 from pipeline.models.base import build_backbone, count_params
@@ -71,12 +72,8 @@ def test_recurrent_step_reproduces_forward(name):
     x = torch.randn(B, L, bb.d_model)
     with torch.no_grad():
         y = bb(x)
-        state = bb.init_state(B)
-        steps = []
-        for t in range(L):
-            y_t, state = bb.step(x[:, t], state)
-            steps.append(y_t)
-    torch.testing.assert_close(torch.stack(steps, 1), y, rtol=1e-4, atol=1e-5)
+        steps, _ = step_through(bb, x)
+    torch.testing.assert_close(steps, y, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", MODELS)

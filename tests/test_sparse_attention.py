@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from conftest import step_through
 from pipeline.measure.memory import peak_memory_mb
 from pipeline.models.attention import MultiHeadAttention
 from pipeline.models.sparse_attention import BigBirdAttention, LongformerAttention, SlidingWindowAttention
@@ -97,13 +98,10 @@ def test_causal_and_step_reproduces_forward(name):
     x2[:, t + 1:] = torch.randn_like(x2[:, t + 1:])
     with torch.no_grad():
         y, y2 = block(x), block(x2)
-        state, steps = block.init_state(B), []
-        for s in range(L):
-            y_s, state = block.step(x[:, s], state)
-            steps.append(y_s)
+        steps, _ = step_through(block, x)
     torch.testing.assert_close(y[:, : t + 1], y2[:, : t + 1], rtol=0, atol=1e-6)
     assert not torch.allclose(y[:, t + 1:], y2[:, t + 1:])
-    torch.testing.assert_close(torch.stack(steps, 1), y, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(steps, y, rtol=1e-5, atol=1e-5)
 
 
 def test_bigbird_random_pattern_is_fixed_causal_and_padding_free():
@@ -176,11 +174,8 @@ def test_bigbird_decode_cache_grows_and_gathers_only_the_pattern():
     x = torch.randn(B, L, D)
     with torch.no_grad():
         y = block(x)
-        state, steps = block.init_state(B), []
-        for s in range(L):
-            y_s, state = block.step(x[:, s], state)
-            steps.append(y_s)
-    torch.testing.assert_close(torch.stack(steps, 1), y, rtol=1e-5, atol=1e-5)
+        steps, state = step_through(block, x)
+    torch.testing.assert_close(steps, y, rtol=1e-5, atol=1e-5)
     assert state["k"].shape[2] >= L and state["k"].shape[0] == B
 
 

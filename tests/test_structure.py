@@ -1,43 +1,16 @@
 """The shape of the code itself: no import cycles, a config that imports no torch, plug-in
 registries that cannot drift from the modules that register, and no oversized module."""
-import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from pipeline import kinds
+from pipeline.code_deps import import_graph  # the graph dvc.yaml's code deps come from
 from pipeline.config import ROOT, choices, load
 
 PIPELINE = ROOT / "pipeline"
 MAX_LINES = 420  # "no file over ~400 lines"
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def import_graph() -> dict[str, set[str]]:
-    """{module: pipeline modules it imports}, function-level imports included. Importing a
-    submodule does not count as importing its parent package's other members."""
-    modules = {module_name(p): p for p in PIPELINE.rglob("*.py")}
-    graph = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        found = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                found |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(parts + ([base] if base else []))
-                found |= {base} | {f"{base}.{a.name}" for a in node.names}
-        graph[name] = {m for m in found if m in modules and m != name and not name.startswith(m + ".")}
-    return graph
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
