@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Iterable, Optional
 
+from pipeline.config import CODE_SLOTS, CONF_DIR, ConfigError, read_yaml
 from pipeline.paths import ROOT
 
 PIPELINE = ROOT / "pipeline"
@@ -26,7 +27,6 @@ ENTRY = "pipeline.__main__"  # every stage command is `python -m pipeline <stage
 MODEL_STAGES = ("train", "evaluate", "measure", "benchmark")
 KIND_STAGES = ("tokenize", "train", "evaluate", "measure")
 RUN_STAGES = ("train", "evaluate", "measure")  # one `runs.<run>.code` serves all three
-CODE_SLOTS = 10
 
 
 def module_name(path: Path) -> str:
@@ -76,23 +76,9 @@ def closure(roots: Iterable[str]) -> set[str]:
     return {m for m in seen if m in graph}
 
 
-def _model_imports(module: str) -> set[str]:
-    """pipeline.models modules that `module` imports (any level), read from its source."""
-    tree = ast.parse((PIPELINE / "models" / f"{module}.py").read_text())
-    found = set()
-    for node in ast.walk(tree):
-        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-            [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.module == "pipeline.models":
-            names = [f"pipeline.models.{a.name}" for a in node.names]
-        found |= {n.split(".")[2] for n in names if n.startswith("pipeline.models.") and n.count(".") >= 2}
-    return found
-
-
 def model_modules(model: str) -> set[str]:
-    """The pipeline/models modules (by name) that a model's backbone and blocks are defined in, with
-    what they import from there."""
-    from pipeline.config import CONF_DIR, read_yaml
+    """The pipeline/models modules (by name) that a model's backbone and blocks are defined in (what
+    they import in turn is `closure`'s work)."""
     from pipeline.models import registry
 
     cfg = read_yaml(CONF_DIR / "model" / f"{model}.yaml").model
@@ -100,13 +86,7 @@ def model_modules(model: str) -> set[str]:
     backbone = str(cfg.backbone)
     found = [table[registry.SEQ2SEQ].get(backbone) or table[registry.BACKBONE][backbone]]
     found += [table[registry.BLOCK][name] for name, _ in registry.layer_blocks(cfg.get("layers"))]
-    todo = {m.rsplit(".", 1)[1] for m in found}
-    seen: set[str] = set()
-    while todo:
-        module = todo.pop()
-        seen.add(module)
-        todo |= _model_imports(module) - seen
-    return seen
+    return {m.rsplit(".", 1)[1] for m in found}
 
 
 def plugin_modules(stage: str, model: Optional[str] = None, kind: Optional[str] = None) -> set[str]:
@@ -142,8 +122,6 @@ def common_files(stage: str) -> frozenset[str]:
 
 
 def task_kind(task: str) -> str:
-    from pipeline.config import CONF_DIR, read_yaml
-
     return str(read_yaml(CONF_DIR / "task" / f"{task}.yaml").task.kind)
 
 
@@ -152,8 +130,8 @@ def _slots(files: set[str], what: str) -> list[str]:
     if not code:
         code = ["__init__.py"]  # nothing beyond the common closure: the package marker, a dep anyway
     if len(code) > CODE_SLOTS:
-        raise ValueError(f"{what} needs {len(code)} code deps beyond its stage's ({', '.join(code)}); dvc.yaml has "
-                         f"{CODE_SLOTS} slots: raise code_deps.CODE_SLOTS and add slots to dvc.yaml")
+        raise ConfigError(f"{what} needs {len(code)} code deps beyond its stage's ({', '.join(code)}); dvc.yaml has "
+                          f"{CODE_SLOTS} slots: raise config.CODE_SLOTS and add slots to dvc.yaml")
     return code + [code[-1]] * (CODE_SLOTS - len(code))
 
 

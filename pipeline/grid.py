@@ -28,8 +28,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from pipeline import code_deps, kinds
-from pipeline.config import (CONF_DIR, PARAMS, ConfigError, all_choices, check_bench, check_runs,
-                             choices, model_backbone, read_yaml, run_name)
+from pipeline.config import (PARAMS, ConfigError, all_choices, check_bench, check_runs, choices, model_backbone,
+                             run_name)
 from pipeline.models import registry
 
 
@@ -37,7 +37,7 @@ from pipeline.models import registry
 def reasons(models: list[str], tasks: list[str]) -> dict[tuple[str, str], str | None]:
     """Why each model cannot serve each task (None where it can); reads each conf file once."""
     backbones = {m: model_backbone(m) for m in set(models)}
-    task_kinds = {t: str(read_yaml(CONF_DIR / "task" / f"{t}.yaml").task.kind) for t in set(tasks)}
+    task_kinds = {t: code_deps.task_kind(t) for t in set(tasks)}
 
     def reason(model: str, task: str) -> str | None:
         backbone, kind = backbones[model], task_kinds[task]

@@ -81,3 +81,12 @@ def test_a_model_outside_the_grid_is_in_no_stage_closure():
                           for r in params.runs.values() for s, m in [("train", str(r.model))]))
     assert "rwkv" not in used and "pipeline/models/rwkv.py" not in files
     assert code_deps.model_modules("rwkv") >= {"rwkv"}
+
+
+def test_a_run_needing_more_code_slots_than_dvc_yaml_has_is_refused_with_the_fix():
+    """Decoder-only models on translation import 11 files beyond the run stages' common ones: `grid`
+    refuses them with one line naming the files and the fix, instead of a traceback."""
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"needs 11 code deps .* raise config.CODE_SLOTS"):
+        code_deps.run_code("bigbird", "bible-ende")
