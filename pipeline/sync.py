@@ -13,14 +13,20 @@ from pipeline.config import load, read_params
 from pipeline.schema import ConfigError
 
 
+def training_run_ids(cfg, task: str, model: str) -> list[str]:
+    """The W&B ids of one (task, model)'s training runs, one per seed that logged to W&B
+    (logs/<task>/<model>/seed<k>/wandb.json); the report lists them too."""
+    log_dir = paths.ROOT / cfg.paths.logs / task / model
+    return [json.loads(f.read_text())["run_id"] for f in sorted(log_dir.glob(f"seed*/{paths.WANDB_RUN}"))]
+
+
 def offline_dirs(cfg) -> tuple[list[Path], list[str]]:
     """(offline run directories to upload, grid runs that have no W&B run)."""
     wandb_root = paths.wandb_dir(cfg) / "wandb"
     ids, missing = [], []
     for run in (read_params().get("runs") or {}).values():
-        log_dir = paths.ROOT / cfg.paths.logs / str(run["task"]) / str(run["model"])
-        found = sorted(log_dir.glob(f"seed*/{paths.WANDB_RUN}"))
-        ids += [json.loads(f.read_text())["run_id"] for f in found]
+        found = training_run_ids(cfg, str(run["task"]), str(run["model"]))
+        ids += found
         if not found:
             missing.append(f"{run['model']}-{run['task']}")
     report = wandb_root / "report-run.json"

@@ -9,25 +9,15 @@ This module must not import torch: it runs (and is tested) where only the result
 """
 from __future__ import annotations
 
-import json
-
 from pipeline.config import ROOT, Config, read_params
 from pipeline.grid import selected_pairs
 from pipeline.report import verdict
 from pipeline.report.collect import ReportError, collect
 from pipeline.report.tracking import WandbTarget
 from pipeline.report.write import write_report
+from pipeline.sync import training_run_ids
 
 NEEDS_MODEL = False
-
-
-def training_run_ids(cfg: Config, results: list[dict]) -> list[str]:
-    """The W&B ids of the reported runs' training runs (logs/<task>/<model>/seed<k>/wandb.json)."""
-    found = []
-    for r in results:
-        for ref in sorted((ROOT / cfg.paths.logs / r["task"] / r["model"]).glob("seed*/wandb.json")):
-            found.append(json.loads(ref.read_text())["run_id"])
-    return found
 
 
 def main(cfg: Config) -> None:
@@ -44,7 +34,7 @@ def main(cfg: Config) -> None:
             raise ReportError(f"no run of params.yaml's runs has an eval.json under {runs_dir}; run `dvc repro`")
     target = WandbTarget(mode=cfg.logger.mode, project=cfg.logger.project, group=cfg.logger.group,
                          dir=ROOT / cfg.paths.wandb, entity=cfg.logger.entity, tags=list(cfg.logger.tags),
-                         training_runs=training_run_ids(cfg, results))
+                         training_runs=[i for r in results for i in training_run_ids(cfg, r["task"], r["model"])])
     params = read_params()
     bench_models = [str(m) for m in params["bench"]] if "bench" in params else None
     bench, missing = verdict.load_bench(ROOT / cfg.paths.bench, bench_models)
