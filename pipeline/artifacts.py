@@ -95,6 +95,7 @@ class Meta(Artifact):
     extra_test_splits: list[str] = field(default_factory=list)  # e.g. test_2x, test_4x
     joint_vocabulary: bool = False  # translation: one vocabulary for both sides
     bleu_signature: Optional[str] = None  # translation: sacreBLEU signature of the baseline
+    hygiene: Optional[dict] = None  # duplicate texts dropped before splitting / moved to train / counted
     source: dict = field(default_factory=dict)  # the raw corpus's source.json
 
 
@@ -144,6 +145,7 @@ class EvalResult(Artifact):
     overall_interval: Optional[dict] = None
     per_bucket_interval: Optional[list] = None
     extrapolation: Optional[dict] = None  # synthetic: overall metric per length-extrapolation split
+    data: Optional[dict] = None  # test_examples, and the duplicates dropped / moved / counted by tokenize
     # translation (the metric is BLEU): chrF, teacher-forced target perplexity, decoding, samples
     chrf: Optional[float] = None
     target_ppl: Optional[float] = None

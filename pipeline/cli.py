@@ -16,7 +16,7 @@ STAGES = {
     "report": "every run and benchmark of params.yaml -> reports/report.md, CSVs, plots",
 }
 TOOLS = {
-    "grid": "models=a,b|all tasks=x,y|all [bench=c,d] [--add] [--dry-run]: rewrite params.yaml's grid",
+    "grid": "models=a,b|all tasks=x,y|all [bench=c,d] [profile=p] [seeds=0,1] [--add] [--dry-run]: rewrite params.yaml's grid",
     "config": "[group=choice ...] [key=value ...]: print the resolved config, as `train` would load it",
     "sync": "[--dry-run]: upload the current experiment's offline W&B runs (params.yaml's runs + report)",
 }

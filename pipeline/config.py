@@ -122,7 +122,7 @@ def read_params(path: Path | None = None) -> DictConfig:
 
 PARAMS_KEYS = ("profile", "experiment", "seeds", "tasks", "runs", "bench")
 # A stage's code deps that depend on its model or task: this many fixed slots (pipeline/code_deps.py)
-CODE_SLOTS = 10
+CODE_SLOTS = 12
 REWRITE = "rewrite the grid with `python -m pipeline grid models=... tasks=...`"
 
 

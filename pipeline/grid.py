@@ -120,14 +120,16 @@ def render(params, header: str = "") -> str:
 
 
 def main(argv: list[str], params_path: Path = PARAMS) -> int:
-    """`grid models=a,b tasks=x,y [bench=c,d] [--add] [--dry-run]`: rewrite params.yaml's tasks, runs
-    and bench (default: the bench already there, else the grid's backbone models)."""
+    """`grid models=a,b tasks=x,y [bench=c,d] [profile=p] [seeds=0,1] [--add] [--dry-run]`: rewrite
+    params.yaml's tasks, runs and bench (default: the bench already there, else the grid's backbone
+    models), and its profile and seeds where given."""
     flags = {a for a in argv if a.startswith("--")}
     args = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("--"))
     stray = [a for a in argv if a not in flags and "=" not in a] + sorted(flags - {"--add", "--dry-run"}) \
-        + sorted(set(args) - {"models", "tasks", "bench"})
+        + sorted(set(args) - {"models", "tasks", "bench", "profile", "seeds"})
     if stray or not {"models", "tasks"} <= set(args):
-        raise ConfigError(f"usage: python -m pipeline grid models=a,b|all tasks=x,y|all [bench=c,d|all] [--add] [--dry-run]"
+        raise ConfigError(f"usage: python -m pipeline grid models=a,b|all tasks=x,y|all [bench=c,d|all] [profile=p] "
+                          "[seeds=0,1,..] [--add] [--dry-run]"
                           + (f"; not understood: {' '.join(stray)}" if stray else ""))
     models = _names(args["models"], all_choices("model"), "model")
     tasks = _names(args["tasks"], choices("task"), "task")
@@ -148,6 +150,13 @@ def main(argv: list[str], params_path: Path = PARAMS) -> int:
     if "--add" in flags and "bench" in args:
         bench = list(dict.fromkeys([*[str(m) for m in (params.get("bench") or {})], *bench]))
     params.tasks, params.runs, params.bench = task_entries(tasks), runs, bench_entries(bench)
+    if "profile" in args:
+        params.profile = _names(args["profile"], choices("profile"), "profile")[0]
+    if "seeds" in args:
+        try:
+            params.seeds = [int(s) for s in args["seeds"].split(",")]
+        except ValueError:
+            raise ConfigError(f"grid: seeds={args['seeds']}: expected comma-separated integers, e.g. seeds=0,1,2") from None
     check(params)
     check_bench(params)
     text = render(params, _header(params_path))

@@ -83,10 +83,16 @@ def test_a_model_outside_the_grid_is_in_no_stage_closure():
     assert code_deps.model_modules("rwkv") >= {"rwkv"}
 
 
-def test_a_run_needing_more_code_slots_than_dvc_yaml_has_is_refused_with_the_fix():
-    """Decoder-only models on translation import 11 files beyond the run stages' common ones: `grid`
-    refuses them with one line naming the files and the fix, instead of a traceback."""
-    from pipeline.config import ConfigError
+def test_every_servable_pair_fits_the_code_slots_and_one_that_does_not_is_refused_with_the_fix(monkeypatch):
+    """Decoder-only models on translation import 11 files beyond the run stages' common ones, the most
+    of any pair: every pair `grid models=all tasks=all` can write fits dvc.yaml's slots. With fewer
+    slots `grid` refuses such a run with one line naming the files and the fix, not a traceback."""
+    from pipeline import grid
+    from pipeline.config import ConfigError, all_choices, choices
 
+    pairs = [pair for pair, why_not in grid.reasons(all_choices("model"), choices("task")).items() if why_not is None]
+    widest = max((len(set(code_deps.run_code(m, t))), m, t) for m, t in pairs)
+    assert widest[0] <= code_deps.CODE_SLOTS, widest
+    monkeypatch.setattr(code_deps, "CODE_SLOTS", 10)
     with pytest.raises(ConfigError, match=r"needs 11 code deps .* raise config.CODE_SLOTS"):
         code_deps.run_code("bigbird", "bible-ende")

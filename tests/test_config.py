@@ -5,7 +5,7 @@ import pytest
 
 from omegaconf import OmegaConf
 
-from pipeline.config import CONF_DIR, ROOT, ConfigError, choices, load
+from pipeline.config import CODE_SLOTS, CONF_DIR, ROOT, ConfigError, choices, load
 from pipeline.models import registry
 
 
@@ -82,7 +82,7 @@ def test_params_yaml_grid_is_valid():
     assert {r.task for r in params.runs.values()} == set(params.tasks)
 
 
-CODE = "{code: [" + ", ".join(["kinds/lm.py"] * 10) + "]}"  # a well-formed code entry (10 slots)
+CODE = "{code: [" + ", ".join(["kinds/lm.py"] * CODE_SLOTS) + "]}"  # a well-formed code entry
 
 
 def write_params(tmp_path, text):
@@ -99,7 +99,7 @@ def write_params(tmp_path, text):
     (f"tasks: {{pbt: {CODE}}}\nruns: {{}}\n", "unknown task 'pbt'"),
     ("tasks: [ptb]\nruns: {}\n", "needs `tasks` (a mapping"),
     (f"tasks: {{ptb: {CODE}}}\nruns: {{lstm-ptb: {{model: lstm, task: ptb}}}}\n", "python -m pipeline grid"),
-    ("tasks: {ptb: {code: [kinds/lm.py]}}\nruns: {}\n", "tasks.ptb.code must list 10 paths"),
+    ("tasks: {ptb: {code: [kinds/lm.py]}}\nruns: {}\n", f"tasks.ptb.code must list {CODE_SLOTS} paths"),
     ("grid: {models: [lstm], tasks: [ptb]}\n", "python -m pipeline grid"),
 ])
 def test_bad_params_yaml_names_the_entry_and_the_fix(tmp_path, text, message):

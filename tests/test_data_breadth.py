@@ -33,7 +33,8 @@ from pipeline.data.corpora.sst2 import read_sst2
 from pipeline.data.corpora.wikitext import read_wikitext
 from pipeline.data.corpora.wmt14 import read_wmt14_en_de
 from pipeline.data.tokenizers import decode, load_tokenizer
-from pipeline.data.splits import grouped_split
+from pipeline.data.splits import (first_occurrences, grouped_split, keep_repeats_in_train, normalise_text,
+                                  stratified_split)
 from pipeline.stages.tokenize import tokenize_task
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -78,13 +79,21 @@ def test_bible_en_de_end_to_end(tmp_path, cache):
     assert not any(c in r[2] + r[3] for r in rows for c in "`[]*")  # markup cleaned
     meta = tokenize_task(task, raw, out)
     sizes = {s: meta["splits"][s]["examples"] for s in ("train", "val", "test")}
-    assert sizes == {"train": 28_431, "val": 1_105, "test": 1_565}
+    # 37 val/test verses whose source repeats in another chapter (e.g. Numbers 7's offerings) moved to
+    # train: 28,431 / 1,105 / 1,565 before
+    assert sizes == {"train": 28_468, "val": 1_093, "test": 1_540}
+    assert meta["hygiene"] == {"repeats_moved_to_train": 37, "repeats_of_train": {"val": 0, "test": 0}}
     assert meta["vocab_size"] == 8_000 and meta["kind"] == "translate" and meta["joint_vocabulary"]
-    # Whole chapters per split (grouped_split, tested below), in corpus order.
-    split_of = grouped_split([r[1] for r in rows], task.val_fraction, task.test_fraction, task.split_seed)
+    # Whole chapters per split (grouped_split, tested below), in corpus order, less the moved repeats.
+    chapter_split = grouped_split([r[1] for r in rows], task.val_fraction, task.test_fraction, task.split_seed)
+    split_of, moved = keep_repeats_in_train([r[2] for r in rows], chapter_split)
+    assert moved == 37 and set(split_of[split_of != chapter_split]) == {"train"}
+    train_sources = {normalise_text(r[2]) for r, s in zip(rows, split_of) if s == "train"}
     for split in sizes:
-        chapters = {r[1] for r, s in zip(rows, split_of) if s == split}
-        assert all(r[1] not in chapters for r, s in zip(rows, split_of) if s != split)
+        chapters = {r[1] for r, s in zip(rows, chapter_split) if s == split}
+        assert all(r[1] not in chapters for r, s in zip(rows, chapter_split) if s != split)
+        if split != "train":
+            assert not any(normalise_text(r[2]) in train_sources for r, s in zip(rows, split_of) if s == split)
         expected = [r[2] for r, s in zip(rows, split_of) if s == split]
         assert (out / f"{split}.src.txt").read_text(encoding="utf-8").splitlines() == expected
     tok = load_tokenizer(out / "tokenizer.json")
@@ -117,6 +126,7 @@ def test_pang_lee_reviews_end_to_end(tmp_path, cache):
     assert not rows[0]["text"].startswith("\ufeff")
     meta = tokenize_task(task, raw, out)
     assert meta["labels"] == ["neg", "pos"] and meta["max_len"] == 1024
+    assert meta["hygiene"] == {"duplicates_dropped": 0, "repeats_of_train": {"val": 0, "test": 0}}
     counts = {s: np.bincount(np.load(out / f"{s}.labels.npy"), minlength=2).tolist() for s in ("train", "val", "test")}
     assert counts == {"train": [525, 525], "val": [75, 75], "test": [150, 150]}  # stratified 70/10/20
     for split in counts:
@@ -125,6 +135,28 @@ def test_pang_lee_reviews_end_to_end(tmp_path, cache):
         assert meta["splits"][split]["over_max_len"] == int((lengths > 1024).sum()) > 0
     assert 900 < meta["splits"]["train"]["mean_len"] < 1100
     assert meta["baseline"] == {"name": "majority class", "value": 0.5}
+
+
+def test_duplicates_are_found_up_to_case_and_spacing_and_dropped_before_a_stratified_split():
+    texts = ["A  good film", "a good FILM", "a good film.", "Bad", " bad ", "other"]
+    keep = first_occurrences(texts)
+    assert keep.tolist() == [True, False, True, True, False, True]  # the first of each copy stays
+    rng = np.random.default_rng(0)
+    planted = [f"review {i}" for i in range(400)]
+    noisy = planted + [t.upper() + "  " for t in rng.choice(planted, 40, replace=False)]  # 40 planted copies
+    kept = [t for t, k in zip(noisy, first_occurrences(noisy)) if k]
+    assert len(kept) == 400
+    split_of = stratified_split(np.zeros(len(kept), dtype=int), 0.1, 0.2, seed=0)
+    train = {normalise_text(t) for t, s in zip(kept, split_of) if s == "train"}
+    assert not any(normalise_text(t) in train for t, s in zip(kept, split_of) if s != "train")
+
+
+def test_repeated_texts_sit_on_one_side_of_a_split():
+    texts = ["a", "b", "A", "c", "b ", "d"]
+    split_of = np.array(["train", "test", "test", "val", "val", "test"], dtype=object)
+    moved_to, moved = keep_repeats_in_train(texts, split_of)
+    # "A" (test) repeats train's "a"; "b" sits in test and val: every val/test copy goes to train
+    assert moved == 3 and moved_to.tolist() == ["train", "train", "train", "val", "train", "test"]
 
 
 def test_bible_verse_cleaning():

@@ -92,3 +92,23 @@ def test_nan_loss_stops_training_with_a_clear_message(tokenized_root):
                         enable_checkpointing=False, use_distributed_sampler=False, enable_model_summary=False)
     with pytest.raises(NonFiniteLossError, match="lower optim.lr"):
         trainer.fit(module, datamodule=dm)
+
+
+def test_long_documents_are_bucketed_by_the_length_the_model_saw(tokenize):
+    """Pang & Lee reviews (~1,000 tokens) cut to 64: every test review falls in the bucket of 64 tokens,
+    not in one of its full length, and eval.json's unit says how many were cut and which end was kept."""
+    from pipeline import buckets
+
+    cfg = config("kim-cnn", "pl-reviews", "task.truncate=tail")
+    cfg.paths.tokenized = str(tokenize("pl-reviews"))
+    dm = SequenceDataModule(cfg, seed=0)
+    module = kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), dm.meta)
+    assert module.bucket_edges[-1] == 64
+    batch = next(iter(dm.test_dataloader()))
+    assert (batch["length"] > 64).all()  # whole reviews are longer than what the model sees
+    _, _, bucket, _ = module.per_example(batch)
+    assert (bucket == buckets.index(batch["mask"].sum(1), module.bucket_edges)).all()
+    assert (bucket == len(module.bucket_edges) - 1).all()
+    test = dm.meta["splits"]["test"]
+    assert kinds.get("classify").bucket_label(cfg.task, dm.meta) == (
+        f"document tokens seen ({test['over_max_len']} of {test['examples']} test documents cut to their last 64 tokens)")

@@ -63,3 +63,44 @@ def grouped_split(groups: Sequence[str], val_fraction: float, test_fraction: flo
         group_split[g] = current
         filled[current] += counts[g]
     return group_split[inverse]
+
+
+def normalise_text(text: str) -> str:
+    """The key two texts are duplicates under: case-folded, runs of whitespace as one space."""
+    return " ".join(text.casefold().split())
+
+
+def first_occurrences(texts: Sequence[str]) -> np.ndarray:
+    """Boolean mask keeping the first of every group of texts equal under normalise_text (a duplicate
+    with another label is dropped too: the first label wins)."""
+    seen: set[str] = set()
+    keep = np.zeros(len(texts), dtype=bool)
+    for i, text in enumerate(texts):
+        key = normalise_text(text)
+        if key not in seen:
+            seen.add(key)
+            keep[i] = True
+    return keep
+
+
+def keep_repeats_in_train(texts: Sequence[str], split_of: np.ndarray) -> tuple[np.ndarray, int]:
+    """Moves every val/test example whose normalised text also occurs in another split to train, so a
+    repeated text (a verse repeated in another chapter) sits on one side of the split only. Returns
+    the new split names and how many examples moved."""
+    keys = [normalise_text(t) for t in texts]
+    splits_of_key: dict[str, set] = {}
+    for key, split in zip(keys, split_of):
+        splits_of_key.setdefault(key, set()).add(split)
+    moved = np.array([split != "train" and len(splits_of_key[key]) > 1 for key, split in zip(keys, split_of)],
+                     dtype=bool)
+    out = split_of.copy()
+    out[moved] = "train"
+    return out, int(moved.sum())
+
+
+def cross_split_repeats(texts: Sequence[str], split_of: np.ndarray) -> dict[str, int]:
+    """Per val/test split, how many of its examples' normalised texts also occur in train (for official
+    splits, which are kept as published and only counted)."""
+    train = {normalise_text(t) for t, s in zip(texts, split_of) if s == "train"}
+    return {split: int(sum(normalise_text(t) in train for t, s in zip(texts, split_of) if s == split))
+            for split in SPLITS if split != "train"}

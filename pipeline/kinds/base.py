@@ -46,6 +46,10 @@ class TaskKind:
     may_keep_tail: bool = False
     test_stream: str = "test"  # the ragged field whose ids feed speed / FLOPs measurements
 
+    def bucket_label(self, task: Any, meta: dict) -> str:
+        """What a length bucket counts, as eval.json and the report's table header say it."""
+        return self.bucket_unit
+
     # -- tokenize: raw corpus -> <split>.* arrays + the meta fields of this kind
     def tokenize(self, task: Any, raw_dir: Path, out_dir: Path, meta: dict) -> Any:
         """Writes every split into `out_dir`, fills `meta` (vocab_size, special, splits, baseline, ...)

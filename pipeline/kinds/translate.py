@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline import buckets, paths
 from pipeline.data import arrays
-from pipeline.data.splits import SPLIT_ALIASES, SPLITS, grouped_split
+from pipeline.data.splits import SPLIT_ALIASES, SPLITS, cross_split_repeats, grouped_split, keep_repeats_in_train
 from pipeline.data.tokenizers import special_ids, train_tokenizer
 from pipeline.kinds.base import TaskKind, register_kind
 from pipeline.outcomes import save_translations
@@ -35,7 +35,7 @@ class Translation(TaskKind):
     test_stream = "test.src"
 
     def tokenize(self, task: Any, raw_dir: Path, out_dir: Path, meta: dict) -> Any:
-        src, tgt = read_translation(raw_dir, task)
+        src, tgt, meta["hygiene"] = read_translation(raw_dir, task)
         tok = train_tokenizer(task.tokenizer, itertools.chain(src["train"], tgt["train"]), vocab_size=task.vocab_size,
                               min_frequency=task.min_frequency, lowercase=task.lowercase)
         meta.update(vocab_size=tok.get_vocab_size(), special=special_ids(tok), joint_vocabulary=True,
@@ -86,8 +86,13 @@ class Translation(TaskKind):
                 "decoding": seeds[0]["decoding"]}
 
 
-def read_translation(raw_dir: Path, task: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Sources and targets per split from `pairs.tsv` (header with src, tgt and split or group)."""
+def read_translation(raw_dir: Path, task: Any) -> tuple[dict[str, list[str]], dict[str, list[str]], dict]:
+    """Sources and targets per split from `pairs.tsv` (header with src, tgt and split or group), and
+    what was done about repeated sources.
+
+    Split by group: a val/test pair whose source (normalised: case, spacing) also occurs in another
+    split moves to train (a verse repeated in another chapter sits on one side only). An official
+    split is kept as published; its val/test sources that also occur in train are counted."""
     path = raw_dir / "pairs.tsv"
     if not path.exists():
         raise ConfigError(f"{path}: missing; translation corpora need pairs.tsv (re-run the download stage)")
@@ -110,6 +115,11 @@ def read_translation(raw_dir: Path, task: Any) -> tuple[dict[str, list[str]], di
     else:
         split_of = grouped_split([r[col["group"]] for r in rows], task.val_fraction, task.test_fraction,
                                  task.split_seed)
+    sources = [r[-2] for r in rows]
+    moved = 0
+    if "split" not in col:
+        split_of, moved = keep_repeats_in_train(sources, split_of)
+    hygiene = {"repeats_moved_to_train": moved, "repeats_of_train": cross_split_repeats(sources, split_of)}
     src, tgt = {}, {}
     for split in SPLITS:
         idx = np.flatnonzero(split_of == split)
@@ -117,7 +127,7 @@ def read_translation(raw_dir: Path, task: Any) -> tuple[dict[str, list[str]], di
             raise ConfigError(f"{path}: the '{split}' split is empty (task.val_fraction/test_fraction too small?)")
         src[split] = [rows[i][-2] for i in idx]
         tgt[split] = [rows[i][-1] for i in idx]
-    return src, tgt
+    return src, tgt, hygiene
 
 
 def copy_source_bleu(src: Sequence[str], tgt: Sequence[str]) -> tuple[float, str]:

@@ -76,6 +76,25 @@ def _how_to_read(tables: dict[str, pd.DataFrame]) -> str:
     )
 
 
+def _data_line(data: Optional[dict]) -> str:
+    """The test split's size and what tokenize did about duplicate texts (eval.json `data`)."""
+    if not data:
+        return ""
+    parts = []
+    if data.get("test_examples") is not None:
+        parts.append(f"{data['test_examples']:,} test examples")
+    if data.get("duplicates_dropped") is not None:
+        parts.append(f"{data['duplicates_dropped']:,} duplicate texts (same text up to case and spacing) dropped "
+                     "before splitting")
+    if data.get("repeats_moved_to_train") is not None:
+        parts.append(f"{data['repeats_moved_to_train']:,} val/test pairs whose source repeats in another split "
+                     "moved to train")
+    repeats = data.get("repeats_of_train") or {}
+    if repeats:
+        parts.append("texts also in train: " + ", ".join(f"{split} {n}" for split, n in repeats.items()))
+    return f"Data: {'; '.join(parts)}." if parts else ""
+
+
 def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame], plots: dict[str, Path],
                   out_dir: Path) -> list[str]:
     summary = tables["summary"][tables["summary"]["task"] == task]
@@ -87,6 +106,9 @@ def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame
         out += [f"Published reference: {reference}", ""]
     if not _is_nan(first["baseline"]):
         out += [f"Chance-level baseline: {first['baseline_name']} {metric} {fmt_metric(first['baseline'])}.", ""]
+    data_line = _data_line(next((r.get("data") for r in results if r.get("data")), None))
+    if data_line:
+        out += [data_line, ""]
     out += ["### Summary", "", _summary_md(summary), ""]
     out += _translation_md(results, list(summary["model"]))
     extrapolation = tables["extrapolation"][tables["extrapolation"]["task"] == task]

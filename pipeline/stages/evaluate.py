@@ -101,12 +101,19 @@ def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, m
         flops_per_token=flops_per_token(module, cfg),
         receptive_field=measured_receptive_field(module, cfg),
         baseline=meta.get("baseline"), reference=cfg.task.reference,
-        buckets={"edges": edges, "labels": buckets.labels(edges), "unit": kind.bucket_unit},
+        buckets={"edges": edges, "labels": buckets.labels(edges), "unit": kind.bucket_label(cfg.task, meta)},
+        data=data_hygiene(meta),
         seeds=seeds,
         overall=float(np.mean(overall)), overall_std=float(np.std(overall, ddof=1)) if len(overall) > 1 else None,
         per_bucket=per_bucket, count=seeds[0]["count"])
     fields.update(interval_fields(seeds, n_buckets))
     return EvalResult(**{**fields, **kind.summarize(seeds)})
+
+
+def data_hygiene(meta: dict) -> dict:
+    """What the tokenize stage did about duplicates (kinds' readers), and the test split's size."""
+    test = (meta.get("splits") or {}).get("test") or {}
+    return {**(meta.get("hygiene") or {}), "test_examples": test.get("examples")}
 
 
 def interval_fields(seeds: list[dict], n_buckets: int) -> dict:
