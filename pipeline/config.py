@@ -302,6 +302,7 @@ def _check(cfg: DictConfig) -> None:
     one_of("task.tokenizer", cfg.task.tokenizer, ("word", "bpe", "byte", "none"))  # none: synthetic
     one_of("task.head", cfg.task.head, ("full", "adaptive"))
     one_of("task.pooling", cfg.task.pooling, ("mean", "last", "max"))
+    one_of("model.budget_scope", cfg.model.budget_scope, ("backbone", "total"))
     one_of("task.truncate", cfg.task.truncate, ("head", "tail"))
     one_of("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))
     one_of("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))

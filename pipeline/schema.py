@@ -26,8 +26,11 @@ class ModelConfig:
     d_model: int = 128
     n_layers: int = 2
     dropout: float = 0.1
-    # Target count of backbone (non-embedding) parameters; when set, sizing solves d_model.
+    # Target parameter count; when set, sizing solves d_model (pipeline/models/sizing.py).
     budget_params: Optional[int] = None
+    # What budget_params counts: backbone (without embeddings and heads, which depend on the vocabulary)
+    # | total (the whole task model)
+    budget_scope: str = "backbone"
 
 
 @dataclass

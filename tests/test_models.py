@@ -77,7 +77,7 @@ def test_recurrent_step_reproduces_forward(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("budget", [50_000, 400_000])
+@pytest.mark.parametrize("budget", [50_000, 100_000, 400_000])
 def test_sizing_lands_within_tolerance(name, budget):
     cfg = load([f"model={name}", f"model.budget_params={budget}"], task_bound=False)
     causal = registry.backbone_class(cfg.model.backbone).causal_capable

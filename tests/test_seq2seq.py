@@ -112,11 +112,16 @@ def test_reorder_state_follows_beam_rows(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_sizes_to_budget(name):
-    cfg = load_cfg(name, budget_params=500_000)
+@pytest.mark.parametrize("budget", [100_000, 500_000])
+def test_sizes_to_budget(name, budget):
+    """At 1e5 a width step of the head count (4) is too coarse for the Transformer (-7.7%): it takes
+    fewer heads, and says so in its sizing info."""
+    cfg = load_cfg(name, budget_params=budget)
     model, info = build_sized(cfg, causal=True)
-    assert abs(count_params(model) - 500_000) / 500_000 <= TOLERANCE
+    assert abs(count_params(model) - budget) / budget <= TOLERANCE
     assert info["backbone_params"] == count_params(model) and info["d_model"] % model.width_step(cfg) == 0
+    if "n_heads" in info:
+        assert info["n_heads"] == cfg.n_heads < info["n_heads_configured"]
 
 
 @pytest.mark.parametrize("name", MODELS)

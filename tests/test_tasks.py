@@ -112,3 +112,27 @@ def test_long_documents_are_bucketed_by_the_length_the_model_saw(tokenize):
     test = dm.meta["splits"]["test"]
     assert kinds.get("classify").bucket_label(cfg.task, dm.meta) == (
         f"document tokens seen ({test['over_max_len']} of {test['examples']} test documents cut to their last 64 tokens)")
+
+
+@pytest.mark.parametrize("model", ["lstm", "transformer", "kim-cnn"])
+def test_budget_scope_total_matches_embeddings_and_heads_too(model, tokenize):
+    """budget_scope total: the whole task model (embedding + backbone + head) lands within tolerance of
+    the budget; backbone scope matches the backbone alone and leaves the rest to the vocabulary."""
+    from pipeline.models.sizing import TOLERANCE
+
+    counts = {}
+    for scope in ("backbone", "total"):
+        cfg = config(model, "rt", "model.budget_params=400000", f"model.budget_scope={scope}")
+        cfg.paths.tokenized = str(tokenize("rt"))
+        dm = SequenceDataModule(cfg, seed=0)
+        module = kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), dm.meta)
+        counts[scope] = module.param_counts()
+        assert module.sizing["budget_scope"] == scope
+    assert abs(counts["backbone"]["backbone"] - 400_000) / 400_000 <= TOLERANCE
+    assert abs(counts["total"]["total"] - 400_000) / 400_000 <= TOLERANCE
+    assert counts["total"]["backbone"] < counts["backbone"]["backbone"]
+
+
+def test_an_unknown_budget_scope_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"model.budget_scope='all' is not valid; choose one of: backbone, total"):
+        config("lstm", "rt", "model.budget_scope=all")

@@ -1,12 +1,17 @@
 """Parameter-matched sizing: solve for the width that puts a backbone at a target parameter count.
 
-Comparisons are fair only at equal budget. Backbone (non-embedding) parameters are matched, as in
-Kaplan et al. (2020), because embedding and softmax sizes depend on the task's vocabulary, not on
-the architecture. Counting uses meta-device modules, so even wide candidates cost no memory.
+Comparisons are fair only at equal budget. By default (`model.budget_scope: backbone`) backbone
+(non-embedding) parameters are matched, as in Kaplan et al. (2020), because embedding and softmax
+sizes depend on the task's vocabulary, not on the architecture; `budget_scope: total` matches the
+whole task model, embeddings and heads included (pipeline/tasks/base.py counts it). Widths step by
+the head count where there are heads; when no width lands within TOLERANCE (small budgets: one
+step of d is a large share of the count), fewer heads are tried, largest first. Counting uses
+meta-device modules, so even wide candidates cost no memory.
 """
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 
@@ -34,35 +39,68 @@ def count_at_width(cfg: ModelConfig, d_model: int, causal: bool) -> int:
         return count_params(build_model(trial, causal))
 
 
-def solve_width(cfg: ModelConfig, budget: int, causal: bool) -> tuple[int, int]:
-    """Smallest-error width (a multiple of the backbone's width step) for `budget` parameters."""
+def width_step(cfg: ModelConfig) -> int:
     cls = registry.seq2seq_class(cfg.backbone) if _is_seq2seq(cfg) else registry.backbone_class(cfg.backbone)
-    step = cls.width_step(cfg)
-    lo, hi = 1, MAX_WIDTH // step  # in units of step; count is increasing in width
+    return cls.width_step(cfg)
+
+
+def solve(count: Callable[[int], int], budget: int, step: int) -> tuple[int, int]:
+    """Smallest-error width (a multiple of `step`) for `budget`, where count(width) increases with width."""
+    lo, hi = 1, MAX_WIDTH // step  # in units of step
     while lo < hi:
         mid = (lo + hi) // 2
-        if count_at_width(cfg, mid * step, causal) < budget:
+        if count(mid * step) < budget:
             lo = mid + 1
         else:
             hi = mid
-    candidates = [w * step for w in {max(1, lo - 1), lo}]
-    best = min(candidates, key=lambda d: abs(count_at_width(cfg, d, causal) - budget))
-    return best, count_at_width(cfg, best, causal)
+    best = min((w * step for w in {max(1, lo - 1), lo}), key=lambda d: abs(count(d) - budget))
+    return best, count(best)
+
+
+def solve_width(cfg: ModelConfig, budget: int, causal: bool) -> tuple[int, int]:
+    """Smallest-error width (a multiple of the backbone's width step) for `budget` backbone parameters."""
+    return solve(lambda d: count_at_width(cfg, d, causal), budget, width_step(cfg))
+
+
+def head_counts(cfg: ModelConfig) -> list[int]:
+    """The configured head count, then fewer (largest first); [None] for models without heads."""
+    heads = getattr(cfg, "n_heads", None)
+    return [None] if not heads else list(range(int(heads), 0, -1))
+
+
+def fit_budget(cfg: ModelConfig, count: Callable[[ModelConfig, int], int], what: str) -> dict:
+    """Sets cfg.d_model (and, where no width fits at the configured heads, cfg.n_heads) so that
+    count(cfg, d_model) lands within TOLERANCE of cfg.budget_params; raises ConfigError otherwise."""
+    budget = int(cfg.budget_params)
+    closest = None
+    for heads in head_counts(cfg):
+        trial = copy.deepcopy(cfg)
+        if heads is not None:
+            trial.n_heads = heads
+        d_model, params = solve(lambda d: count(trial, d), budget, width_step(trial))
+        error = abs(params - budget) / budget
+        closest = closest or (d_model, params, heads)
+        if error <= TOLERANCE:
+            cfg.d_model = d_model
+            info = {"d_model": d_model, "budget_error": error}
+            if heads is not None and heads != getattr(cfg, "n_heads"):
+                info["n_heads"] = heads
+                info["n_heads_configured"] = int(cfg.n_heads)
+                cfg.n_heads = heads
+            return info
+    d_model, params, heads = closest
+    raise ConfigError(
+        f"model '{cfg.name}': no width reaches budget_params={budget} ({what}) within {TOLERANCE:.0%} "
+        f"(closest: d_model={d_model} with {params} parameters"
+        + (f", trying 1..{heads} heads" if heads else "") + "); change model.n_layers or the budget")
 
 
 def build_sized(cfg: ModelConfig, causal: bool) -> tuple[Backbone, dict]:
-    """Builds the backbone; with `budget_params` set, first sets `cfg.d_model` to hit the budget."""
-    info: dict = {"budget_params": cfg.budget_params, "d_model": cfg.d_model}
-    if cfg.budget_params:
-        d_model, count = solve_width(cfg, int(cfg.budget_params), causal)
-        error = abs(count - cfg.budget_params) / cfg.budget_params
-        if error > TOLERANCE:
-            raise ConfigError(
-                f"model '{cfg.name}': no width reaches budget_params={cfg.budget_params} within "
-                f"{TOLERANCE:.0%} (closest: d_model={d_model} with {count} parameters); change "
-                f"model.n_layers or the budget")
-        cfg.d_model = d_model
-        info.update(d_model=d_model, budget_error=error)
+    """Builds the backbone; with `budget_params` set (and budget_scope backbone), first sets
+    `cfg.d_model` to hit the budget. With budget_scope total the caller has solved d_model already."""
+    info: dict = {"budget_params": cfg.budget_params, "budget_scope": cfg.budget_scope, "d_model": cfg.d_model}
+    if cfg.budget_params and cfg.budget_scope == "backbone":
+        info.update(fit_budget(cfg, lambda trial, d: count_at_width(trial, d, causal), "backbone parameters"))
     backbone = build_model(cfg, causal)
     info["backbone_params"] = count_params(backbone)
     return backbone, info

@@ -39,7 +39,9 @@ class TaskModule(L.LightningModule):
         self.meta = meta
         self.pad_id = meta["special"]["pad"]
         self.causal = kinds.get(self.cfg.task.kind).causal  # the kind's plug-in is the one place that says
+        total_sizing = self.fit_total_budget(config, meta)
         self.backbone, self.sizing = sizing.build_sized(self.cfg.model, causal=self.causal)
+        self.sizing.update(total_sizing)
         d = self.backbone.d_model
         self.embed = nn.Embedding(meta["vocab_size"], d, padding_idx=self.pad_id)
         nn.init.normal_(self.embed.weight, std=d ** -0.5)
@@ -47,6 +49,22 @@ class TaskModule(L.LightningModule):
         self.bucket_edges = self.make_bucket_edges()
         self.val_metric = BucketedMean(len(self.bucket_edges))
         self.test_metric = BucketedMean(len(self.bucket_edges))
+
+    def fit_total_budget(self, config: dict, meta: dict) -> dict:
+        """budget_scope total: solve d_model (and heads) on the whole task model, counted by building
+        this class on the meta device at each trial width (sizing.fit_budget)."""
+        model = self.cfg.model
+        if not model.budget_params or model.budget_scope != "total":
+            return {}
+
+        def count(trial, d_model: int) -> int:
+            trial_config = {**config, "model": {**OmegaConf.to_container(trial), "d_model": d_model, "budget_params": None}}
+            with torch.device("meta"):
+                return count_params(type(self)(trial_config, meta))
+
+        # deterministic: a checkpoint's module, built from the same config, solves the same width
+        info = sizing.fit_budget(model, count, "total parameters, embeddings and heads included")
+        return {**info, "total_params_budgeted": count(model, model.d_model)}
 
     # -- subclass API
     def make_bucket_edges(self) -> list[int]:
