@@ -8,7 +8,7 @@ export WANDB_SILENT := true
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install repro test bench clean stage sync
+.PHONY: install repro repro-full test bench clean stage sync
 
 TORCH ?= 2.13.0
 
@@ -23,6 +23,15 @@ install: $(VENV)/.installed
 
 repro: install
 	dvc repro
+
+# The cpu-full profile (<= 90 min): the cpu grid plus selective copying, over FULL_SEEDS. Run it in its own
+# clone: it rewrites params.yaml and dvc.lock. Its report is copied to docs/cpu-full/ with the commit it ran.
+FULL_SEEDS ?= 0,1,2
+repro-full: install
+	$(PY) -m pipeline grid profile=cpu-full seeds=$(FULL_SEEDS) models=mamba,s4d,transformer tasks=selcopy --add
+	dvc repro
+	rm -rf docs/cpu-full && mkdir -p docs/cpu-full && cp -r reports/. docs/cpu-full/
+	git rev-parse HEAD > docs/cpu-full/COMMIT
 
 # One stage and what it needs, e.g. make stage S=train@lstm-ptb
 stage: install

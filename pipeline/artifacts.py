@@ -112,6 +112,7 @@ class TrainResult(Artifact):
     config: dict
     data: dict
     seeds: list[dict]
+    tuning: Optional[dict] = None  # tune.lrs set: per candidate lr its validation metric, and the chosen lr
 
 
 @dataclass

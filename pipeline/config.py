@@ -303,6 +303,9 @@ def _check(cfg: DictConfig) -> None:
     one_of("task.head", cfg.task.head, ("full", "adaptive"))
     one_of("task.pooling", cfg.task.pooling, ("mean", "last", "max"))
     one_of("model.budget_scope", cfg.model.budget_scope, ("backbone", "total"))
+    if any(not lr > 0 for lr in cfg.tune.lrs) or cfg.tune.max_steps < 1:
+        raise ConfigError(f"tune.lrs={list(cfg.tune.lrs)}, tune.max_steps={cfg.tune.max_steps}: learning rates must be "
+                          "> 0 and max_steps >= 1 (tune.lrs=[] turns the search off)")
     one_of("task.truncate", cfg.task.truncate, ("head", "tail"))
     one_of("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))
     one_of("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))

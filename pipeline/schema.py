@@ -124,12 +124,23 @@ class LoggerConfig:
 
 
 @dataclass
+class TuneConfig:
+    """Learning-rate search on validation before training (stages/train.py tune_lr): each candidate
+    trains from the same seed for the same `max_steps` on every model; the best validation metric's
+    lr is the one trained with, and train.json records the search."""
+
+    lrs: list[float] = field(default_factory=list)  # candidate optim.lr values; empty: no search
+    max_steps: int = 300  # optimizer steps per candidate
+
+
+@dataclass
 class EvalConfig:
     speed_batch_size: int = 8
     speed_repeats: int = 3
     measure_memory: bool = True
     max_speed_len: Optional[int] = None  # longest length timed; None = the task's max_len
-    beam_size: int = 1  # translation decoding: 1 = greedy
+    beam_size: int = 4  # translation decoding: beam search with length normalisation; 1 = greedy
+    no_repeat_ngram: int = 4  # translation decoding: a hypothesis may not repeat its own n-grams (0: off)
 
 
 @dataclass
@@ -176,6 +187,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -55,6 +55,13 @@ class Translation(TaskKind):
         meta["baseline"] = {"name": "copy the source", "value": value}
         return tok
 
+    def bucket_label(self, task: Any, meta: dict) -> str:
+        test = meta["splits"]["test"]
+        cut = (test.get("src") or {}).get("over_max_len")
+        if not cut:
+            return self.bucket_unit
+        return f"{self.bucket_unit} ({cut} of {test['examples']} test sources cut to their first {task.max_len} tokens)"
+
     def open_split(self, directory: Path, split: str, max_len: int) -> dict[str, Any]:
         ids, starts, ends = arrays.read_ragged(directory, f"{split}.src")
         tgt, tgt_starts, tgt_ends = arrays.read_ragged(directory, f"{split}.tgt")
@@ -162,7 +169,8 @@ def bleu_by_bucket(module, cfg: Any, seed: int, test_metric: Callable, n_samples
     for start in range(0, n, bsz):
         idx = order[start:start + bsz].tolist()
         batch = datamodule.loader("test").collate_fn([{**split[i], "weight": 1.0} for i in idx])
-        out = module.translate(batch["ids"].to(device), batch["mask"].to(device), beam=cfg.eval.beam_size)
+        out = module.translate(batch["ids"].to(device), batch["mask"].to(device), beam=cfg.eval.beam_size,
+                               no_repeat_ngram=cfg.eval.no_repeat_ngram)
         for i, tokens in zip(idx, out):
             hyps[i] = decode(tokenizer, tokens)
     refs, srcs = refs[:n], srcs[:n]
@@ -190,5 +198,5 @@ def bleu_by_bucket(module, cfg: Any, seed: int, test_metric: Callable, n_samples
             "interval": {k: interval[k] for k in ("lo", "hi", "value", "n", "method")},
             "per_bucket_interval": per_bucket_interval,
             "chrf": chrf.score, "target_ppl": ppl["overall"], "bleu_signature": str(bleu_metric.get_signature()),
-            "decoding": {"beam_size": cfg.eval.beam_size, "examples": n},
+            "decoding": {"beam_size": cfg.eval.beam_size, "no_repeat_ngram": cfg.eval.no_repeat_ngram, "examples": n},
             "samples": [{"source": srcs[i], "reference": refs[i], "hypothesis": hyps[i]} for i in range(min(n_samples, n))]}

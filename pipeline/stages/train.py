@@ -317,14 +317,58 @@ def log_lineage(run, cfg: Config, best_ckpt: str) -> None:
     run.log_artifact(model)
 
 
+def tune_lr(cfg: Config) -> dict | None:
+    """tune.lrs: train each candidate lr from the first seed for tune.max_steps (warm-up and cosine over
+    those steps), score the final weights on validation, and return the search with the chosen lr.
+    Every model gets the same steps, so the search costs each the same budget. No checkpoints, no logger."""
+    from pipeline.tasks.base import NonFiniteLossError
+
+    if not cfg.tune.lrs:
+        return None
+    kind, seed, t = kinds.get(cfg.task.kind), cfg.seeds[0], cfg.trainer
+    scores, metric, higher = [], None, True
+    for lr in cfg.tune.lrs:
+        trial = OmegaConf.merge(cfg, {"optim": {"lr": float(lr)}, "trainer": {"max_steps": cfg.tune.max_steps}})
+        L.seed_everything(seed, workers=True, verbose=False)
+        datamodule = SequenceDataModule(trial, seed=seed)
+        module = kind.lightning_module()(to_dict(trial), datamodule.meta)
+        metric, higher = module.metric_name, module.higher_is_better
+        trainer = L.Trainer(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+                            precision=t.precision, max_steps=cfg.tune.max_steps, max_epochs=-1, check_val_every_n_epoch=10**9,
+                            limit_val_batches=t.limit_val_batches,  # validated once, after the last step
+                            limit_train_batches=1.0, gradient_clip_val=t.gradient_clip_val, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, use_distributed_sampler=False)
+        try:
+            trainer.fit(module, datamodule=datamodule)
+            value = trainer.validate(module, datamodule=datamodule, verbose=False)[0][f"val/{metric}"]
+            value = float(value) if np.isfinite(value) else None
+        except NonFiniteLossError:
+            value = None
+        scores.append(value)
+        print(f"[train] {cfg.task.name}/{cfg.model.name} lr search: lr {lr:g} -> val {metric} "
+              f"{'diverged' if value is None else f'{value:.4g}'} after {cfg.tune.max_steps} steps")
+    finite = [(v, lr) for v, lr in zip(scores, cfg.tune.lrs) if v is not None]
+    if not finite:
+        raise ConfigError(f"{cfg.task.name}/{cfg.model.name}: every candidate of tune.lrs={list(cfg.tune.lrs)} "
+                          "diverged; try smaller learning rates")
+    chosen = (max if higher else min)(finite)[1]
+    return {"lrs": [float(lr) for lr in cfg.tune.lrs], "val": scores, "metric": metric,
+            "max_steps": cfg.tune.max_steps, "seed": seed, "chosen_lr": float(chosen)}
+
+
 def main(cfg: Config) -> None:
     torch.set_float32_matmul_precision("high")
+    tuning = tune_lr(cfg)
+    if tuning:
+        cfg.optim.lr = tuning["chosen_lr"]
     runs = [train_seed(cfg, seed) for seed in cfg.seeds]
     if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
         meta = read_meta(cfg)
         summary = TrainResult(task=cfg.task.name, model=cfg.model.name, profile=cfg.profile,
                               config=to_dict(cfg), data={"vocab_size": meta["vocab_size"]},
-                              seeds=[{k: v for k, v in r.items() if k not in ("provenance", "curve")} for r in runs])
+                              seeds=[{k: v for k, v in r.items() if k not in ("provenance", "curve")} for r in runs],
+                              tuning=tuning)
         write_curve(paths.run_dir(cfg) / paths.CURVE, [row for r in runs for row in r["curve"]])
         summary.write(paths.run_dir(cfg) / paths.TRAIN_RESULT)
         for r in runs:

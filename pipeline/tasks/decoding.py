@@ -5,7 +5,9 @@ separator; encoder-decoder: the separator alone) fed token by token through the 
 `step` (RNN state, KV cache, SSM state); generation for an example starts once its prefix is in,
 so sources of different lengths share a batch without ever feeding a pad token. Backbones without
 a recurrent form re-run `forward` on the growing prefix (correct, O(n^2)).
-Beam scores are length-normalised log-probabilities (score / length^alpha, Wu et al. 2016).
+Beam scores are length-normalised log-probabilities (score / length^alpha, Wu et al. 2016). Against
+degenerate loops ("der Kinder der Kinder ..."), a hypothesis may not repeat one of its own n-grams
+(`no_repeat_ngram`, the n-gram blocking of Paulus et al. 2018; 0 turns it off).
 """
 from __future__ import annotations
 
@@ -17,9 +19,19 @@ StepFn = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]  # tokens (N,) 
 ReorderFn = Callable[[Any, torch.Tensor], Any]
 
 
+def repeat_bans(hyp: list[int], n: int) -> list[int]:
+    """Tokens that would complete an n-gram `hyp` already holds (its last n-1 tokens seen before)."""
+    if n <= 0 or len(hyp) < n - 1 or len(hyp) < 1:
+        return []
+    if n == 1:
+        return list(set(hyp))
+    tail = hyp[len(hyp) - n + 1:]
+    return [hyp[i + n - 1] for i in range(len(hyp) - n + 1) if hyp[i:i + n - 1] == tail]
+
+
 @torch.no_grad()
 def beam_search(step: StepFn, reorder: ReorderFn, state: Any, prefix: torch.Tensor, prefix_len: torch.Tensor,
-                eos: int, beam: int, max_new: torch.Tensor, alpha: float = 0.6) -> list[list[int]]:
+                eos: int, beam: int, max_new: torch.Tensor, alpha: float = 0.6, no_repeat_ngram: int = 0) -> list[list[int]]:
     """prefix: (B, P) forced tokens (right-padded), prefix_len: (B,), max_new: (B,) length limits.
     `state` is for B rows; it is expanded to B*beam here. Returns the best hypothesis per example."""
     B, device = prefix.shape[0], prefix.device
@@ -43,7 +55,13 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, prefix: torch.Tens
         order = torch.arange(B * beam, device=device).view(B, beam).clone()
         for b in generating:
             n_out = t - int(prefix_len[b]) + 1  # tokens this example has generated before this one
-            cand = (scores[b, :, None] + logp[b]).view(-1)
+            lp = logp[b]
+            bans = [(k, repeat_bans(tokens[b][k], no_repeat_ngram)) for k in range(beam)] if no_repeat_ngram else []
+            if any(banned for _, banned in bans):
+                lp = lp.clone()
+                for k, banned in bans:
+                    lp[k, banned] = float("-inf")
+            cand = (scores[b, :, None] + lp).view(-1)
             top, idx = cand.topk(min(2 * beam, cand.numel()))
             alive = []
             for score, flat in zip(top.tolist(), idx.tolist()):

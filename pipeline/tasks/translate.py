@@ -76,7 +76,8 @@ class Translator(TaskModule):
         return F.log_softmax(self.head(hidden), -1)
 
     @torch.no_grad()
-    def translate(self, src: torch.Tensor, src_mask: torch.Tensor, beam: int = 1, max_len: int | None = None) -> list[list[int]]:
+    def translate(self, src: torch.Tensor, src_mask: torch.Tensor, beam: int = 1, max_len: int | None = None,
+                  no_repeat_ngram: int = 0) -> list[list[int]]:
         """Token ids of the best translation of each (right-padded) source."""
         B, device = src.shape[0], src.device
         src_len = src_mask.sum(1)
@@ -113,4 +114,5 @@ class Translator(TaskModule):
 
                 def reorder(st, index):
                     return st.index_select(0, index)
-        return beam_search(step, reorder, state, prefix, prefix_len, self.eos, beam, max_new)
+        return beam_search(step, reorder, state, prefix, prefix_len, self.eos, beam, max_new,
+                           no_repeat_ngram=no_repeat_ngram)
