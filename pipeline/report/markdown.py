@@ -51,7 +51,8 @@ def _how_to_read(tables: dict[str, pd.DataFrame]) -> str:
         "Metrics are on the test split, mean ± sample std over training seeds (n = number of seeds). "
         "**Buckets** split the test set by length: for language modelling a bucket is a range of "
         "*context positions* (how many tokens the model has seen before predicting), for classification "
-        "it is the *document length* in tokens; the `examples` row gives how many predictions (LM: tokens, "
+        "it is the number of *document tokens the model saw* (after truncation to the task's length: the table "
+        "header says how many test documents were cut), for translation the source length; the `examples` row gives how many predictions (LM: tokens, "
         "classification: documents) each cell averages over, and `—` means no examples. "
         "The **baseline** is a chance-level reference computed from the data (unigram perplexity for LM, "
         f"majority-class accuracy for classification). **{AT_CHANCE}** marks models not clearly better than it: "
@@ -83,7 +84,7 @@ def _data_line(data: Optional[dict]) -> str:
     if not data:
         return ""
     parts = []
-    if data.get("test_examples") is not None:
+    if (data.get("test_examples") or 0) > 1:  # an LM's test split is one stream: its count says nothing
         parts.append(f"{data['test_examples']:,} test examples")
     if data.get("duplicates_dropped") is not None:
         parts.append(f"{data['duplicates_dropped']:,} duplicate texts (same text up to case and spacing) dropped "
