@@ -98,7 +98,7 @@ def test_cli_help_lists_stages_groups_and_choices_and_config_prints_the_resolved
     top = cli("--help")
     assert top.returncode == 0
     for word in ("download", "tokenize", "train", "evaluate", "benchmark", "report", "grid", "config",
-                 "model=bigbird|", "task=bible-ende|", "profile=cpu|paper|smoke"):
+                 "model=bigbird|", "task=bible-ende|", "profile=cpu|cpu-full|paper|smoke"):
         assert word in top.stdout
     assert cli("train", "--help").stdout.startswith("python -m pipeline train: fit model on task")
     shown = cli("config", "model=lstm", "task=rt", "profile=smoke", "optim.lr=0.01")

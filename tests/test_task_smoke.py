@@ -75,7 +75,8 @@ def test_translation_eval_has_bleu_chrf_signature_and_samples(smoke, model):
     assert result["bleu_signature"].startswith("nrefs:1|case:mixed|")
     assert result["target_ppl"] > 1 and math.isfinite(result["target_ppl"])
     assert result["baseline"]["name"] == "copy the source"
-    assert result["decoding"] == {"beam_size": cfg.eval.beam_size, "examples": EVAL_EXAMPLES}
+    assert result["decoding"] == {"beam_size": cfg.eval.beam_size, "no_repeat_ngram": cfg.eval.no_repeat_ngram,
+                                  "examples": EVAL_EXAMPLES}
     directory = tokenized_dir(cfg)
     sources = (directory / "test.src.txt").read_text(encoding="utf-8").splitlines()
     references = (directory / "test.tgt.txt").read_text(encoding="utf-8").splitlines()
