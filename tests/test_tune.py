@@ -4,7 +4,9 @@ import json
 import subprocess
 import sys
 
-from pipeline.config import ROOT
+import pytest
+
+from pipeline.config import ROOT, ConfigError, load
 
 
 def test_lr_search_trains_each_candidate_and_trains_with_the_best(tmp_path, tokenized_root):
@@ -25,9 +27,5 @@ def test_lr_search_trains_each_candidate_and_trains_with_the_best(tmp_path, toke
 
 
 def test_bad_candidates_are_refused_at_load():
-    import pytest
-
-    from pipeline.config import ConfigError, load
-
     with pytest.raises(ConfigError, match=r"tune.lrs=\[0.001, -1.0\].*must be > 0"):
         load(["model=lstm", "task=rt", "tune.lrs=[1e-3,-1.0]"])
