@@ -145,10 +145,15 @@ class EvalResult(Artifact):
     # 95% intervals: {lo, hi, value, n, method} overall, and one per bucket (None: no examples there)
     overall_interval: Optional[dict] = None
     per_bucket_interval: Optional[list] = None
-    extrapolation: Optional[dict] = None  # synthetic: overall metric per length-extrapolation split
+    # synthetic: per extra test split (test_2x ..., MQAR's test_4pairs ...): overall, interval, length
+    extrapolation: Optional[dict] = None
     data: Optional[dict] = None  # test_examples, and the duplicates dropped / moved / counted by tokenize
     # translation (the metric is BLEU): chrF, teacher-forced target perplexity, decoding, samples
     chrf: Optional[float] = None
+    chrf_interval: Optional[dict] = None  # {lo, hi, method}
+    # the backbone family's claimed costs (models/base.Complexity): the report's recall claims read
+    # its decode entry (a KV cache: attention; "fixed state": a recurrence)
+    claim: Optional[dict] = None
     target_ppl: Optional[float] = None
     bleu_signature: Optional[str] = None
     samples: Optional[list[dict]] = None

@@ -151,7 +151,11 @@ def main(argv: list[str], params_path: Path = PARAMS) -> int:
         bench = list(dict.fromkeys([*[str(m) for m in (params.get("bench") or {})], *bench]))
     params.tasks, params.runs, params.bench = task_entries(tasks), runs, bench_entries(bench)
     if "profile" in args:
-        params.profile = _names(args["profile"], choices("profile"), "profile")[0]
+        profiles = _names(args["profile"], choices("profile"), "profile")
+        if len(profiles) != 1:
+            raise ConfigError(f"grid: profile={args['profile']}: a grid runs under one profile; pick one of "
+                              f"{', '.join(choices('profile'))}")
+        params.profile = profiles[0]
     if "seeds" in args:
         try:
             params.seeds = [int(s) for s in args["seeds"].split(",")]

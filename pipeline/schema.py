@@ -45,6 +45,7 @@ class SyntheticConfig:
     extrapolate: list[int] = field(default_factory=lambda: [2, 4])  # extra splits test_{k}x at k * seq_len
     vocab: int = 128  # MQAR: keys = first half, values = second half; selcopy: data tokens
     num_pairs: int = 16  # MQAR: key-value pairs, each queried once
+    sweep_pairs: list[int] = field(default_factory=list)  # MQAR: extra splits test_{k}pairs at seq_len, k pairs
     num_copy: int = 16  # selcopy: data tokens to copy
     max_depth: int = 10  # ListOps: deepest nesting
     max_args: int = 5  # ListOps: most arguments per operator

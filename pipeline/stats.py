@@ -7,6 +7,7 @@ another test set of the same kind, and whether two systems' difference is more t
                          optionally resampling whole groups (e.g. all tokens of one LM sequence)
                          and optionally of a transformed mean (mean NLL -> perplexity)
     paired_bootstrap     A vs B on the same examples: the difference, its interval, a verdict
+                         (with several seeds per system, the seeds are resampled too)
     rank_with_ties       systems sorted by value, each marked better than / tied with the next
     seed_interval        mean and Student-t interval across training seeds
     bleu_interval        sacreBLEU's own bootstrap interval of corpus BLEU
@@ -151,6 +152,23 @@ def bootstrap_interval(values, weights=None, groups=None, statistic: str = "mean
             "n_boot": int(n_boot), "level": float(level), "method": f"bootstrap (percentile, {kind})"}
 
 
+def _per_seed(values) -> np.ndarray:
+    """[seeds, n] float array from one run's terms ([n]) or several seeds' terms ([seeds, n])."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim not in (1, 2) or x.shape[-1] == 0:
+        raise ValueError(f"values must be [n] or [seeds, n] with n > 0, got shape {x.shape}")
+    return x.reshape(1, -1) if x.ndim == 1 else x
+
+
+def _seed_means(boot: np.ndarray, n_seeds: int, rng: np.random.Generator) -> np.ndarray:
+    """[n_seeds, n_boot] replicates of one system -> [n_boot]: the mean over seeds drawn with
+    replacement (the second stage of a two-stage bootstrap: Davison & Hinkley 1997, sec. 3.8)."""
+    if n_seeds == 1:
+        return boot[0]
+    pick = rng.integers(0, n_seeds, size=(boot.shape[1], n_seeds))
+    return boot[pick, np.arange(boot.shape[1])[:, None]].mean(axis=1)
+
+
 def paired_bootstrap(values_a, values_b, weights=None, groups=None, higher_is_better: bool = True,
                      transform: Transform = None, n_boot: int = 1000, level: float = 0.95,
                      seed: int = 0) -> dict:
@@ -159,28 +177,35 @@ def paired_bootstrap(values_a, values_b, weights=None, groups=None, higher_is_be
     Each replicate draws one resample of examples (or of groups) and scores both systems on it, so
     the difference's variation excludes example difficulty, which both systems share. `values_a` and
     `values_b` are per-example terms aligned to the same examples; weights and groups are shared.
+    Either may be [seeds, n], one row per training seed: a system's value is then the mean over its
+    seeds of transform(mean), and each replicate also redraws each system's seeds with replacement,
+    so a difference that one lucky seed carries is not called significant.
 
-    Returns {"value_a", "value_b", "diff", "lo", "hi", "p_a_better", "verdict", "n", "n_boot",
-    "level", "method"}: diff = transform(mean A) - transform(mean B) on the full test set, [lo, hi]
-    its percentile interval, p_a_better the fraction of replicates in which A is strictly better.
+    Returns {"value_a", "value_b", "diff", "lo", "hi", "p_a_better", "verdict", "n", "seeds",
+    "n_boot", "level", "method"}: diff = value A - value B on the full test set, [lo, hi] its
+    percentile interval, p_a_better the fraction of replicates in which A is strictly better.
     verdict is "A better" or "B better" only when the interval excludes 0, else "tied" (identical
     systems give a zero-width interval at 0: "tied").
     """
     _check_level(level)
-    a = np.asarray(values_a, dtype=float).ravel()
-    b = np.asarray(values_b, dtype=float).ravel()
-    sums, totals, kind = _units([a, b], weights, groups)
-    value_a, value_b = (float(_apply(transform, s.sum() / totals.sum())) for s in sums)
+    a, b = _per_seed(values_a), _per_seed(values_b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"A and B are scored on different examples: {a.shape[1]} vs {b.shape[1]}")
+    sums, totals, kind = _units(list(a) + list(b), weights, groups)
+    points = _apply(transform, sums.sum(axis=1) / totals.sum())
+    value_a, value_b = float(points[:len(a)].mean()), float(points[len(a):].mean())
     boot = _apply(transform, _resampled_means(sums, totals, n_boot, seed))
-    diffs = boot[0] - boot[1]
+    seed_rng = np.random.default_rng([seed, 1])  # its own stream: one seed per system draws nothing
+    diffs = _seed_means(boot[:len(a)], len(a), seed_rng) - _seed_means(boot[len(a):], len(b), seed_rng)
     lo, hi = _percentiles(diffs, level)
     sign = 1.0 if higher_is_better else -1.0
     better_lo, better_hi = sorted((sign * lo, sign * hi))  # the interval of "how much A is better"
     verdict = "A better" if better_lo > 0 else "B better" if better_hi < 0 else "tied"
+    over = kind if len(a) == len(b) == 1 else f"{kind} and seeds, {len(a)} vs {len(b)}"
     return {"value_a": value_a, "value_b": value_b, "diff": value_a - value_b, "lo": lo, "hi": hi,
-            "p_a_better": float(np.mean(sign * diffs > 0)), "verdict": verdict, "n": int(a.size),
-            "n_boot": int(n_boot), "level": float(level),
-            "method": f"paired bootstrap (percentile, {kind})"}
+            "p_a_better": float(np.mean(sign * diffs > 0)), "verdict": verdict, "n": int(a.shape[1]),
+            "seeds": (len(a), len(b)), "n_boot": int(n_boot), "level": float(level),
+            "method": f"paired bootstrap (percentile, {over})"}
 
 
 def rank_with_ties(systems: Mapping[str, Sequence[float]], higher_is_better: bool = True,
@@ -188,11 +213,12 @@ def rank_with_ties(systems: Mapping[str, Sequence[float]], higher_is_better: boo
                    level: float = 0.95, seed: int = 0) -> list[tuple[str, float, Optional[str]]]:
     """Rank systems scored on the same examples, and say which places are earned.
 
-    `systems` maps a name to its per-example terms (aligned across systems; weights and groups
-    shared). Returns [(name, value, verdict), ...] best first, where verdict compares the system with
-    the next one in the list: "better" when paired_bootstrap finds it significantly better, "tied"
-    when the interval of the difference contains 0, and None for the last. (A "worse" is possible
-    only when a nonlinear transform makes the point value and the replicates disagree.)
+    `systems` maps a name to its per-example terms ([n], or [seeds, n]; aligned across systems;
+    weights and groups shared). Returns [(name, value, verdict), ...] best first, where verdict
+    compares the system with the next one in the list: "better" when paired_bootstrap finds it
+    significantly better, "tied" when the interval of the difference contains 0, and None for the
+    last. (A "worse" is possible only when a nonlinear transform makes the point value and the
+    replicates disagree.)
     """
     values = {name: bootstrap_value(v, weights, transform) for name, v in systems.items()}
     sign = -1.0 if higher_is_better else 1.0
@@ -210,9 +236,11 @@ def rank_with_ties(systems: Mapping[str, Sequence[float]], higher_is_better: boo
 
 
 def bootstrap_value(values, weights=None, transform: Transform = None) -> float:
-    """The point value bootstrap_interval reports: transform(sum(w*v) / sum(w)), without resampling."""
-    sums, totals, _ = _units([np.asarray(values, dtype=float).ravel()], weights, None)
-    return float(_apply(transform, sums[0].sum() / totals.sum()))
+    """The point value bootstrap_interval reports: transform(sum(w*v) / sum(w)), without resampling;
+    for [seeds, n] terms the mean of that over seeds (as the report's mean over seeds)."""
+    x = _per_seed(values)
+    sums, totals, _ = _units(list(x), weights, None)
+    return float(np.mean(_apply(transform, sums.sum(axis=1) / totals.sum())))
 
 
 def seed_interval(values, level: float = 0.95) -> dict:

@@ -140,6 +140,9 @@ def test_grid_command_writes_every_servable_pair(tmp_path):
     assert "tcn-rt" in read_params(path).runs and "lstm-ptb" in read_params(path).runs
     with pytest.raises(ConfigError, match="unknown model nope"):
         grid.main(["models=nope", "tasks=rt"], params_path=path)
+    with pytest.raises(ConfigError, match="profile=cpu,smoke: a grid runs under one profile"):
+        grid.main(["models=tcn", "tasks=rt", "profile=cpu,smoke"], params_path=path)
+    assert read_params(path).profile == "smoke"  # the refused command changed nothing
 
 
 @pytest.mark.parametrize("override, message", [

@@ -223,6 +223,28 @@ def test_mqar_targets_are_the_paired_values():
     assert synthetic.chance_accuracy("mqar", cfg) == round(1 / 8, 4)  # guess a value present: 1/num_pairs
 
 
+def test_mqar_pairs_sweep_splits_hold_that_many_pairs():
+    """test_{k}pairs: same length, k distinct keys each queried once, its own stream; train keeps num_pairs."""
+    cfg = small(num_pairs=8, vocab=64, seq_len=64, extrapolate=[2], sweep_pairs=[2, 16, 21])
+    assert synthetic.split_lengths(cfg) == {"train": 64, "val": 64, "test": 64, "test_2x": 128,
+                                            "test_2pairs": 64, "test_16pairs": 64, "test_21pairs": 64}
+    for split, k in (("test", 8), ("test_2pairs", 2), ("test_16pairs", 16), ("test_21pairs", 21)):
+        data = synthetic.generate("mqar", cfg, split)
+        ids, targets = data.ids.reshape(-1, 64), data.targets.reshape(-1, 64)
+        assert len(ids) == SMALL["n_test"]
+        for row, tgt in zip(ids, targets):
+            keys, values = row[0:2 * k:2], row[1:2 * k:2]
+            queries = np.flatnonzero(tgt >= 0)
+            assert len(set(keys)) == k and len(queries) == k and queries.min() >= 2 * k
+            assert all(tgt[t] == dict(zip(keys, values))[row[t]] for t in queries)
+    assert not np.array_equal(synthetic.generate("mqar", cfg, "test_16pairs").ids,
+                              synthetic.generate("mqar", small(num_pairs=16, vocab=64, seq_len=64), "test").ids)
+    with pytest.raises(ConfigError, match="too short for num_pairs=22"):
+        synthetic.generate("mqar", small(num_pairs=8, vocab=64, seq_len=64, sweep_pairs=[22]), "test_22pairs")
+    with pytest.raises(ConfigError, match="sweep_pairs is MQAR's"):
+        synthetic.generate("selcopy", small(sweep_pairs=[2]), "test")
+
+
 def test_selective_copy_targets_are_the_data_tokens_in_order():
     cfg = small(num_copy=6, vocab=10, seq_len=40)
     data = synthetic.generate("selcopy", cfg, "train")
@@ -269,7 +291,9 @@ def test_extrapolation_splits_are_2x_and_4x_long(name, tmp_path):
     fetch_corpus(task.corpus, tmp_path / "raw", tmp_path / "downloads")
     meta = tokenize_task(task, tmp_path / "raw", tmp_path / "tok")
     out = tmp_path / "tok"
-    assert meta["extra_test_splits"] == ["test_2x", "test_4x"]
+    sweep = [f"test_{k}pairs" for k in task.synthetic.sweep_pairs]
+    assert meta["extra_test_splits"] == ["test_2x", "test_4x", *sweep] and (name == "mqar") == bool(sweep)
+    assert all(meta["splits"][s]["targets"] == int(s[5:-5]) * SMALL["n_test"] for s in sweep)
     L = task.synthetic.seq_len
     for split, factor in (("test", 1), ("test_2x", 2), ("test_4x", 4)):
         docs = ragged(out, split)

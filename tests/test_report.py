@@ -284,6 +284,11 @@ def translation_eval(model: str, hypotheses: list[str], receptive_field=None) ->
     chrf = CHRF().corpus_score(hypotheses, [REFERENCES]).score
     r = make_eval("bible-ende", model, [(bleu, [bleu, None, None, None])], kind="translate", metric="bleu",
                   higher=True, baseline=("copy the source", 1.2), count=[len(REFERENCES), 0, 0, 0])
+    if model == "transformer":  # as evaluate writes it; the other run is an older eval.json without one
+        from pipeline.stats import chrf_interval
+
+        found = chrf_interval(hypotheses, REFERENCES, n_boot=200)
+        r["chrf_interval"] = {"lo": found["lo"], "hi": found["hi"], "method": "sacreBLEU bootstrap"}
     r.update(chrf=chrf, target_ppl=35.0, bleu_signature=str(bleu_metric.get_signature()),
              decoding={"beam_size": 1, "examples": len(REFERENCES)}, receptive_field=receptive_field,
              samples=[{"source": s, "reference": t, "hypothesis": h}
@@ -346,11 +351,16 @@ def test_translation_summary_has_chrf_signature_and_decoding(breadth):
     md = (out / "report.md").read_text()
     summary = md_section(md, "bible-ende", "Summary")
     header = table_row(summary, "model")
-    assert header[4:7] == ["receptive field", "bleu [95% interval]", "chrF"]
+    assert header[4:7] == ["receptive field", "bleu [95% interval]", "chrF [95% interval]"]
     assert len(table_row(summary, ":--")) == len(header)  # the alignment row has a cell per column
     for r in (r for r in results if r["task"] == "bible-ende"):
         row = table_row(summary, r["model"])
-        assert row[5] == fmt_metric(r["overall"]) and row[6] == fmt_metric(r["chrf"])
+        chrf = fmt_metric(r["chrf"])
+        if r.get("chrf_interval"):
+            lo, hi = r["chrf_interval"]["lo"], r["chrf_interval"]["hi"]
+            assert lo <= r["chrf"] <= hi and lo < hi
+            chrf += f" [{fmt_metric(lo, like=r['chrf'])}, {fmt_metric(hi, like=r['chrf'])}]"
+        assert row[5] == fmt_metric(r["overall"]) and row[6] == chrf
     assert f"sacreBLEU signature: `{results[0]['bleu_signature']}`." in summary
     assert f"Decoding: greedy, {len(REFERENCES)} test sentences." in summary
     assert "chrF" not in table_row(md_section(md, "mqar", "Summary"), "model")  # translation only
@@ -385,7 +395,7 @@ def test_length_extrapolation_table_csv_and_metrics(breadth):
     results, out = breadth
     synthetic = {r["model"]: r for r in results if r["task"] == "mqar"}
     csv = pd.read_csv(out / "extrapolation.csv")
-    assert list(csv.columns) == ["task", "model", "split", "length", "value", "examples"]
+    assert list(csv.columns) == ["task", "model", "sweep", "split", "length", "num_pairs", "value", "lo", "hi", "examples", "chance"]
     assert set(csv["task"]) == {"mqar"} and len(csv) == 3 * len(synthetic)
     by = csv.set_index(["model", "split"])
     for model, r in synthetic.items():
@@ -456,7 +466,7 @@ def test_missing_optional_fields_render_as_dash(tmp_path: Path):
 def test_extrapolation_csv_is_written_without_synthetic_tasks(project: Path):
     """An output DVC declares must exist even when the grid has no task with extrapolation splits."""
     csv = pd.read_csv(project / "reports" / "extrapolation.csv")
-    assert csv.empty and list(csv.columns) == ["task", "model", "split", "length", "value", "examples"]
+    assert csv.empty and list(csv.columns) == ["task", "model", "sweep", "split", "length", "num_pairs", "value", "lo", "hi", "examples", "chance"]
 
 
 def test_a_hand_run_with_another_profile_is_refused_by_name(tmp_path: Path):

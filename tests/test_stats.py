@@ -155,6 +155,41 @@ def test_paired_grouped_perplexity():
     assert res["method"] == "paired bootstrap (percentile, groups)"
 
 
+def seeds_of(rng, accuracies, n=1000):
+    """[seeds, n] 0/1 outcomes, one row per training seed with its own accuracy."""
+    return np.stack([(rng.random(n) < p).astype(float) for p in accuracies])
+
+
+def test_one_lucky_seed_is_not_significant_when_seeds_are_resampled():
+    """A: seeds at 0.95 / 0.20 / 0.20 (one seed made the transition), B: 0.25 every seed. Pooled over
+    examples, A's mean 0.45 beats B's 0.25 by far; with the seeds redrawn, A's value swings between
+    0.20 and 0.95, so the paired bootstrap must call it tied."""
+    rng = np.random.default_rng(5)
+    a, b = seeds_of(rng, [0.95, 0.20, 0.20]), seeds_of(rng, [0.25, 0.25, 0.25])
+    pooled = stats.paired_bootstrap(a.mean(axis=0), b.mean(axis=0))
+    assert pooled["verdict"] == "A better"
+    res = stats.paired_bootstrap(a, b)
+    assert res["verdict"] == "tied" and res["lo"] < 0 < res["hi"] and res["seeds"] == (3, 3)
+    assert res["value_a"] == pytest.approx(a.mean()) and "seeds, 3 vs 3" in res["method"]
+
+
+def test_consistent_gain_over_seeds_stays_significant():
+    rng = np.random.default_rng(6)
+    a, b = seeds_of(rng, [0.80, 0.82, 0.81]), seeds_of(rng, [0.70, 0.71, 0.69])
+    res = stats.paired_bootstrap(a, b)
+    assert res["verdict"] == "A better" and 0.05 < res["lo"] < res["diff"] < res["hi"] < 0.16
+
+
+def test_one_seed_rows_match_the_plain_paired_bootstrap():
+    a, b = planted_pair()
+    assert stats.paired_bootstrap(a[None, :], b[None, :]) == stats.paired_bootstrap(a, b)
+
+
+def test_seeded_systems_must_share_examples():
+    with pytest.raises(ValueError, match="different examples"):
+        stats.paired_bootstrap(np.ones((2, 10)), np.ones((2, 11)))
+
+
 # --- rank_with_ties ----------------------------------------------------------------------------------
 
 def test_rank_with_ties_marks_identical_pair_tied():

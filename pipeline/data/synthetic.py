@@ -27,6 +27,10 @@ position t having read ids[:t+1]; it is never ids[t+1] leaked into the input.
 Length extrapolation: `extrapolate=[2, 4]` adds splits `test_2x`, `test_4x` generated at 2x and 4x
 seq_len (MQAR keeps num_pairs, so queries sit further from their keys; selcopy keeps num_copy).
 
+Number of pairs (MQAR): `sweep_pairs=[2, 4, 16]` adds splits `test_2pairs`, ... at seq_len with that
+many key-value pairs (and as many queries), for Zoology's accuracy-vs-pairs curve of a model trained
+at `num_pairs`: a fixed-size state must hold every pair, so recurrences lose accuracy as pairs grow.
+
 Each split draws from its own stream `SeedSequence([seed, crc32(task), split index])`, so e.g.
 changing n_train does not change the test set. Generation is vectorised numpy (ListOps: Python
 recursion, ~1 s per 10k expressions of ~100 tokens).
@@ -47,7 +51,7 @@ SPECIAL_NAMES = ("<pad>", "<unk>", "<eos>", "<sep>", "<cls>")
 SPECIAL_IDS = {"pad": 0, "unk": 1, "eos": 2, "sep": 3, "cls": 4}
 GENERATOR_VERSION = 1  # bump when a generator's output for the same parameters changes
 KIND = {"mqar": "recall", "selcopy": "recall", "listops": "classify"}
-SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}  # test_{k}x uses 100 + k
+SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}  # test_{k}x uses 100 + k, test_{k}pairs 1000 + k
 CHUNK_ROWS = 4096  # rows generated at once (bounds memory of the argsort-based sampling)
 
 
@@ -62,21 +66,29 @@ class Split:
 
 
 def split_lengths(cfg: Any) -> dict[str, int]:
-    """Split name -> generation length: train/val/test at seq_len, test_{k}x at k * seq_len."""
+    """Split name -> generation length: train/val/test at seq_len, test_{k}x at k * seq_len,
+    test_{k}pairs (MQAR) at seq_len."""
     out = {s: int(cfg.seq_len) for s in ("train", "val", "test")}
     out.update({f"test_{int(k)}x": int(k) * int(cfg.seq_len) for k in cfg.extrapolate})
+    out.update({f"test_{int(k)}pairs": int(cfg.seq_len) for k in getattr(cfg, "sweep_pairs", None) or []})
     return out
 
 
 def split_sizes(cfg: Any) -> dict[str, int]:
-    out = {"train": int(cfg.n_train), "val": int(cfg.n_val), "test": int(cfg.n_test)}
-    out.update({f"test_{int(k)}x": int(cfg.n_test) for k in cfg.extrapolate})
-    return out
+    return {split: int(cfg.n_train) if split == "train" else int(cfg.n_val) if split == "val" else int(cfg.n_test)
+            for split in split_lengths(cfg)}
+
+
+def split_pairs(cfg: Any, split: str) -> int:
+    """MQAR: the number of key-value pairs of a split (num_pairs but in the pairs sweep)."""
+    return int(split[len("test_"):-len("pairs")]) if split.endswith("pairs") else int(cfg.num_pairs)
 
 
 def _rng(name: str, cfg: Any, split: str) -> np.random.Generator:
     index = SPLIT_INDEX.get(split)
-    if index is None:  # test_{k}x
+    if index is None and split.endswith("pairs"):
+        index = 1000 + split_pairs(cfg, split)
+    elif index is None:  # test_{k}x
         index = 100 + int(split[len("test_"):-1])
     return np.random.default_rng(np.random.SeedSequence([int(cfg.seed), zlib.crc32(name.encode()), index]))
 
@@ -233,6 +245,8 @@ def generate(name: str, cfg: Any, split: str) -> Split:
     """Generate one split of the synthetic task `name` with parameters `cfg` (a SyntheticConfig)."""
     if name not in KIND:
         raise ConfigError(f"unknown synthetic task '{name}'; known: {', '.join(KIND)}")
+    if name != "mqar" and getattr(cfg, "sweep_pairs", None):
+        raise ConfigError(f"task.synthetic.sweep_pairs is MQAR's; remove it from the '{name}' task")
     length, n = split_lengths(cfg)[split], split_sizes(cfg)[split]
     rng = _rng(name, cfg, split)
     if name == "listops":
@@ -244,7 +258,7 @@ def generate(name: str, cfg: Any, split: str) -> Split:
     for start in range(0, n, CHUNK_ROWS):
         rows = min(CHUNK_ROWS, n - start)
         if name == "mqar":
-            ids, tgt = mqar(rng, rows, length, int(cfg.num_pairs), int(cfg.vocab))
+            ids, tgt = mqar(rng, rows, length, split_pairs(cfg, split), int(cfg.vocab))
         else:
             ids, tgt = selcopy(rng, rows, length, int(cfg.num_copy), int(cfg.vocab))
         ids_parts.append(ids.ravel())

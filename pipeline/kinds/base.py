@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -49,6 +49,13 @@ class TaskKind:
     def bucket_label(self, task: Any, meta: dict) -> str:
         """What a length bucket counts, as eval.json and the report's table header say it."""
         return self.bucket_unit
+
+    def cut_label(self, cut: Optional[int], examples: int, what: str, kept: str, max_len: int) -> str:
+        """The bucket unit, and how many test inputs truncation shortened: '<unit> (k of n test <what>
+        cut to their <kept> L tokens)'; the unit alone when none was."""
+        if not cut:
+            return self.bucket_unit
+        return f"{self.bucket_unit} ({cut} of {examples} test {what} cut to their {kept} {max_len} tokens)"
 
     # -- tokenize: raw corpus -> <split>.* arrays + the meta fields of this kind
     def tokenize(self, task: Any, raw_dir: Path, out_dir: Path, meta: dict) -> Any:

@@ -51,11 +51,8 @@ class Classification(TaskKind):
 
     def bucket_label(self, task: Any, meta: dict) -> str:
         test = meta["splits"]["test"]
-        if not test.get("over_max_len"):
-            return self.bucket_unit
-        kept = "last" if task.truncate == "tail" else "first"
-        return (f"{self.bucket_unit} ({test['over_max_len']} of {test['examples']} test documents cut to their "
-                f"{kept} {task.max_len} tokens)")
+        return self.cut_label(test.get("over_max_len"), test["examples"], "documents",
+                              "last" if task.truncate == "tail" else "first", task.max_len)
 
     def open_split(self, directory: Path, split: str, max_len: int) -> dict[str, Any]:
         labels = arrays.load_array(directory / f"{split}.labels.npy", f"re-run `dvc repro tokenize@{directory.name}`")

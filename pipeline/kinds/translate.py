@@ -22,7 +22,7 @@ from pipeline.data.splits import SPLIT_ALIASES, SPLITS, cross_split_repeats, gro
 from pipeline.data.tokenizers import special_ids, train_tokenizer
 from pipeline.kinds.base import TaskKind, register_kind
 from pipeline.outcomes import save_translations
-from pipeline.stats import bleu_interval
+from pipeline.stats import bleu_interval, chrf_interval, seed_interval
 from pipeline.schema import ConfigError
 
 
@@ -57,10 +57,8 @@ class Translation(TaskKind):
 
     def bucket_label(self, task: Any, meta: dict) -> str:
         test = meta["splits"]["test"]
-        cut = (test.get("src") or {}).get("over_max_len")
-        if not cut:
-            return self.bucket_unit
-        return f"{self.bucket_unit} ({cut} of {test['examples']} test sources cut to their first {task.max_len} tokens)"
+        return self.cut_label((test.get("src") or {}).get("over_max_len"), test["examples"], "sources", "first",
+                              task.max_len)
 
     def open_split(self, directory: Path, split: str, max_len: int) -> dict[str, Any]:
         ids, starts, ends = arrays.read_ragged(directory, f"{split}.src")
@@ -87,10 +85,18 @@ class Translation(TaskKind):
     def summarize(self, seeds: list[dict]) -> dict:
         """The reported metric is BLEU; target perplexity stays alongside."""
         return {"metric": "bleu", "higher_is_better": True,
-                "chrf": float(np.mean([s["chrf"] for s in seeds])),
+                "chrf": float(np.mean([s["chrf"] for s in seeds])), "chrf_interval": chrf_over_seeds(seeds),
                 "target_ppl": float(np.mean([s["target_ppl"] for s in seeds])),
                 "bleu_signature": seeds[0]["bleu_signature"], "samples": seeds[0]["samples"],
                 "decoding": seeds[0]["decoding"]}
+
+
+def chrf_over_seeds(seeds: list[dict]) -> dict:
+    """chrF's 95% interval: sacreBLEU's bootstrap with one seed, Student t across several."""
+    if len(seeds) == 1:
+        return seeds[0]["chrf_interval"]
+    across = seed_interval([s["chrf"] for s in seeds])
+    return {"lo": across["lo"], "hi": across["hi"], "method": f"t-interval over {len(seeds)} seeds"}
 
 
 def read_translation(raw_dir: Path, task: Any) -> tuple[dict[str, list[str]], dict[str, list[str]], dict]:
@@ -187,6 +193,7 @@ def bleu_by_bucket(module, cfg: Any, seed: int, test_metric: Callable, n_samples
                           if members else None)
     # sacreBLEU's own bootstrap (95%), overall and per bucket; hypotheses saved for re-scoring
     interval = bleu_interval(hyps, refs, seed=seed)
+    chrf_found = chrf_interval(hyps, refs, seed=seed)
     interval["method"] = f"sacreBLEU bootstrap over test sentences ({interval['n_boot']} resamples)"
     per_bucket_interval = [None if not c else
                            {k: v for k, v in bleu_interval([hyps[i] for i in range(n) if bucket[i] == b],
@@ -197,6 +204,8 @@ def bleu_by_bucket(module, cfg: Any, seed: int, test_metric: Callable, n_samples
     return {"seed": seed, "overall": bleu.score, "per_bucket": per_bucket, "count": count,
             "interval": {k: interval[k] for k in ("lo", "hi", "value", "n", "method")},
             "per_bucket_interval": per_bucket_interval,
-            "chrf": chrf.score, "target_ppl": ppl["overall"], "bleu_signature": str(bleu_metric.get_signature()),
+            "chrf": chrf.score, "chrf_interval": {"lo": chrf_found["lo"], "hi": chrf_found["hi"],
+                                                  "method": "sacreBLEU bootstrap over test sentences"},
+            "target_ppl": ppl["overall"], "bleu_signature": str(bleu_metric.get_signature()),
             "decoding": {"beam_size": cfg.eval.beam_size, "no_repeat_ngram": cfg.eval.no_repeat_ngram, "examples": n},
             "samples": [{"source": srcs[i], "reference": refs[i], "hypothesis": hyps[i]} for i in range(min(n_samples, n))]}

@@ -57,11 +57,6 @@ def solve(count: Callable[[int], int], budget: int, step: int) -> tuple[int, int
     return best, count(best)
 
 
-def solve_width(cfg: ModelConfig, budget: int, causal: bool) -> tuple[int, int]:
-    """Smallest-error width (a multiple of the backbone's width step) for `budget` backbone parameters."""
-    return solve(lambda d: count_at_width(cfg, d, causal), budget, width_step(cfg))
-
-
 def head_counts(cfg: ModelConfig) -> list[int]:
     """The configured head count, then fewer (largest first); [None] for models without heads."""
     heads = getattr(cfg, "n_heads", None)

@@ -117,8 +117,17 @@ def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame
     extrapolation = tables["extrapolation"][tables["extrapolation"]["task"] == task]
     if len(extrapolation):
         out += ["### Length extrapolation", "",
-                f"Test {metric} at the training length and on splits generated longer, evaluated untruncated:", "",
+                f"Test {metric} at the training length and on splits generated longer, evaluated untruncated "
+                f"(95% intervals as in the summary):", "",
                 _extrapolation_md(extrapolation, summary), ""]
+        if (extrapolation["sweep"] == "pairs").any():
+            out += ["### Recall vs number of key-value pairs", "",
+                    f"Test {metric} of the models trained at the test split's number of pairs, on splits of the same "
+                    "length generated with fewer and more pairs (as in Zoology, Arora et al. 2023, Fig. 2: a "
+                    "fixed-size recurrent state must hold every pair, attention looks them up). The floor is what "
+                    "answering any value present in the sequence scores.", "",
+                    _pairs_md(extrapolation, summary), ""]
+            out += _image(plots.get("recall_vs_pairs"), f"{task} {metric} vs pairs", out_dir)
     out += [f"### {metric} per length bucket", "",
             _buckets_md(tables["buckets"][tables["buckets"]["task"] == task], summary), ""]
     out += _image(plots.get("metric_by_bucket"), f"{task} {metric} by bucket", out_dir)
@@ -143,20 +152,25 @@ def _summary_md(summary: pd.DataFrame) -> str:
     metric = summary["metric"].iloc[0]
     with_chrf = bool(summary["chrf"].notna().any())  # translation tasks
     header = ["model", "backbone params", "total params", "FLOPs/token", "receptive field",
-              f"{metric} [95% interval]", *(["chrF"] if with_chrf else []), "seeds",
+              f"{metric} [95% interval]", *(["chrF [95% interval]"] if with_chrf else []), "seeds",
               "baseline", "vs baseline", "train tok/s", "infer tok/s (at length)", "vs next (paired)"]
     rows = []
     for r in summary.itertuples(index=False):
-        value = fmt_metric(r.value) + ("" if _is_nan(r.lo) else f" [{fmt_metric(r.lo, like=r.value)}, "
-                                                                f"{fmt_metric(r.hi, like=r.value)}]") \
-            + ("" if _is_nan(r.std) else f" ± {fmt_metric(r.std, like=r.value)}")
+        value = _with_interval(r.value, r.lo, r.hi) + ("" if _is_nan(r.std) else f" ± {fmt_metric(r.std, like=r.value)}")
         infer = "—" if r.infer_length is None or _is_nan(r.infer_length) else \
             f"{fmt_si(r.infer_tokens_per_s)} ({int(r.infer_length)})"
         rf = fmt_receptive_field(r.receptive_field, r.receptive_field_measured_at, r.receptive_field_full)
         rows.append([r.model, fmt_si(r.params_backbone), fmt_si(r.params_total), fmt_si(r.flops_per_token), rf,
-                     value, *([fmt_metric(r.chrf)] if with_chrf else []), str(r.n_seeds), fmt_metric(r.baseline),
+                     value, *([_with_interval(r.chrf, r.chrf_lo, r.chrf_hi)] if with_chrf else []), str(r.n_seeds), fmt_metric(r.baseline),
                      AT_CHANCE if r.at_chance else "", fmt_si(r.train_tokens_per_s), infer, r.vs_next or ""])
     return md_table(header, rows, align="lrrrrr" + "r" * with_chrf + "rrlrrl")
+
+
+def _with_interval(value: Any, lo: Any, hi: Any) -> str:
+    """'0.992 [0.990, 0.994]', or the value alone where there is no interval."""
+    if value is None or _is_nan(value) or lo is None or _is_nan(lo):
+        return fmt_metric(value)
+    return f"{fmt_metric(value)} [{fmt_metric(lo, like=value)}, {fmt_metric(hi, like=value)}]"
 
 
 def _translation_md(results: list[dict], models: list[str]) -> list[str]:
@@ -198,15 +212,34 @@ def fmt_decoding(decoding: Optional[dict]) -> Optional[str]:
 
 
 def _extrapolation_md(extrapolation: pd.DataFrame, summary: pd.DataFrame) -> str:
-    """model x length (train, 2x, 4x, ...), with an examples row."""
-    cols = extrapolation.drop_duplicates("split")[["split", "length"]].values.tolist()
+    """model x length (train, 2x, 4x, ...) with 95% intervals, and an examples row."""
+    length = extrapolation[extrapolation["sweep"] == "length"]
+    cols = length.drop_duplicates("split")[["split", "length"]].values.tolist()
     cols.sort(key=lambda c: _num(c[1]))
-    header = ["model \\ length", *[_extrapolation_label(split, length) for split, length in cols]]
-    cell = {(m, s): v for m, s, v in zip(extrapolation["model"], extrapolation["split"], extrapolation["value"])}
-    rows = [[m, *[fmt_metric(cell.get((m, s))) for s, _ in cols]]
-            for m in summary["model"] if m in set(extrapolation["model"])]
-    examples = {s: sorted({str(int(e)) for e in g.dropna()}) for s, g in extrapolation.groupby("split")["examples"]}
-    rows.append(["examples", *["/".join(examples.get(s) or ["—"]) for s, _ in cols]])
+    header = ["model \\ length", *[_extrapolation_label(split, n) for split, n in cols]]
+    return _sweep_md(length, summary, header, [s for s, _ in cols])
+
+
+def _pairs_md(extrapolation: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """model x number of MQAR pairs with 95% intervals, the recall floor (1/pairs) and examples rows."""
+    pairs = extrapolation[extrapolation["sweep"] == "pairs"]
+    cols = pairs.drop_duplicates("split")[["split", "num_pairs", "chance"]].values.tolist()
+    cols.sort(key=lambda c: _num(c[1]))
+    header = ["model \\ pairs", *[f"{int(k)} (train)" if split == "test" else str(int(k)) for split, k, _ in cols]]
+    return _sweep_md(pairs, summary, header, [s for s, _, _ in cols],
+                     extra=["floor (1/pairs)", *[fmt_metric(c) for _, _, c in cols]])
+
+
+def _sweep_md(rows_of: pd.DataFrame, summary: pd.DataFrame, header: list[str], splits: list[str],
+              extra: Optional[list[str]] = None) -> str:
+    cell = {(m, s): (v, lo, hi) for m, s, v, lo, hi in
+            zip(rows_of["model"], rows_of["split"], rows_of["value"], rows_of["lo"], rows_of["hi"])}
+    rows = [[m, *[_with_interval(*cell.get((m, s), (None, None, None))) for s in splits]]
+            for m in summary["model"] if m in set(rows_of["model"])]
+    if extra:
+        rows.append(extra)
+    examples = {s: sorted({str(int(e)) for e in g.dropna()}) for s, g in rows_of.groupby("split")["examples"]}
+    rows.append(["examples", *["/".join(examples.get(s) or ["—"]) for s in splits]])
     return md_table(header, rows)
 
 

@@ -33,7 +33,44 @@ def plot_task(task: str, tables: dict[str, pd.DataFrame], plots_dir: Path) -> di
                     f"{task}: inference throughput by length ({where})", paths["speed_by_length"])
     _plot_by_length(speed, models, "peak_mem_mb", "peak memory (MB)",
                     f"{task}: peak inference memory by length ({where})", paths["memory_by_length"])
+    extra = tables["extrapolation"]
+    pairs = extra[(extra["task"] == task) & (extra["sweep"] == "pairs")] if "sweep" in extra else extra.iloc[:0]
+    if len(pairs):
+        paths["recall_vs_pairs"] = plots_dir / f"{task}_recall_vs_pairs.png"
+        _plot_recall_vs_pairs(task, metric, pairs, models, paths["recall_vs_pairs"])
     return paths
+
+
+def _plot_recall_vs_pairs(task: str, metric: str, pairs: pd.DataFrame, models: list[str], path: Path):
+    """Zoology's view: accuracy against the number of key-value pairs at one length, per model, with
+    95% intervals as bars and the guess-a-present-value floor 1/pairs."""
+    import numpy as np
+
+    fig, ax = _new_axes()
+    for model in models:
+        rows = pairs[pairs["model"] == model].dropna(subset=["value"]).sort_values("num_pairs")
+        if not len(rows):
+            continue
+        x, y = rows["num_pairs"].to_numpy(dtype=float), rows["value"].to_numpy(dtype=float)
+        lo, hi = rows["lo"].fillna(rows["value"]).to_numpy(float), rows["hi"].fillna(rows["value"]).to_numpy(float)
+        ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=model)
+    ks = np.array(sorted(pairs["num_pairs"].dropna().unique()), dtype=float)
+    ax.plot(ks, 1.0 / ks, color="grey", linestyle="--", linewidth=1, label="floor: any present value (1/pairs)")
+    trained = pairs.loc[pairs["split"] == "test", "num_pairs"].dropna()
+    if len(trained):
+        ax.axvline(float(trained.iloc[0]), color="grey", linestyle=":", linewidth=1, label="trained at")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(int(k)) for k in ks])
+    length = pairs["length"].dropna()
+    ax.set_xlabel(f"key-value pairs per sequence (length {int(length.iloc[0]) if len(length) else '?'})")
+    ax.set_ylabel(f"test {metric}")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{task}: recall vs number of pairs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return ax  # (for tests)
 
 
 def _new_axes():

@@ -5,6 +5,8 @@ For each task, models are ranked by their test metric and each is compared with 
 "better" only when the 95% interval of the difference excludes zero, else "tied". A model whose
 outcomes are missing or do not pair example by example with the others (another test set) gets
 "not paired"; corpus-level metrics (BLEU) are compared by their sacreBLEU intervals instead.
+With several training seeds every seed's outcomes take part: the bootstrap redraws the seeds as
+well as the examples (stats.paired_bootstrap), so the verdict covers seed-to-seed variation too.
 """
 from __future__ import annotations
 
@@ -19,9 +21,18 @@ N_BOOT = 1000
 
 
 def outcomes_of(result: dict) -> dict | None:
-    """Seed 0's per-example outcomes of a run, found beside its eval.json (None if missing)."""
-    path = Path(result["_path"]).parent / "examples" / f"seed{result['seeds'][0]['seed']}.npz"
-    return _load(str(path)) if path.exists() else None
+    """Every seed's per-example outcomes of a run, found beside its eval.json, with `values` stacked
+    [seeds, n] (None if a seed's file is missing or the seeds were scored on different examples)."""
+    directory = Path(result["_path"]).parent / "examples"
+    found = [directory / f"seed{s['seed']}.npz" for s in result["seeds"]]
+    if not found or not all(p.exists() for p in found):
+        return None
+    loaded = [_load(str(p)) for p in found]
+    first = loaded[0]
+    if any(len(o["values"]) != len(first["values"]) or not np.array_equal(o["group"], first["group"])
+           for o in loaded[1:]):
+        return None
+    return {**first, "values": np.stack([o["values"] for o in loaded])}
 
 
 @lru_cache(maxsize=64)
@@ -30,7 +41,7 @@ def _load(path: str) -> dict:
 
 
 def _pairs(a: dict | None, b: dict | None) -> bool:
-    return a is not None and b is not None and len(a["values"]) == len(b["values"]) \
+    return a is not None and b is not None and a["values"].shape[-1] == b["values"].shape[-1] \
         and np.array_equal(a["group"], b["group"]) and np.array_equal(a["weights"], b["weights"])
 
 
@@ -45,10 +56,23 @@ def in_bucket(a: dict, b: dict, bucket: int) -> str:
     keep = oa["bucket"] == bucket
     if not keep.any():
         return "not paired"
-    r = stats.paired_bootstrap(oa["values"][keep], ob["values"][keep], weights=oa["weights"][keep],
+    r = stats.paired_bootstrap(oa["values"][:, keep], ob["values"][:, keep], weights=oa["weights"][keep],
                                groups=oa["group"][keep], higher_is_better=bool(a["higher_is_better"]),
                                transform=outcomes.transform_for(a["metric"]), n_boot=N_BOOT)
     return {"A better": "better", "B better": "worse"}.get(r["verdict"], "tied")
+
+
+def compare(a: dict, b: dict) -> dict | None:
+    """stats.paired_bootstrap of run `a` against run `b` over their test examples (and seeds): diff,
+    [lo, hi], verdict; None where the outcomes do not pair (missing, another test set, BLEU)."""
+    if a["metric"] == "bleu":
+        return None
+    oa, ob = outcomes_of(a), outcomes_of(b)
+    if not _pairs(oa, ob):
+        return None
+    return stats.paired_bootstrap(oa["values"], ob["values"], weights=oa["weights"], groups=oa["group"],
+                                  higher_is_better=bool(a["higher_is_better"]),
+                                  transform=outcomes.transform_for(a["metric"]), n_boot=N_BOOT)
 
 
 def vs_next(task_results: list[dict]) -> dict[str, str]:

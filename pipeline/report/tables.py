@@ -97,6 +97,7 @@ def _summary_row(r: dict) -> dict:
         "receptive_field": rf_tokens, "receptive_field_measured_at": rf_measured_at, "receptive_field_full": rf_full,
         "metric": r["metric"], "higher_is_better": bool(r["higher_is_better"]),
         "value": mean, "std": std, "n_seeds": n, "chrf": _num(r.get("chrf")),
+        "chrf_lo": _num((r.get("chrf_interval") or {}).get("lo")), "chrf_hi": _num((r.get("chrf_interval") or {}).get("hi")),
         "lo": _num((r.get("overall_interval") or {}).get("lo")), "hi": _num((r.get("overall_interval") or {}).get("hi")),
         "interval_method": (r.get("overall_interval") or {}).get("method"),
         "baseline_name": base_name, "baseline": base,
@@ -143,7 +144,8 @@ def _rank(summary: pd.DataFrame) -> pd.DataFrame:
 BUCKET_COLUMNS = ["task", "model", "bucket", "bucket_hi", "unit", "metric", "value", "std", "n_seeds", "count",
                   "lo", "hi"]
 SPEED_COLUMNS = ["task", "model", "length", "infer_tokens_per_s", "latency_ms", "peak_mem_mb", "batch_size", "device"]
-EXTRAPOLATION_COLUMNS = ["task", "model", "split", "length", "value", "examples"]
+EXTRAPOLATION_COLUMNS = ["task", "model", "sweep", "split", "length", "num_pairs", "value", "lo", "hi", "examples",
+                         "chance"]
 
 
 def _bucket_rows(r: dict) -> list[dict]:
@@ -170,16 +172,28 @@ def _speed_rows(r: dict) -> list[dict]:
 
 
 def _extrapolation_rows(r: dict) -> list[dict]:
-    """The test split at the trained length, then each extrapolation split (test_2x, test_4x, ...)."""
+    """The extra test splits of a synthetic task, each with its interval, as two sweeps that start from
+    the test split: `length` (the test split at the trained length, then test_2x, test_4x, ...) and,
+    for MQAR with a pairs sweep, `pairs` (test_2pairs, ..., with the test split at its num_pairs)."""
     splits = r.get("extrapolation") or {}
     if not splits:
         return []
     test_overall, _, _ = mean_std(s["overall"] for s in r["seeds"])
-    # The generator makes every extrapolation split as large as the test split (synthetic.split_sizes).
+    interval = r.get("overall_interval") or {}
+    # The generator makes every extra split as large as the test split (synthetic.split_sizes).
     examples = next((s.get("examples") for s in splits.values() if s.get("examples") is not None), None)
-    rows = [{"split": "test", "length": trained_length(r), "value": test_overall, "examples": examples}]
-    rows += [{"split": name, "length": s.get("length"), "value": _num(s.get("overall")), "examples": s.get("examples")}
-             for name, s in sorted(splits.items(), key=lambda kv: _num(kv[1].get("length")))]
+    test = {"split": "test", "length": trained_length(r), "value": test_overall, "examples": examples,
+            "lo": _num(interval.get("lo")), "hi": _num(interval.get("hi"))}
+    rows = [{**test, "sweep": "length"}]
+    pairs = (((r.get("config") or {}).get("task") or {}).get("synthetic") or {}).get("num_pairs")
+    if pairs and any(s.get("num_pairs") for s in splits.values()):
+        rows.append({**test, "sweep": "pairs", "num_pairs": int(pairs), "chance": round(1.0 / int(pairs), 4)})
+    for name, s in sorted(splits.items(), key=lambda kv: (_num(kv[1].get("length")), _num(kv[1].get("num_pairs")))):
+        found = s.get("interval") or {}
+        rows.append({"split": name, "sweep": "pairs" if s.get("num_pairs") else "length", "length": s.get("length"),
+                     "value": _num(s.get("overall")), "examples": s.get("examples"),
+                     "lo": _num(found.get("lo")), "hi": _num(found.get("hi")),
+                     "num_pairs": s.get("num_pairs"), "chance": s.get("chance")})
     return [{"task": r["task"], "model": r["model"], **row} for row in rows]
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from pipeline.artifacts import ArtifactError, BenchResult
 from pipeline.measure import scaling
 from pipeline.report import significance
+from pipeline.report.recall_claims import recall_claims_md
 from pipeline.report.format import MIN_BUCKET_EXAMPLES, _is_nan, fmt_mb, fmt_metric, fmt_si, md_table
 
 REFERENCE_MODEL = "transformer"  # crossovers are against the quadratic baseline
@@ -385,6 +386,7 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
         for kind in ("time_vs_length", "memory_vs_length", "decode_vs_context"):
             if plots.get(kind):
                 out += [f"![{kind}]({Path(os.path.relpath(plots[kind], out_dir)).as_posix()})", ""]
+    out += recall_claims_md(results)
     for key, path in sorted(plots.items()):
         if key.startswith("pareto_"):
             out += [f"![{key}]({Path(os.path.relpath(path, out_dir)).as_posix()})", ""]

@@ -4,8 +4,8 @@
     summary.csv      one row per task x model
     buckets.csv      long format: task, model, bucket, bucket_hi, metric, value, std, count
     speed.csv        long format: task, model, length, infer_tokens_per_s, latency_ms, peak_mem_mb
-    extrapolation.csv long format: task, model, split, length, value, examples (tasks with length-
-                     extrapolation splits; header only when there are none)
+    extrapolation.csv long format: task, model, sweep (length | pairs), split, length, num_pairs, value,
+                     lo, hi, examples, chance (synthetic tasks' extra test splits; header only when none)
     summary.json     flat {"<task>/<model>/<key>": number} for W&B and scripts
     plot_data/       the plots as long-format CSVs for `dvc plots show/diff` (pipeline.report.plot_data)
     plots/<task>_{metric_by_bucket,speed_by_length,memory_by_length}.png

@@ -14,6 +14,8 @@ the middle when bidirectional). A dict, or null for encoder-decoder models:
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -71,14 +73,39 @@ def measured_receptive_field(module: TaskModule, cfg: Config) -> dict | None:
 
 
 def extrapolation(module: TaskModule, cfg: Config, seed: int, splits: list[str], meta: dict) -> dict:
-    """Overall metric on each length-extrapolation split (trained at L, tested at 2L, 4L)."""
+    """Overall metric, with its bootstrap interval, on each extra test split of a synthetic task:
+    trained at L, tested at 2L, 4L (test_{k}x), or at another number of MQAR pairs (test_{k}pairs).
+    Each split's scored units go to examples/seed<k>.<split>.npz beside the test split's."""
     out = {}
     limit = cfg.data.max_eval_examples  # the data module evaluates at most this many per split
     for split in splits:
-        r = test_metric(module, cfg, seed, split)
+        r, scored = score(module, cfg, seed, split)
+        outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.{split}.npz", scored)
+        interval = outcomes.intervals(scored, module.metric_name, 0, seed=seed)["overall"]
         examples = meta["splits"][split]["examples"]
         out[split] = {"length": meta.get("split_lengths", {}).get(split, meta["splits"][split]["max_len"]),
-                      "overall": r["overall"], "examples": examples if limit is None else min(examples, limit)}
+                      "overall": r["overall"], "examples": examples if limit is None else min(examples, limit),
+                      "interval": {k: interval[k] for k in ("lo", "hi")}}
+        if split.endswith("pairs"):
+            pairs = int(split[len("test_"):-len("pairs")])
+            out[split].update(num_pairs=pairs, chance=round(1.0 / pairs, 4))
+    return out
+
+
+def summarize_extrapolation(extra: dict[int, dict]) -> dict:
+    """Per extra split: the mean over seeds, with the bootstrap interval (one seed) or the Student-t
+    interval across seeds (several); `method` says which."""
+    seeds = sorted(extra)
+    out = {}
+    for split, first in extra[seeds[0]].items():
+        values = [extra[s][split]["overall"] for s in seeds]
+        if len(seeds) == 1:
+            interval = {**first["interval"], "method": "bootstrap over test examples"}
+        else:
+            across = stats.seed_interval(values)
+            interval = {"lo": across["lo"], "hi": across["hi"], "method": f"t-interval over {len(seeds)} seeds"}
+        out[split] = {**{k: v for k, v in first.items() if k not in ("overall", "interval")},
+                      "overall": float(np.mean(values)), "interval": interval}
     return out
 
 
@@ -102,12 +129,17 @@ def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, m
         receptive_field=measured_receptive_field(module, cfg),
         baseline=meta.get("baseline"), reference=cfg.task.reference,
         buckets={"edges": edges, "labels": buckets.labels(edges), "unit": kind.bucket_label(cfg.task, meta)},
-        data=data_hygiene(meta),
+        data=data_hygiene(meta), claim=claimed_costs(module),
         seeds=seeds,
         overall=float(np.mean(overall)), overall_std=float(np.std(overall, ddof=1)) if len(overall) > 1 else None,
         per_bucket=per_bucket, count=seeds[0]["count"])
     fields.update(interval_fields(seeds, n_buckets))
     return EvalResult(**{**fields, **kind.summarize(seeds)})
+
+
+def claimed_costs(module: TaskModule) -> dict | None:
+    claim = getattr(module.backbone, "complexity", None)
+    return None if claim is None else dataclasses.asdict(claim)
 
 
 def data_hygiene(meta: dict) -> dict:
@@ -153,11 +185,7 @@ def main(cfg: Config) -> None:
     assert module is not None
     result = summarize(cfg, seeds, train, module, meta)
     if extra:
-        splits = meta["extra_test_splits"]
-        result.extrapolation = {
-            split: {"length": extra[cfg.seeds[0]][split]["length"], "examples": extra[cfg.seeds[0]][split]["examples"],
-                    "overall": float(np.mean([extra[s][split]["overall"] for s in extra]))}
-            for split in splits}
+        result.extrapolation = summarize_extrapolation(extra)
     out = paths.run_dir(cfg)
     # metrics.json first: eval.json is what marks the stage done, so the pair never disagrees
     write_json(out / paths.HEADLINE_METRICS, result.headline())

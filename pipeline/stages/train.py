@@ -208,9 +208,10 @@ def sized_config(cfg: Config, d_model: int) -> dict:
     return config
 
 
-def build_trainer(cfg: Config, callbacks: list, logger) -> L.Trainer:
+def build_trainer(cfg: Config, callbacks: list, logger, **overrides) -> L.Trainer:
+    """The Trainer of cfg.trainer; `overrides` replace any of its arguments (the lr search's)."""
     t = cfg.trainer
-    return L.Trainer(
+    args = dict(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=t.precision, max_epochs=t.max_epochs, max_steps=t.max_steps,
         val_check_interval=t.val_check_interval, limit_val_batches=t.limit_val_batches,
@@ -220,6 +221,7 @@ def build_trainer(cfg: Config, callbacks: list, logger) -> L.Trainer:
         # Our bucketed batch sampler shards by rank itself.
         use_distributed_sampler=False, default_root_dir=str(paths.runs_dir(cfg)), enable_model_summary=False,
     )
+    return L.Trainer(**{**args, **overrides})
 
 
 def train_seed(cfg: Config, seed: int) -> dict:
@@ -325,7 +327,7 @@ def tune_lr(cfg: Config) -> dict | None:
 
     if not cfg.tune.lrs:
         return None
-    kind, seed, t = kinds.get(cfg.task.kind), cfg.seeds[0], cfg.trainer
+    kind, seed = kinds.get(cfg.task.kind), cfg.seeds[0]
     scores, metric, higher = [], None, True
     for lr in cfg.tune.lrs:
         trial = OmegaConf.merge(cfg, {"optim": {"lr": float(lr)}, "trainer": {"max_steps": cfg.tune.max_steps}})
@@ -333,12 +335,9 @@ def tune_lr(cfg: Config) -> dict | None:
         datamodule = SequenceDataModule(trial, seed=seed)
         module = kind.lightning_module()(to_dict(trial), datamodule.meta)
         metric, higher = module.metric_name, module.higher_is_better
-        trainer = L.Trainer(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-                            precision=t.precision, max_steps=cfg.tune.max_steps, max_epochs=-1, check_val_every_n_epoch=10**9,
-                            limit_val_batches=t.limit_val_batches,  # validated once, after the last step
-                            limit_train_batches=1.0, gradient_clip_val=t.gradient_clip_val, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0, use_distributed_sampler=False)
+        trainer = build_trainer(trial, [], False, max_steps=cfg.tune.max_steps, max_epochs=-1,
+                                val_check_interval=None, check_val_every_n_epoch=10**9,  # validated once, at the end
+                                enable_checkpointing=False, enable_progress_bar=False, num_sanity_val_steps=0)
         try:
             trainer.fit(module, datamodule=datamodule)
             value = trainer.validate(module, datamodule=datamodule, verbose=False)[0][f"val/{metric}"]

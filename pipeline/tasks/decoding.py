@@ -21,7 +21,7 @@ ReorderFn = Callable[[Any, torch.Tensor], Any]
 
 def repeat_bans(hyp: list[int], n: int) -> list[int]:
     """Tokens that would complete an n-gram `hyp` already holds (its last n-1 tokens seen before)."""
-    if n <= 0 or len(hyp) < n - 1 or len(hyp) < 1:
+    if n <= 0 or len(hyp) < n - 1:
         return []
     if n == 1:
         return list(set(hyp))
