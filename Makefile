@@ -24,11 +24,15 @@ install: $(VENV)/.installed
 repro: install
 	dvc repro
 
-# The cpu-full profile (<= 90 min): the cpu grid plus selective copying, over FULL_SEEDS. Run it in its own
-# clone: it rewrites params.yaml and dvc.lock. Its report is copied to docs/cpu-full/ with the commit it ran.
+# The cpu-full profile (<= 90 min): the cpu grid plus Rotten Tomatoes, Pang & Lee, Bible translation and the
+# Transformer on selective copying, over FULL_SEEDS. Run it in its own clone: it rewrites params.yaml and
+# dvc.lock. Its report is copied to docs/cpu-full/ with the commit it ran from.
 FULL_SEEDS ?= 0,1,2
 repro-full: install
-	$(PY) -m pipeline grid profile=cpu-full seeds=$(FULL_SEEDS) models=mamba,s4d,transformer tasks=selcopy --add
+	$(PY) -m pipeline grid profile=cpu-full seeds=$(FULL_SEEDS) models=lstm,transformer,kim-cnn tasks=rt --add
+	$(PY) -m pipeline grid models=kim-cnn,transformer tasks=pl-reviews --add
+	$(PY) -m pipeline grid models=transformer-seq2seq tasks=bible-ende --add
+	$(PY) -m pipeline grid models=transformer tasks=selcopy --add
 	dvc repro
 	rm -rf docs/cpu-full && mkdir -p docs/cpu-full && cp -r reports/. docs/cpu-full/
 	git rev-parse HEAD > docs/cpu-full/COMMIT

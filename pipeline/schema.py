@@ -46,6 +46,7 @@ class SyntheticConfig:
     vocab: int = 128  # MQAR: keys = first half, values = second half; selcopy: data tokens
     num_pairs: int = 16  # MQAR: key-value pairs, each queried once
     sweep_pairs: list[int] = field(default_factory=list)  # MQAR: extra splits test_{k}pairs at seq_len, k pairs
+    train_pairs: list[int] = field(default_factory=list)  # MQAR: train/val sequences mix these pair counts
     num_copy: int = 16  # selcopy: data tokens to copy
     max_depth: int = 10  # ListOps: deepest nesting
     max_args: int = 5  # ListOps: most arguments per operator

@@ -26,7 +26,8 @@ TEST_TASKS = {
     "rt": [],  # classify, sentences
     "pl-reviews": ["task.max_len=64"],  # classify, long reviews: cut, as cost grows with length
     "listops": SMALL_SYNTHETIC,  # classify, synthetic
-    "mqar": [*SMALL_SYNTHETIC, "task.synthetic.num_pairs=4", "task.synthetic.vocab=32"],  # recall
+    "mqar": [*SMALL_SYNTHETIC, "task.synthetic.num_pairs=4", "task.synthetic.vocab=32",  # recall
+             "task.synthetic.sweep_pairs=[2,8]"],
     "selcopy": [*SMALL_SYNTHETIC, "task.synthetic.num_copy=4", "task.synthetic.vocab=16"],  # recall
     "bible-ende": ["task.vocab_size=1000", "task.max_len=32"],  # translate: a small joint BPE
 }

@@ -187,12 +187,11 @@ def test_bad_values_exit_2_from_the_cli_and_write_nothing(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1 and not runs.exists()
 
 
-def test_the_cpu_full_profile_is_the_cpu_profile_plus_its_own_tasks():
-    """cpu-full repeats the cpu profile (DVC stages depend on one profile file) and adds tasks only:
-    any drift between the two copies fails here."""
+def test_the_cpu_full_profile_has_the_cpu_profiles_settings():
+    """cpu-full runs more tasks and seeds under the cpu profile's settings (DVC stages depend on one
+    profile file, so the two are copies): any drift between them fails here."""
     from pipeline.config import read_yaml
 
     cpu, full = read_yaml(CONF_DIR / "profile" / "cpu.yaml"), read_yaml(CONF_DIR / "profile" / "cpu-full.yaml")
-    cpu_tasks, full_tasks = cpu.pop("tasks"), full.pop("tasks")
     assert full == cpu
-    assert {t: full_tasks[t] for t in cpu_tasks} == cpu_tasks and set(full_tasks) - set(cpu_tasks) == {"selcopy"}
+    assert {"ptb", "mqar", "selcopy", "rt", "pl-reviews", "bible-ende"} <= set(cpu["tasks"])

@@ -239,10 +239,23 @@ def test_mqar_pairs_sweep_splits_hold_that_many_pairs():
             assert all(tgt[t] == dict(zip(keys, values))[row[t]] for t in queries)
     assert not np.array_equal(synthetic.generate("mqar", cfg, "test_16pairs").ids,
                               synthetic.generate("mqar", small(num_pairs=16, vocab=64, seq_len=64), "test").ids)
-    with pytest.raises(ConfigError, match="too short for num_pairs=22"):
+    with pytest.raises(ConfigError, match="sweep_pairs holds 22; each must be in 1..21"):
         synthetic.generate("mqar", small(num_pairs=8, vocab=64, seq_len=64, sweep_pairs=[22]), "test_22pairs")
     with pytest.raises(ConfigError, match="sweep_pairs is MQAR's"):
         synthetic.generate("selcopy", small(sweep_pairs=[2]), "test")
+
+
+def test_mqar_train_pairs_mix_pair_counts_in_train_and_val_only():
+    cfg = small(num_pairs=8, vocab=64, seq_len=64, train_pairs=[2, 4, 16])
+    for split in ("train", "val"):
+        targets = synthetic.generate("mqar", cfg, split).targets.reshape(-1, 64)
+        per_row = (targets >= 0).sum(axis=1)  # one query per pair
+        counts = {k: int((per_row == k).sum()) for k in (2, 4, 16)}
+        assert sum(counts.values()) == len(per_row) and max(counts.values()) - min(counts.values()) <= 1
+        assert len(set(per_row[:30].tolist())) == 3  # shuffled, not in blocks
+    assert ((synthetic.generate("mqar", cfg, "test").targets.reshape(-1, 64) >= 0).sum(axis=1) == 8).all()
+    with pytest.raises(ConfigError, match="train_pairs is MQAR's"):
+        synthetic.generate("selcopy", small(train_pairs=[2]), "train")
 
 
 def test_selective_copy_targets_are_the_data_tokens_in_order():

@@ -204,6 +204,10 @@ def test_main_reads_paths_from_config(tmp_path: Path, monkeypatch, capsys):
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     write_runs(tmp_path, grid())
+    params = tmp_path / "params.yaml"  # the grid of these runs, whatever the repository's params.yaml holds
+    params.write_text("profile: cpu\nseeds: [0, 1]\nruns:\n" + "".join(
+        f"  {r['model']}-{r['task']}: {{model: {r['model']}, task: {r['task']}}}\n" for r in grid()))
+    monkeypatch.setattr("pipeline.config.PARAMS", params)
     cfg = OmegaConf.structured(Config)
     cfg.paths.runs, cfg.paths.reports = str(tmp_path / "runs"), str(tmp_path / "out")  # absolute beats ROOT
     cfg.logger.mode = "disabled"

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import TEST_TASKS
+from pipeline import paths
 from pipeline.config import load
 from pipeline.data.datamodule import SequenceDataModule, read_meta, tokenized_dir
 from pipeline.report.collect import collect, validate
@@ -92,14 +93,24 @@ def test_synthetic_eval_has_length_extrapolation(smoke, task):
     cfg, result = smoke(task, "transformer")
     meta = read_meta(cfg)
     splits = meta["extra_test_splits"]
-    assert set(result["extrapolation"]) == set(splits) == {"test_2x", "test_4x"}
+    pairs = [f"test_{k}pairs" for k in cfg.task.synthetic.sweep_pairs]
+    assert set(result["extrapolation"]) == set(splits) == {"test_2x", "test_4x", *pairs}
+    assert bool(pairs) == (task == "mqar")
     dm = SequenceDataModule(cfg, seed=0)
+    examples = paths.run_dir(cfg) / "examples"
     for split in splits:
         extra = result["extrapolation"][split]
+        assert extra["examples"] == len(dm.split(split)) == EVAL_EXAMPLES
+        assert extra["interval"]["lo"] <= extra["overall"] <= extra["interval"]["hi"]  # bootstrap, one seed
+        assert 0 <= extra["overall"] <= 1
+        assert (examples / f"seed0.{split}.npz").exists()  # its per-example outcomes, for re-checking
+        if split in pairs:
+            k = int(split[len("test_"):-len("pairs")])
+            assert extra["num_pairs"] == k and extra["chance"] == round(1 / k, 4)
+            assert extra["length"] == cfg.task.synthetic.seq_len
+            continue
         factor = int(split.removeprefix("test_").removesuffix("x"))
         assert extra["length"] == meta["split_lengths"][split] == factor * cfg.task.synthetic.seq_len
-        assert extra["examples"] == len(dm.split(split)) == EVAL_EXAMPLES
-        assert 0 <= extra["overall"] <= 1
         lengths = dm.split(split).lengths
         assert lengths.max() > cfg.task.max_len  # really longer than training: evaluated untruncated
     assert result["baseline"]["name"] in ("chance", "majority class")
@@ -113,14 +124,18 @@ def test_report_over_the_smoke_runs(smoke, tmp_path):
     for task in {t for t, _ in RUNS}:
         assert f"## Task `{task}`" in md
     translation = md.split("## Task `bible-ende`")[1].split("\n## ")[0]
-    assert "| chrF |" in translation and "sacreBLEU signature: `nrefs:1" in translation
+    assert "| chrF [95% interval] |" in translation and "sacreBLEU signature: `nrefs:1" in translation
     assert "### Sample translations" in translation
     for task in ("mqar", "listops"):
         assert "### Length extrapolation" in md.split(f"## Task `{task}`")[1].split("\n## ")[0]
     extrapolation = pd.read_csv(written["extrapolation.csv"])
     assert sorted(set(extrapolation["task"])) == ["listops", "mqar"]
-    assert extrapolation.groupby("task")["split"].apply(sorted).to_dict() == {
+    length = extrapolation[extrapolation["sweep"] == "length"]
+    assert length.groupby("task")["split"].apply(sorted).to_dict() == {
         t: ["test", "test_2x", "test_4x"] for t in ("listops", "mqar")}
+    pairs = extrapolation[extrapolation["sweep"] == "pairs"]
+    assert set(pairs["task"]) == {"mqar"} and sorted(set(pairs["num_pairs"])) == [2, 4, 8]  # 4: the test split
+    assert "### Recall vs number of key-value pairs" in md.split("## Task `mqar`")[1].split("\n## ")[0]
     assert np.isfinite(extrapolation["value"]).all()
     flat = json.loads(written["summary.json"].read_text())
     assert {"mqar/transformer/acc_test_2x", "listops/transformer/acc_test_4x",

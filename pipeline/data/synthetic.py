@@ -28,8 +28,12 @@ Length extrapolation: `extrapolate=[2, 4]` adds splits `test_2x`, `test_4x` gene
 seq_len (MQAR keeps num_pairs, so queries sit further from their keys; selcopy keeps num_copy).
 
 Number of pairs (MQAR): `sweep_pairs=[2, 4, 16]` adds splits `test_2pairs`, ... at seq_len with that
-many key-value pairs (and as many queries), for Zoology's accuracy-vs-pairs curve of a model trained
-at `num_pairs`: a fixed-size state must hold every pair, so recurrences lose accuracy as pairs grow.
+many key-value pairs (and as many queries), for Zoology's accuracy-vs-pairs curve: a fixed-size state
+must hold every pair, so recurrences lose accuracy as pairs grow. `train_pairs=[2, 4, 8, 16]` makes
+the train and val splits a mixture of those pair counts (equal shares, rows shuffled), as Zoology
+trains on a mixture of settings: a model trained at one count does not transfer to more pairs than
+it saw (a Transformer trained at 4 pairs: 0.999 at 4, 0.60 at 8, 0.30 at 16), which would measure
+that shift rather than the state's capacity. The test split keeps `num_pairs`.
 
 Each split draws from its own stream `SeedSequence([seed, crc32(task), split index])`, so e.g.
 changing n_train does not change the test set. Generation is vectorised numpy (ListOps: Python
@@ -154,6 +158,15 @@ def mqar(rng: np.random.Generator, n: int, seq_len: int, num_pairs: int, vocab: 
     return ids, targets
 
 
+def mqar_mixture(rng: np.random.Generator, n: int, seq_len: int, pair_counts: list[int],
+                 vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """n MQAR rows, an equal share at each pair count of `pair_counts`, in shuffled order."""
+    shares = np.array_split(np.arange(n), len(pair_counts))
+    parts = [mqar(rng, len(share), seq_len, k, vocab) for share, k in zip(shares, pair_counts)]
+    order = rng.permutation(n)
+    return np.concatenate([p[0] for p in parts])[order], np.concatenate([p[1] for p in parts])[order]
+
+
 # ----------------------------------------------------------------------------- selective copying
 
 SELCOPY_NOISE, SELCOPY_MARKER = N_SPECIAL, N_SPECIAL + 1
@@ -245,8 +258,14 @@ def generate(name: str, cfg: Any, split: str) -> Split:
     """Generate one split of the synthetic task `name` with parameters `cfg` (a SyntheticConfig)."""
     if name not in KIND:
         raise ConfigError(f"unknown synthetic task '{name}'; known: {', '.join(KIND)}")
-    if name != "mqar" and getattr(cfg, "sweep_pairs", None):
-        raise ConfigError(f"task.synthetic.sweep_pairs is MQAR's; remove it from the '{name}' task")
+    for key in ("sweep_pairs", "train_pairs"):
+        if name != "mqar" and getattr(cfg, key, None):
+            raise ConfigError(f"task.synthetic.{key} is MQAR's; remove it from the '{name}' task")
+    if split.endswith("pairs"):
+        k, half = split_pairs(cfg, split), int(cfg.vocab) // 2
+        if not 1 <= k <= min(half, int(cfg.seq_len) // 3):
+            raise ConfigError(f"mqar: task.synthetic.sweep_pairs holds {k}; each must be in 1..{min(half, int(cfg.seq_len) // 3)} "
+                              f"(at most vocab/2 = {half} keys, and 3 tokens per pair in seq_len={cfg.seq_len})")
     length, n = split_lengths(cfg)[split], split_sizes(cfg)[split]
     rng = _rng(name, cfg, split)
     if name == "listops":
@@ -257,7 +276,9 @@ def generate(name: str, cfg: Any, split: str) -> Split:
     ids_parts, tgt_parts = [], []
     for start in range(0, n, CHUNK_ROWS):
         rows = min(CHUNK_ROWS, n - start)
-        if name == "mqar":
+        if name == "mqar" and split in ("train", "val") and getattr(cfg, "train_pairs", None):
+            ids, tgt = mqar_mixture(rng, rows, length, [int(k) for k in cfg.train_pairs], int(cfg.vocab))
+        elif name == "mqar":
             ids, tgt = mqar(rng, rows, length, split_pairs(cfg, split), int(cfg.vocab))
         else:
             ids, tgt = selcopy(rng, rows, length, int(cfg.num_copy), int(cfg.vocab))
