@@ -66,11 +66,16 @@ def _plot_recall_vs_pairs(task: str, metric: str, pairs: pd.DataFrame, models: l
     ax.set_ylabel(f"test {metric}")
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{task}: recall vs number of pairs")
+    return _finish(fig, ax, path)
+
+
+def _finish(fig, ax, path: Path):
+    """Grid, legend, layout, PNG; the axes come back for tests."""
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
     save_figure(fig, path)
-    return ax  # (for tests)
+    return ax
 
 
 def _new_axes():
@@ -118,11 +123,7 @@ def _plot_metric_by_bucket(task: str, metric: str, summary: pd.DataFrame, bucket
     better = "higher" if bool(summary["higher_is_better"].iloc[0]) else "lower"
     ax.set_ylabel(f"{metric} ({better} is better)")
     ax.set_title(f"{task}: test {metric} by length bucket")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    save_figure(fig, path)
-    return ax  # (for tests)
+    return _finish(fig, ax, path)
 
 
 def _plot_by_length(speed: pd.DataFrame, models: list[str], column: str, ylabel: str, title: str,
