@@ -109,3 +109,15 @@ def test_selective_copying_claim_resamples_seeds(report):
     assert mamba[1] in ("reproduced", "direction reproduced, margin smaller")
     versus = next(v for k, v in table.items() if k.startswith("selcopy: selection against attention"))
     assert versus[1] == "tied"
+
+
+def test_intervals_across_few_seeds_are_clipped_to_the_metrics_range(tmp_path: Path):
+    """Three seeds at 0.998 / 0.998 / 1.000 give a Student-t interval [0.996, 1.001]: shown as [0.996, 1.000]."""
+    from pipeline.report.tables import build_tables
+
+    r = recall_run("mqar", "transformer", ATTENTION, [0.998, 0.998, 1.0])
+    r["overall_interval"] = {"lo": 0.9955, "hi": 1.0012, "method": "t-interval over seeds"}
+    r["per_bucket_interval"] = [None, None, {"lo": 0.99, "hi": 1.004}, None]
+    tables = build_tables(collect(write_runs(tmp_path, [r])))
+    assert tables["summary"]["hi"].iloc[0] == 1.0 and tables["summary"]["lo"].iloc[0] == pytest.approx(0.9955)
+    assert tables["buckets"]["hi"].max() == 1.0

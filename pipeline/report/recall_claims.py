@@ -17,6 +17,7 @@ from typing import Optional
 
 from pipeline.report import significance
 from pipeline.report.format import _is_nan, fmt_metric, md_table
+from pipeline.report.tables import _clip
 
 SOLVED = 0.9  # "attention solves MQAR": accuracy at least this, interval included
 FAR_BELOW = 0.25  # "far below": at least this much lower, and lower by the paired bootstrap
@@ -35,7 +36,7 @@ def _family(r: dict) -> Optional[str]:
 
 def _value(r: dict) -> str:
     iv = r.get("overall_interval") or {}
-    lo, hi = iv.get("lo"), iv.get("hi")
+    lo, hi = _clip(r["metric"], iv.get("lo")), _clip(r["metric"], iv.get("hi"))
     text = fmt_metric(r["overall"]) + ("" if lo is None or _is_nan(lo) else f" [{fmt_metric(lo)}, {fmt_metric(hi)}]")
     seeds = [s["overall"] for s in r.get("seeds") or []]
     return text + (f" (seeds {' / '.join(fmt_metric(v) for v in seeds)})" if len(seeds) > 1 else "")
@@ -74,8 +75,9 @@ def mqar_rows(task: str, runs: list[dict]) -> list[list[str]]:
     if attention:
         best = attention[0]
         iv = best.get("overall_interval") or {}
+        lo, hi = (None if v is None else _clip(best["metric"], v) for v in (iv.get("lo"), iv.get("hi")))
         rows.append([f"{task}: attention solves multi-query recall (Zoology: near 100%; here ≥ {SOLVED})",
-                     f"{best['model']} {_value(best)}", _holds(iv.get("lo"), iv.get("hi"), best["overall"], SOLVED)])
+                     f"{best['model']} {_value(best)}", _holds(lo, hi, best["overall"], SOLVED)])
     if attention and fixed:
         best = attention[0]
         for r in fixed:

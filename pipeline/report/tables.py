@@ -10,6 +10,7 @@ No torch here: the report runs (and is tested) where only the results exist.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Optional
 
 import pandas as pd
@@ -83,6 +84,18 @@ def build_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
     return {"summary": summary, "buckets": buckets, "speed": speed, "extrapolation": extrapolation, "curves": curves}
 
 
+# The range a metric can take: a Student-t interval across a few seeds can reach past it (three seeds
+# at 0.998, 0.998, 1.000 give [0.996, 1.001]), which no accuracy can be.
+METRIC_RANGE = {"acc": (0.0, 1.0), "bleu": (0.0, 100.0), "chrf": (0.0, 100.0), "ppl": (1.0, math.inf)}
+
+
+def _clip(metric: str, x: Any) -> float:
+    """An interval end, clipped to the metric's range (NaN stays NaN)."""
+    lo, hi = METRIC_RANGE.get(metric, (-math.inf, math.inf))
+    v = _num(x)
+    return v if v != v else min(max(v, lo), hi)
+
+
 def _summary_row(r: dict) -> dict:
     mean, std, n = mean_std(s["overall"] for s in r["seeds"])
     base_name, base = _baseline(r)
@@ -97,8 +110,10 @@ def _summary_row(r: dict) -> dict:
         "receptive_field": rf_tokens, "receptive_field_measured_at": rf_measured_at, "receptive_field_full": rf_full,
         "metric": r["metric"], "higher_is_better": bool(r["higher_is_better"]),
         "value": mean, "std": std, "n_seeds": n, "chrf": _num(r.get("chrf")),
-        "chrf_lo": _num((r.get("chrf_interval") or {}).get("lo")), "chrf_hi": _num((r.get("chrf_interval") or {}).get("hi")),
-        "lo": _num((r.get("overall_interval") or {}).get("lo")), "hi": _num((r.get("overall_interval") or {}).get("hi")),
+        "chrf_lo": _clip("chrf", (r.get("chrf_interval") or {}).get("lo")),
+        "chrf_hi": _clip("chrf", (r.get("chrf_interval") or {}).get("hi")),
+        "lo": _clip(r["metric"], (r.get("overall_interval") or {}).get("lo")),
+        "hi": _clip(r["metric"], (r.get("overall_interval") or {}).get("hi")),
         "interval_method": (r.get("overall_interval") or {}).get("method"),
         "baseline_name": base_name, "baseline": base,
         "at_chance": at_chance(mean, base, r["higher_is_better"], r["metric"]),
@@ -156,7 +171,7 @@ def _bucket_rows(r: dict) -> list[dict]:
         interval = (r.get("per_bucket_interval") or [None] * len(b["edges"]))[i] or {}
         rows.append({"task": r["task"], "model": r["model"], "bucket": label, "bucket_hi": int(hi),
                      "unit": b.get("unit"), "metric": r["metric"], "value": mean, "std": std, "n_seeds": n,
-                     "count": int(r["count"][i] or 0), "lo": _num(interval.get("lo")), "hi": _num(interval.get("hi"))})
+                     "count": int(r["count"][i] or 0), "lo": _clip(r["metric"], interval.get("lo")), "hi": _clip(r["metric"], interval.get("hi"))})
     return rows
 
 
@@ -183,7 +198,7 @@ def _extrapolation_rows(r: dict) -> list[dict]:
     # The generator makes every extra split as large as the test split (synthetic.split_sizes).
     examples = next((s.get("examples") for s in splits.values() if s.get("examples") is not None), None)
     test = {"split": "test", "length": trained_length(r), "value": test_overall, "examples": examples,
-            "lo": _num(interval.get("lo")), "hi": _num(interval.get("hi"))}
+            "lo": _clip(r["metric"], interval.get("lo")), "hi": _clip(r["metric"], interval.get("hi"))}
     rows = [{**test, "sweep": "length"}]
     pairs = (((r.get("config") or {}).get("task") or {}).get("synthetic") or {}).get("num_pairs")
     if pairs and any(s.get("num_pairs") for s in splits.values()):
@@ -192,7 +207,7 @@ def _extrapolation_rows(r: dict) -> list[dict]:
         found = s.get("interval") or {}
         rows.append({"split": name, "sweep": "pairs" if s.get("num_pairs") else "length", "length": s.get("length"),
                      "value": _num(s.get("overall")), "examples": s.get("examples"),
-                     "lo": _num(found.get("lo")), "hi": _num(found.get("hi")),
+                     "lo": _clip(r["metric"], found.get("lo")), "hi": _clip(r["metric"], found.get("hi")),
                      "num_pairs": s.get("num_pairs"), "chance": s.get("chance")})
     return [{"task": r["task"], "model": r["model"], **row} for row in rows]
 
