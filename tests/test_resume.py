@@ -143,13 +143,18 @@ def test_evaluate_logs_test_results_into_the_training_run(tmp_path, uninterrupte
     assert summary["params/backbone"] == result["params"]["backbone"]
 
 
-def test_sync_picks_only_the_current_experiments_runs(uninterrupted):
+def test_sync_picks_only_the_current_experiments_runs(uninterrupted, tmp_path, monkeypatch, capsys):
+    from pipeline import grid, sync
+
     root = uninterrupted.parent.parent.parent  # holds runs/ and wandb/
     stale = root / "wandb" / "offline-run-20200101_000000-stale123"
     stale.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", "pipeline", "sync", "--dry-run", f"paths.runs={root / 'full'}",
-                           f"paths.logs={root / 'full'}-logs", f"paths.wandb={root}"],
-                          cwd=ROOT, env=env(), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    params = tmp_path / "params.yaml"  # the grid this test trained, whatever the repository's params.yaml holds
+    params.write_text("profile: smoke\nseeds: [0]\n")
+    assert grid.main(["models=lstm", "tasks=rt"], params_path=params) == 0
+    monkeypatch.setattr("pipeline.config.PARAMS", params)
+    assert sync.main(["--dry-run", f"paths.runs={root / 'full'}", f"paths.logs={root / 'full'}-logs",
+                      f"paths.wandb={root}"]) == 0
+    out = capsys.readouterr().out
     run_id = provenance(uninterrupted)["wandb_run_id"]
-    assert f"-{run_id}" in done.stdout and "stale123" not in done.stdout
+    assert f"-{run_id}" in out and "stale123" not in out
