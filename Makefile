@@ -21,12 +21,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# dvc.yaml is generated from params.yaml: regenerate it first (a no-op when it is current)
 repro: install
+	$(PY) -m pipeline grid
 	dvc repro
 
-# The cpu-full profile (<= 90 min): the cpu grid plus Rotten Tomatoes, Pang & Lee, Bible translation and the
-# Transformer on selective copying, over FULL_SEEDS. Run it in its own clone: it rewrites params.yaml and
-# dvc.lock. Its report is copied to docs/cpu-full/ with the commit it ran from.
+# The cpu-full profile: the cpu grid plus Rotten Tomatoes, Pang & Lee, Bible translation and the Transformer on
+# selective copying, over FULL_SEEDS. Run it in its own clone: it rewrites params.yaml, dvc.yaml and dvc.lock.
+# Its report is copied to docs/cpu-full/ with the commit it ran from.
 FULL_SEEDS ?= 0,1,2
 repro-full: install
 	$(PY) -m pipeline grid profile=cpu-full seeds=$(FULL_SEEDS) models=lstm,transformer,kim-cnn tasks=rt --add
@@ -37,9 +39,13 @@ repro-full: install
 	rm -rf docs/cpu-full && mkdir -p docs/cpu-full && cp -r reports/. docs/cpu-full/
 	git rev-parse HEAD > docs/cpu-full/COMMIT
 
-# One stage and what it needs, e.g. make stage S=train@lstm-ptb
+# One stage and what it needs, e.g. make stage S=train@lstm-ptb: its missing or stale inputs first (never
+# `dvc repro -s` alone, which deletes the stage's outputs and then fails when an input is missing); FORCE=1
+# re-runs the stage even when it is up to date.
 stage: install
-	dvc repro -s $(S)
+	$(PY) -m pipeline grid
+	dvc repro $(S)
+	$(if $(FORCE),dvc repro --force --single-item $(S))
 
 # Upload this experiment's offline W&B runs (not every stale run in wandb/); needs `wandb login`
 sync: install

@@ -1,15 +1,11 @@
 """The code each DVC stage runs: the import closure of its module, plus the plug-ins it loads by name
 (a model's backbone and block modules, a task kind's module and its LightningModule).
 
-dvc.yaml lists each stage's common closure (what every instance of the stage imports) and takes
-the rest, which depends on the model and the task, from params.yaml: `tasks.<task>.code`,
-`runs.<run>.code`, `bench.<model>.code` (paths under pipeline/, written by `python -m pipeline
-grid`). DVC cannot splice a list into `deps`, so these are CODE_SLOTS fixed slots, padded by
-repeating the last path. tests/test_code_deps.py compares the resolved dvc.yaml with this module,
-stage by stage and both ways: a stage that misses a module it imports runs stale code after an edit;
-one that lists a module it never imports re-runs for nothing (editing a model outside the grid
-retrains nothing). Imports are read with `ast`, function-level ones included, so nothing is
-imported here (no torch).
+pipeline/dvc_file.py writes these into the generated dvc.yaml. tests/test_code_deps.py compares the
+resolved dvc.yaml with this module, stage by stage and both ways: a stage that misses a module it
+imports runs stale code after an edit; one that lists a module it never imports re-runs for nothing
+(editing a model outside the grid retrains nothing). Imports are read with `ast`, function-level ones
+included, so nothing is imported here (no torch).
 """
 from __future__ import annotations
 
@@ -18,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Iterable, Optional
 
-from pipeline.config import CODE_SLOTS, CONF_DIR, ConfigError, read_yaml
+from pipeline.config import CONF_DIR, read_yaml
 from pipeline.paths import ROOT
 
 PIPELINE = ROOT / "pipeline"
@@ -95,7 +91,8 @@ def plugin_modules(stage: str, model: Optional[str] = None, kind: Optional[str] 
 
     found = set()
     if model and stage in MODEL_STAGES:
-        found |= {f"pipeline.models.{m}" for m in model_modules(model)}
+        # config.load imports sizing by name to check that the model builds (pipeline/config.py)
+        found |= {"pipeline.models.sizing", *(f"pipeline.models.{m}" for m in model_modules(model))}
     if kind and stage in KIND_STAGES:
         plugin = kinds.get(kind)
         found.add(type(plugin).__module__)
@@ -125,28 +122,7 @@ def task_kind(task: str) -> str:
     return str(read_yaml(CONF_DIR / "task" / f"{task}.yaml").task.kind)
 
 
-def _slots(files: set[str], what: str) -> list[str]:
-    code = sorted(f.removeprefix("pipeline/") for f in files)
-    if not code:
-        code = ["__init__.py"]  # nothing beyond the common closure: the package marker, a dep anyway
-    if len(code) > CODE_SLOTS:
-        raise ConfigError(f"{what} needs {len(code)} code deps beyond its stage's ({', '.join(code)}); dvc.yaml has "
-                          f"{CODE_SLOTS} slots: raise config.CODE_SLOTS and add slots to dvc.yaml")
-    return code + [code[-1]] * (CODE_SLOTS - len(code))
-
-
-def run_code(model: str, task: str) -> list[str]:
-    """`runs.<model>-<task>.code`: the model's and the task kind's modules beyond each stage's common ones."""
-    kind = task_kind(task)
-    extra = set().union(*(stage_files(s, model, kind) - common_files(s) for s in RUN_STAGES))
-    return _slots(extra, f"run {model}-{task}")
-
-
-def task_code(task: str) -> list[str]:
-    """`tasks.<task>.code`: the task kind's modules that tokenize runs beyond its common ones."""
-    return _slots(stage_files("tokenize", kind=task_kind(task)) - common_files("tokenize"), f"task {task}")
-
-
-def bench_code(model: str) -> list[str]:
-    """`bench.<model>.code`: the model's modules that the benchmark runs beyond its common ones."""
-    return _slots(stage_files("benchmark", model) - common_files("benchmark"), f"benchmark of {model}")
+def extra_files(stage: str, model: Optional[str] = None, task: Optional[str] = None) -> list[str]:
+    """The stage instance's code beyond its stage's common files: its model's and task kind's modules."""
+    kind = task_kind(task) if task else None
+    return sorted(stage_files(stage, model, kind) - common_files(stage))

@@ -1,11 +1,14 @@
 """Typed configuration: the only module that reads conf/ and params.yaml.
 
-A run's config is composed in this order (later wins):
+A run's config is composed in this order, the more specific later (later wins):
 
-    schema defaults  <  conf/config.yaml  <  params.yaml (what DVC tracks)
-      <  conf/task/<task>.yaml  <  conf/model/<model>.yaml  <  conf/trainer/<t>.yaml
-      <  conf/logger/<l>.yaml  <  conf/profile/<p>.yaml (common part, then its tasks.<task> part)
+    schema defaults  <  conf/config.yaml  <  params.yaml seeds, experiment
+      <  conf/task/<task>.yaml  <  conf/model/<model>.yaml  <  conf/trainer/<t>.yaml  <  conf/logger/<l>.yaml
+      <  conf/profile/<p>.yaml: its common part  <  its tasks.<task>  <  its models.<model>
+      <  params.yaml's settings (task, model, data, optim, trainer: this experiment, every run of the grid)
       <  command-line key=value overrides
+
+`python -m pipeline config model=... task=...` prints each value with the file that set it.
 
 Every group file is a partial config merged at the root (so a model file may also set `optim.lr`).
 The model section's schema is the dataclass its backbone registered with, so a key that the chosen
@@ -13,6 +16,7 @@ backbone does not know is an error, not silently ignored.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from pathlib import Path
@@ -120,17 +124,11 @@ def read_params(path: Path | None = None) -> DictConfig:
     return read_yaml(path)
 
 
-PARAMS_KEYS = ("profile", "experiment", "seeds", "tasks", "runs", "bench")
-# A stage's code deps that depend on its model or task: this many fixed slots (pipeline/code_deps.py)
-CODE_SLOTS = 12
+GRID_KEYS = ("profile", "experiment", "seeds", "tasks", "runs", "bench")
+# params.yaml sections that set values over conf/ for every run of the grid (`dvc exp run -S optim.lr=...`)
+SETTING_SECTIONS = ("task", "model", "data", "optim", "trainer")
+PARAMS_KEYS = GRID_KEYS + SETTING_SECTIONS
 REWRITE = "rewrite the grid with `python -m pipeline grid models=... tasks=...`"
-
-
-def _check_code(entry, where: str) -> None:
-    code = entry.get("code") if hasattr(entry, "get") else None
-    if code is None or len(code) != CODE_SLOTS or not all(isinstance(c, str) for c in code):
-        raise ConfigError(f"params.yaml: {where}.code must list {CODE_SLOTS} paths under pipeline/ (the stage's code "
-                          f"deps, pipeline/code_deps.py); {REWRITE}")
 
 
 def run_name(model: str, task: str) -> str:
@@ -143,63 +141,82 @@ def check_params(params: DictConfig) -> None:
     the run it builds."""
     unknown = sorted(set(params.keys()) - set(PARAMS_KEYS))
     if unknown:
-        hint = " (the models × tasks `grid` became `tasks` + `runs`: python -m pipeline grid models=... tasks=...)" \
-            if "grid" in unknown else ""
-        raise ConfigError(f"params.yaml: unknown key(s) {', '.join(unknown)}; valid: {', '.join(PARAMS_KEYS)}{hint}")
+        raise ConfigError(f"params.yaml: unknown key(s) {', '.join(unknown)}; valid: {', '.join(PARAMS_KEYS)} "
+                          f"(any other setting goes under one of {', '.join(SETTING_SECTIONS)}, e.g. optim.lr)")
+    for section in SETTING_SECTIONS:
+        if params.get(section) is not None and not isinstance(params.get(section), DictConfig):
+            raise ConfigError(f"params.yaml: `{section}` must be a mapping of settings (e.g. {section}: {{...}}), "
+                              f"got {params.get(section)!r}")
     if "tasks" in params or "runs" in params:
         check_runs(params)
     check_bench(params)
 
 
+def _names_list(value, where: str, valid: list[str]) -> list[str]:
+    if not isinstance(value, (list, tuple)) and not OmegaConf.is_list(value):
+        raise ConfigError(f"params.yaml: {where} must be a list of names, e.g. {where}: [{valid[0]}]; {REWRITE}")
+    names = [str(v) for v in value]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ConfigError(f"params.yaml: {where}: unknown {', '.join(unknown)}; choose from: {', '.join(valid)}")
+    return names
+
+
 def check_runs(params) -> dict[str, tuple[str, str]]:
-    """`tasks` and `runs` of params.yaml; returns {run key: (model, task)}."""
+    """`tasks` (a list) and `runs` ({<model>-<task>: {model, task}}) of params.yaml; returns {run: (model, task)}."""
     tasks, runs = params.get("tasks"), params.get("runs")
-    if tasks is None or runs is None or not hasattr(tasks, "keys"):
-        raise ConfigError("params.yaml: needs `tasks` (a mapping <task>: {code}) and `runs` (a mapping <model>-<task>: "
-                          "{model, task, code}); write them with `python -m pipeline grid models=... tasks=...`")
-    valid_tasks, valid_models = choices("task"), all_choices("model")
-    for task, entry in tasks.items():
-        if task not in valid_tasks:
-            raise ConfigError(f"params.yaml: tasks: unknown task '{task}'; choose from: {', '.join(valid_tasks)}")
-        _check_code(entry, f"tasks.{task}")
-    if not runs:
-        raise ConfigError("params.yaml: `runs` is empty, so dvc repro would train nothing; write it with "
-                          "`python -m pipeline grid models=... tasks=...`")
+    if tasks is None or runs is None:
+        raise ConfigError("params.yaml: needs `tasks` (a list of task names) and `runs` (a mapping <model>-<task>: "
+                          "{model, task}); write them with `python -m pipeline grid models=... tasks=...`")
+    tasks = _names_list(tasks, "tasks", choices("task"))
+    if not hasattr(runs, "items") or not runs:
+        raise ConfigError("params.yaml: `runs` is empty or not a mapping, so dvc repro would train nothing; write it "
+                          "with `python -m pipeline grid models=... tasks=...`")
+    valid_models = all_choices("model")
     pairs = {}
     for key, run in runs.items():
         where = f"params.yaml: runs.{key}"
-        if not hasattr(run, "keys") or set(run.keys()) != {"model", "task", "code"}:
-            raise ConfigError(f"{where}: must be {{model: <name>, task: <name>, code: [...]}}, got {run}; {REWRITE}")
-        _check_code(run, where)
+        if not hasattr(run, "keys") or set(run.keys()) != {"model", "task"}:
+            raise ConfigError(f"{where}: must be {{model: <name>, task: <name>}}, got {run}; {REWRITE}")
         model, task = str(run["model"]), str(run["task"])
         if model not in valid_models:
             raise ConfigError(f"{where}: unknown model '{model}'; choose from: {', '.join(valid_models)}")
         if task not in tasks:
-            raise ConfigError(f"{where}: task '{task}' is not in params.yaml `tasks` ({', '.join(tasks.keys())}), "
+            raise ConfigError(f"{where}: task '{task}' is not in params.yaml `tasks` ({', '.join(tasks)}), "
                               f"so nothing downloads or tokenizes it; add it there")
         if key != run_name(model, task):
             raise ConfigError(f"{where}: the key must be '{run_name(model, task)}' (the stage name suffix)")
-        pairs[key] = (model, task)
+        pairs[str(key)] = (model, task)
     return pairs
 
 
-def check_bench(params) -> None:
-    """params.yaml `bench`: {<model>: {code: [...]}} of known models that are not encoder-decoders."""
+def check_bench(params) -> list[str] | None:
+    """params.yaml `bench`: a list of backbone models (an encoder-decoder has no single backbone to sweep)."""
     bench = params.get("bench")
-    if bench is None:
-        return
-    if not hasattr(bench, "keys"):
-        raise ConfigError("params.yaml: bench must map model names to {code: [...]}; write it with "
-                          "`python -m pipeline grid ... bench=a,b`")
-    valid = choices("model")  # backbones only: an encoder-decoder has no single backbone to sweep
-    for model, entry in bench.items():
-        if model not in valid:
-            raise ConfigError(f"params.yaml: bench.{model}: not a backbone model; choose from: {', '.join(valid)}")
-        _check_code(entry, f"bench.{model}")
+    return None if bench is None else _names_list(bench, "bench", choices("model"))
+
+
+def experiment_settings(params: DictConfig) -> dict:
+    """params.yaml's setting sections without their null leaves (null: keep conf/'s value)."""
+    def drop_nulls(node):
+        if isinstance(node, dict):
+            kept = {k: drop_nulls(v) for k, v in node.items() if v is not None}
+            return {k: v for k, v in kept.items() if v != {}}
+        return node
+
+    plain = OmegaConf.to_container(params, resolve=True) if isinstance(params, DictConfig) else dict(params)
+    return drop_nulls({k: plain[k] for k in SETTING_SECTIONS if plain.get(k)})
+
+
+def _leaves(node, prefix: str = "") -> list[str]:
+    """Dotted keys of a config's leaves (a list is a leaf)."""
+    if not isinstance(node, DictConfig):
+        return [prefix]
+    return [leaf for k, v in node.items_ex(resolve=False) for leaf in _leaves(v, f"{prefix}.{k}" if prefix else str(k))]
 
 
 def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None = None, *,
-         model: bool = True, task_bound: bool = True) -> Config:
+         model: bool = True, task_bound: bool = True, sources: dict[str, str] | None = None) -> Config:
     """Compose, validate and return the typed config (an OmegaConf-backed `Config`).
 
     With `model=True` the model section is checked against its backbone's schema and the model is
@@ -235,21 +252,26 @@ def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None =
     if not model:
         OmegaConf.set_struct(cfg.model, False)  # any backbone's keys; nothing here reads them
 
-    cfg = _merge(cfg, OmegaConf.masked_copy(defaults, [k for k in defaults if k != "defaults"]), "conf/config.yaml")
-    params_part = {k: params[k] for k in ("seeds", "experiment") if k in params}
-    cfg = _merge(cfg, params_part, "params.yaml")
+    layers = [(OmegaConf.masked_copy(defaults, [k for k in defaults if k != "defaults"]), "conf/config.yaml"),
+              ({k: params[k] for k in ("seeds", "experiment") if k in params}, "params.yaml")]
     for group in ("task", "model", "trainer", "logger"):
         node = model_file if group == "model" else read_yaml(files[group])
-        cfg = _merge(cfg, node, f"conf/{group}/{selected[group]}.yaml")
+        layers.append((node, f"conf/{group}/{selected[group]}.yaml"))
+    profile_file = f"conf/profile/{selected['profile']}.yaml"
     profile = read_yaml(files["profile"])
     per_task = profile.pop("tasks", None) or {}
     per_model = profile.pop("models", None) or {}
-    cfg = _merge(cfg, profile, f"conf/profile/{selected['profile']}.yaml")
+    layers.append((profile, profile_file))
     if selected["task"] in per_task:
-        cfg = _merge(cfg, per_task[selected["task"]], f"conf/profile/{selected['profile']}.yaml (tasks.{selected['task']})")
+        layers.append((per_task[selected["task"]], f"{profile_file} tasks.{selected['task']}"))
     if selected["model"] in per_model:
-        cfg = _merge(cfg, per_model[selected["model"]], f"conf/profile/{selected['profile']}.yaml (models.{selected['model']})")
-    cfg = _merge(cfg, cli_node, "command line")
+        layers.append((per_model[selected["model"]], f"{profile_file} models.{selected['model']}"))
+    layers.append((experiment_settings(params), "params.yaml"))
+    layers.append((cli_node, "command line"))
+    for node, source in layers:
+        cfg = _merge(cfg, node, source)
+        if sources is not None:
+            sources.update(dict.fromkeys(_leaves(OmegaConf.create(node)), source))
 
     cfg.profile = selected["profile"]
     cfg.model.name = selected["model"]
@@ -257,40 +279,11 @@ def load(overrides: list[str] | tuple[str, ...] = (), params_path: Path | None =
         raise ConfigError(f"conf/task/{selected['task']}.yaml: task.name is '{cfg.task.name}', expected '{selected['task']}'")
     _check(cfg)
     if model:
-        check_buildable(cfg, str(files["model"].relative_to(ROOT)), task_bound)
+        # By name: download / tokenize / report (model=False) never run model code, so their DVC code deps
+        # leave it out; the model stages list pipeline/models/sizing.py themselves (pipeline/code_deps.py).
+        importlib.import_module("pipeline.models.sizing").check_buildable(
+            cfg, str(files["model"].relative_to(ROOT)), task_bound)
     return cfg  # type: ignore[return-value]
-
-
-def check_buildable(cfg: Config, source: str, task_bound: bool = True) -> None:
-    """Build the sized model on the meta device (no memory, ~0.1 s): a value that the schema
-    cannot see as wrong (heads that do not divide the width, an unknown block, a bidirectional
-    model on a causal task) becomes a ConfigError naming the model file."""
-    import torch
-
-    from pipeline.models import sizing
-
-    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} (profile '{cfg.profile}') but this machine "
-                          f"has no CUDA GPU; use profile=cpu or trainer=cpu")
-    kind = kinds.get(cfg.task.kind)
-    if not task_bound:  # causal where the backbone can be, as pipeline/measure/sweep.py builds it
-        causal = cfg.model.backbone not in registry.seq2seq_names() and \
-            registry.backbone_class(cfg.model.backbone).causal_capable
-    elif cfg.model.backbone in registry.seq2seq_names() and not kind.encoder_decoder:
-        serving = [k for k in kinds.names() if kinds.get(k).encoder_decoder]
-        raise ConfigError(f"{source}: model '{cfg.model.name}' is an encoder-decoder model: it serves "
-                          f"{', '.join(serving)} tasks, not task '{cfg.task.name}' (kind {cfg.task.kind})")
-    else:
-        causal = kind.causal
-    trial = OmegaConf.create(to_dict(cfg.model))
-    try:
-        with torch.device("meta"):
-            sizing.build_sized(trial, causal=causal)
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
-    except (ValueError, KeyError, TypeError, AssertionError, NotImplementedError, RuntimeError) as e:
-        raise ConfigError(f"{source}: model '{cfg.model.name}' cannot be built for task '{cfg.task.name}': "
-                          f"{type(e).__name__}: {e}") from None
 
 
 def _check(cfg: DictConfig) -> None:

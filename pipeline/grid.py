@@ -1,10 +1,10 @@
 """The experiment grid: which (model, task) pairs `dvc repro` trains and evaluates.
 
-params.yaml holds the keys that dvc.yaml expands:
+params.yaml holds what a person sets; `grid` writes its grid and then dvc.yaml (pipeline/dvc_file.py):
 
-    tasks: {<task>: {code}, ...}                    -> download@<task>, tokenize@<task>
-    runs:  {<model>-<task>: {model, task, code}}    -> train@, evaluate@, measure@<model>-<task>
-    bench: {<model>: {code}}                        -> benchmark@<model> (length sweep, no task)
+    tasks: [<task>, ...]                        -> download@<task>, tokenize@<task>
+    runs:  {<model>-<task>: {model, task}}      -> train@, evaluate@, measure@<model>-<task>
+    bench: [<model>, ...]                       -> benchmark@<model> (length sweep, no task)
 
 `runs` is an explicit list of pairs rather than a models × tasks product because not every model
 serves every task (a bidirectional CNN cannot do language modelling, an encoder–decoder only
@@ -13,12 +13,7 @@ translates) and because a CPU budget affords a different set of models per task.
     python -m pipeline grid models=lstm,tcn tasks=ptb,rt        # every pair the models can serve
     python -m pipeline grid models=all tasks=ptb --add          # add to the runs already there
     python -m pipeline grid models=lstm tasks=ptb bench=lstm,mamba,transformer   # benchmarked models
-
-Each `code` lists the files under pipeline/ that the entry's stages import beyond what every stage
-of their kind imports: the model's modules, the task kind's plug-in and LightningModule
-(pipeline/code_deps.py, from the import graph). They are those stages' code deps, so editing one
-model re-runs only its stages, and a model outside the grid re-runs nothing. DVC cannot splice a
-list into `deps`, so dvc.yaml reads CODE_SLOTS fixed slots, padded by repeating the last path.
+    python -m pipeline grid                                     # dvc.yaml again, after a hand edit
 """
 from __future__ import annotations
 
@@ -27,9 +22,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pipeline import code_deps, kinds
-from pipeline.config import (PARAMS, ConfigError, all_choices, check_bench, check_runs, choices, model_backbone,
-                             run_name)
+from pipeline import code_deps, dvc_file, kinds
+from pipeline.config import PARAMS, ConfigError, all_choices, check_runs, choices, model_backbone, read_params, run_name
 from pipeline.models import registry
 
 
@@ -66,16 +60,8 @@ def check(params) -> None:
             raise ConfigError(f"params.yaml: runs.{key}: {why_not[pair]}; remove it")
 
 
-def bench_entries(models: list[str]) -> dict[str, dict[str, list[str]]]:
-    return {m: {"code": code_deps.bench_code(m)} for m in models}
-
-
-def task_entries(tasks: list[str]) -> dict[str, dict[str, list[str]]]:
-    return {t: {"code": code_deps.task_code(t)} for t in tasks}
-
-
 def run_entries(pairs: list[tuple[str, str]]) -> dict[str, dict]:
-    return {run_name(m, t): {"model": m, "task": t, "code": code_deps.run_code(m, t)} for m, t in pairs}
+    return {run_name(m, t): {"model": m, "task": t} for m, t in pairs}
 
 
 def selected_pairs(params) -> set[tuple[str, str]] | None:
@@ -100,29 +86,48 @@ def _header(path: Path) -> str:
     return "".join(line for line in lines[: next((i for i, l in enumerate(lines) if not l.startswith("#")), 0)])
 
 
+SETTINGS_NOTE = """\
+# Settings over conf/ for every run of this grid, the most specific layer below the command line
+# (pipeline/config.py; `python -m pipeline config model=... task=...` shows where each value comes from).
+# null keeps conf/'s value. Sweep: dvc exp run --queue -S optim.lr=3e-3; a key not listed: -S '++trainer.max_steps=500'
+"""
+# The settings a sweep most often touches, listed (null) so that `-S key=value` finds them and `dvc exp show`
+# has their columns; any other schema key can be added under its section.
+SETTINGS = {"task": {}, "model": {"d_model": None, "n_layers": None, "dropout": None},
+            "data": {"batch_size": None}, "optim": {"lr": None, "weight_decay": None, "warmup_steps": None},
+            "trainer": {"max_epochs": None, "max_steps": None}}
+
+
 def render(params, header: str = "") -> str:
-    """params.yaml with one line per run (readable diffs) and everything else as it was."""
+    """params.yaml: the grid one line per run (readable diffs), then the settings sections."""
     import yaml
 
     data = OmegaConf.to_container(params)
     runs, tasks, bench = data.pop("runs"), data.pop("tasks"), data.pop("bench", None)
+    settings = {k: data.pop(k, None) for k in SETTINGS}
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None) if data else ""
-    def code(entry: dict) -> str:
-        return f"code: [{', '.join(entry['code'])}]"
-
-    lines = ["tasks:  # code (every entry): its stages' code deps beyond the common ones (pipeline/code_deps.py)"]
-    lines += [f"  {t}: {{{code(e)}}}" for t, e in tasks.items()]
-    lines += ["runs:"] + [f"  {key}: {{model: {r['model']}, task: {r['task']}, {code(r)}}}" for key, r in runs.items()]
+    lines = [f"tasks: [{', '.join(tasks)}]", "runs:"]
+    lines += [f"  {key}: {{model: {r['model']}, task: {r['task']}}}" for key, r in runs.items()]
     if bench is not None:
-        lines += ["bench:  # benchmark@<model>: a length sweep per model"]
-        lines += [f"  {m}: {{{code(e)}}}" for m, e in bench.items()]
+        lines += [f"bench: [{', '.join(bench)}]  # benchmark@<model>: a length sweep per model"]
+    flow = {k: (settings[k] if settings[k] is not None else default) for k, default in SETTINGS.items()}
+    lines += [SETTINGS_NOTE.rstrip()]
+    lines += [yaml.safe_dump({k: v}, default_flow_style=True, width=1000).strip().removeprefix("{").removesuffix("}")
+              for k, v in flow.items()]
     return header + body + "\n".join(lines) + "\n"
 
 
 def main(argv: list[str], params_path: Path = PARAMS) -> int:
     """`grid models=a,b tasks=x,y [bench=c,d] [profile=p] [seeds=0,1] [--add] [--dry-run]`: rewrite
     params.yaml's tasks, runs and bench (default: the bench already there, else the grid's backbone
-    models), and its profile and seeds where given."""
+    models), and its profile and seeds where given; then dvc.yaml. Without arguments: dvc.yaml only."""
+    if not argv:
+        params = read_params(params_path)
+        check(params)
+        changed = dvc_file.write(params_path, params_path.parent / "dvc.yaml")
+        print(f"[grid] dvc.yaml {'written' if changed else 'already current'} for params.yaml's "
+              f"{len(params.runs)} runs", file=sys.stderr)
+        return 0
     flags = {a for a in argv if a.startswith("--")}
     args = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("--"))
     stray = [a for a in argv if a not in flags and "=" not in a] + sorted(flags - {"--add", "--dry-run"}) \
@@ -137,10 +142,13 @@ def main(argv: list[str], params_path: Path = PARAMS) -> int:
     why_not = reasons(models, tasks)
     runs = expand(why_not)
     skipped = [f"{m}×{t}" for (m, t), reason in why_not.items() if reason]
+    if not runs and "--add" not in flags:
+        raise ConfigError("grid: no model of models=" + args["models"] + " can serve tasks=" + args["tasks"] + ": "
+                          + "; ".join(sorted({r for r in why_not.values() if r})))
     if "--add" in flags:
         old = OmegaConf.to_container(params.get("runs") or OmegaConf.create({}))
         runs = {**run_entries([(str(r["model"]), str(r["task"])) for r in old.values()]), **runs}
-        tasks = list(dict.fromkeys([*(params.get("tasks") or {}), *tasks]))
+        tasks = list(dict.fromkeys([*[str(t) for t in (params.get("tasks") or [])], *tasks]))
     backbones = choices("model")
     if "bench" in args:
         bench = _names(args["bench"], backbones, "backbone model")
@@ -149,7 +157,7 @@ def main(argv: list[str], params_path: Path = PARAMS) -> int:
             list(dict.fromkeys(r["model"] for r in runs.values() if r["model"] in backbones))
     if "--add" in flags and "bench" in args:
         bench = list(dict.fromkeys([*[str(m) for m in (params.get("bench") or {})], *bench]))
-    params.tasks, params.runs, params.bench = task_entries(tasks), runs, bench_entries(bench)
+    params.tasks, params.runs, params.bench = tasks, runs, bench
     if "profile" in args:
         profiles = _names(args["profile"], choices("profile"), "profile")
         if len(profiles) != 1:
@@ -162,12 +170,12 @@ def main(argv: list[str], params_path: Path = PARAMS) -> int:
         except ValueError:
             raise ConfigError(f"grid: seeds={args['seeds']}: expected comma-separated integers, e.g. seeds=0,1,2") from None
     check(params)
-    check_bench(params)
     text = render(params, _header(params_path))
     if "--dry-run" in flags:
         sys.stdout.write(text)
     else:
         params_path.write_text(text)
+        dvc_file.write(params_path, params_path.parent / "dvc.yaml")  # beside it
     print(f"[grid] {len(runs)} runs over {len(tasks)} tasks"
           + (f"; skipped (cannot serve): {', '.join(skipped)}" if skipped else ""), file=sys.stderr)
     return 0

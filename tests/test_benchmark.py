@@ -125,11 +125,11 @@ def test_bad_bench_settings_fail_at_load(override, message):
 
 
 def test_bench_code_names_only_the_models_own_modules():
-    """(params.yaml's entries are checked against this in test_code_deps.py)"""
-    from pipeline.code_deps import CODE_SLOTS, bench_code
+    """(dvc.yaml's entries are checked against this in test_code_deps.py)"""
+    from pipeline.code_deps import extra_files
 
-    assert bench_code("lstm") == ["models/rnn.py"] * CODE_SLOTS
-    mamba = set(bench_code("mamba"))
+    assert extra_files("benchmark", "lstm") == ["pipeline/models/rnn.py"]
+    mamba = {f.removeprefix("pipeline/") for f in extra_files("benchmark", "mamba")}
     assert "models/ssm.py" in mamba and "models/rwkv.py" not in mamba and "models/sparse_attention.py" not in mamba
 
 

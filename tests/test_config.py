@@ -5,7 +5,7 @@ import pytest
 
 from omegaconf import OmegaConf
 
-from pipeline.config import CODE_SLOTS, CONF_DIR, ROOT, ConfigError, choices, load
+from pipeline.config import CONF_DIR, ROOT, ConfigError, choices, load
 from pipeline.models import registry
 
 
@@ -82,9 +82,6 @@ def test_params_yaml_grid_is_valid():
     assert {r.task for r in params.runs.values()} == set(params.tasks)
 
 
-CODE = "{code: [" + ", ".join(["kinds/lm.py"] * CODE_SLOTS) + "]}"  # a well-formed code entry
-
-
 def write_params(tmp_path, text):
     path = tmp_path / "params.yaml"
     path.write_text(text)
@@ -92,15 +89,15 @@ def write_params(tmp_path, text):
 
 
 @pytest.mark.parametrize("text, message", [
-    (f"tasks: {{ptb: {CODE}}}\nruns: {{lstm-rt: {{model: lstm, task: rt, {CODE[1:-1]}}}}}\n",
-     "task 'rt' is not in params.yaml `tasks`"),
-    (f"tasks: {{ptb: {CODE}}}\nruns: {{lstm-ptb: {{model: lsmt, task: ptb, {CODE[1:-1]}}}}}\n", "unknown model 'lsmt'"),
-    (f"tasks: {{ptb: {CODE}}}\nruns: {{a: {{model: lstm, task: ptb, {CODE[1:-1]}}}}}\n", "the key must be 'lstm-ptb'"),
-    (f"tasks: {{pbt: {CODE}}}\nruns: {{}}\n", "unknown task 'pbt'"),
-    ("tasks: [ptb]\nruns: {}\n", "needs `tasks` (a mapping"),
-    (f"tasks: {{ptb: {CODE}}}\nruns: {{lstm-ptb: {{model: lstm, task: ptb}}}}\n", "python -m pipeline grid"),
-    ("tasks: {ptb: {code: [kinds/lm.py]}}\nruns: {}\n", f"tasks.ptb.code must list {CODE_SLOTS} paths"),
-    ("grid: {models: [lstm], tasks: [ptb]}\n", "python -m pipeline grid"),
+    ("tasks: [ptb]\nruns: {lstm-rt: {model: lstm, task: rt}}\n", "task 'rt' is not in params.yaml `tasks`"),
+    ("tasks: [ptb]\nruns: {lstm-ptb: {model: lsmt, task: ptb}}\n", "unknown model 'lsmt'"),
+    ("tasks: [ptb]\nruns: {a: {model: lstm, task: ptb}}\n", "the key must be 'lstm-ptb'"),
+    ("tasks: [pbt]\nruns: {}\n", "tasks: unknown pbt"),
+    ("tasks: {ptb: {}}\nruns: {}\n", "tasks must be a list of names"),
+    ("tasks: [ptb]\nruns: {lstm-ptb: {model: lstm, task: ptb, code: [a.py]}}\n", "python -m pipeline grid"),
+    ("tasks: [ptb]\nruns: {lstm-ptb: {model: lstm, task: ptb}}\nbench: {lstm: {}}\n", "bench must be a list"),
+    ("grid: {models: [lstm], tasks: [ptb]}\n", "unknown key(s) grid"),
+    ("optim: 0.1\n", "`optim` must be a mapping"),
 ])
 def test_bad_params_yaml_names_the_entry_and_the_fix(tmp_path, text, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -117,8 +114,7 @@ def test_a_run_its_model_cannot_serve_is_refused(tmp_path, model, task, message)
     from pipeline import grid
     from pipeline.config import read_params
 
-    path = write_params(tmp_path, f"tasks: {{{task}: {CODE}}}\nruns: {{{model}-{task}: {{model: {model}, task: {task}, "
-                                   f"{CODE[1:-1]}}}}}\n")
+    path = write_params(tmp_path, f"tasks: [{task}]\nruns: {{{model}-{task}: {{model: {model}, task: {task}}}}}\n")
     with pytest.raises(ConfigError, match=re.escape(f"runs.{model}-{task}: {message}")):
         grid.check(read_params(path))
     with pytest.raises(ConfigError, match=f"conf/model/{model}.yaml: model '{model}'"):
@@ -136,6 +132,7 @@ def test_grid_command_writes_every_servable_pair(tmp_path):
     assert path.read_text().startswith("# kept\n") and params.profile == "smoke" and list(params.seeds) == [0, 1]
     assert list(params.tasks) == ["ptb", "rt", "bible-ende"]
     assert set(params.runs) == {"lstm-ptb", "lstm-rt", "kim-cnn-rt", "lstm-bible-ende", "transformer-seq2seq-bible-ende"}
+    assert (tmp_path / "dvc.yaml").read_text().count("python -m pipeline train") == 1  # written beside params.yaml
     assert grid.main(["models=tcn", "tasks=rt", "--add"], params_path=path) == 0
     assert "tcn-rt" in read_params(path).runs and "lstm-ptb" in read_params(path).runs
     with pytest.raises(ConfigError, match="unknown model nope"):
@@ -143,6 +140,22 @@ def test_grid_command_writes_every_servable_pair(tmp_path):
     with pytest.raises(ConfigError, match="profile=cpu,smoke: a grid runs under one profile"):
         grid.main(["models=tcn", "tasks=rt", "profile=cpu,smoke"], params_path=path)
     assert read_params(path).profile == "smoke"  # the refused command changed nothing
+    with pytest.raises(ConfigError, match="no model of models=kim-cnn can serve tasks=ptb: kim-cnn cannot run causally"):
+        grid.main(["models=kim-cnn", "tasks=ptb"], params_path=path)
+
+
+def test_experiment_settings_in_params_yaml_win_over_conf_and_config_says_where_values_come_from(tmp_path):
+    """params.yaml's settings sections (what `dvc exp run -S optim.lr=...` edits) apply to every run, above the
+    profile's per-task values; null keeps conf/'s value; `sources` names the file that set each value."""
+    path = write_params(tmp_path, "profile: cpu\ntasks: [mqar]\nruns: {lstm-mqar: {model: lstm, task: mqar}}\n"
+                                  "optim: {lr: 0.02, weight_decay: null}\ntrainer: {max_epochs: null}\n")
+    sources: dict = {}
+    cfg = load(["model=lstm", "task=mqar"], params_path=path, sources=sources)
+    assert cfg.optim.lr == 0.02 and sources["optim.lr"] == "params.yaml"
+    assert cfg.trainer.max_epochs == 8 and sources["trainer.max_epochs"] == "conf/profile/cpu.yaml tasks.mqar"
+    assert cfg.optim.weight_decay == load(["model=lstm", "task=mqar"], params_path=None).optim.weight_decay
+    with pytest.raises(ConfigError, match="params.yaml: unknown key 'optim.lrr'"):
+        load(["model=lstm", "task=mqar"], params_path=write_params(tmp_path, "optim: {lrr: 0.1}\n"))
 
 
 @pytest.mark.parametrize("override, message", [
@@ -173,7 +186,7 @@ def test_empty_params_yaml_and_empty_runs_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="params.yaml is empty: it must set at least `profile`"):
         load([], params_path=write_params(tmp_path, "\n"))
     with pytest.raises(ConfigError, match="`runs` is empty"):
-        load([], params_path=write_params(tmp_path, f"tasks: {{ptb: {CODE}}}\nruns: {{}}\n"))
+        load([], params_path=write_params(tmp_path, "tasks: [ptb]\nruns: {}\n"))
 
 
 def test_bad_values_exit_2_from_the_cli_and_write_nothing(tmp_path):

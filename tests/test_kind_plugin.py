@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.config import CODE_SLOTS, ROOT
+from pipeline.config import ROOT
 
 TASK_YAML = """task:
   name: tagging-ptb
@@ -39,9 +39,8 @@ def test_a_new_kind_is_one_module_and_a_yaml(tmp_path, tokenize):
     shutil.copytree(ROOT / "conf", repo / "conf")
     shutil.copy(ROOT / "tests" / "plugins" / "tagging.py", repo / "pipeline" / "kinds" / "tagging.py")
     (repo / "conf" / "task" / "tagging-ptb.yaml").write_text(TASK_YAML)
-    code = "{code: [" + ", ".join(["kinds/tagging.py"] * CODE_SLOTS) + "]}"  # dvc.yaml's slots; not run by DVC here
-    (repo / "params.yaml").write_text(f"profile: smoke\nseeds: [0]\ntasks: {{tagging-ptb: {code}}}\nruns:\n"
-                                      f"  lstm-tagging-ptb: {{model: lstm, task: tagging-ptb, {code[1:-1]}}}\n")
+    (repo / "params.yaml").write_text("profile: smoke\nseeds: [0]\ntasks: [tagging-ptb]\nruns:\n"
+                                      "  lstm-tagging-ptb: {model: lstm, task: tagging-ptb}\n")
     raw = repo / "data" / "raw" / "tagging-ptb"
     raw.mkdir(parents=True)
     (raw / "source.json").write_text(json.dumps({"kind": "tagging", "corpus": "ptb-tags"}))

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS, TASKS = ["lstm", "tcn", "transformer"], ["ptb", "rt"]
@@ -32,22 +31,20 @@ def smoke_repo(tmp_path_factory, downloads_dir):
     repo = tmp_path_factory.mktemp("repo")
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
-    results = ("runs/", "reports/", "results/", "dvc.lock")  # the committed cpu-profile results: not the smoke's
+    # The committed cpu-profile runs stay (the report must ignore runs outside the grid); its lock and report go.
+    results = ("reports/", "results/", "dvc.lock")
     for rel in (f for f in files if not f.startswith(results)):
         if (REPO / rel).is_file():
             (repo / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, repo / rel)
     # The manual drop-in directory: verified artifacts are used without the network.
     shutil.copytree(downloads_dir, repo / "data" / "downloads", dirs_exist_ok=True)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    from pipeline.grid import bench_entries, run_entries, task_entries
-
-    params.update(profile="smoke", tasks=task_entries(TASKS), bench=bench_entries(MODELS),
-                  runs=run_entries([(m, t) for t in TASKS for m in MODELS]))
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    # What a user does to narrow the grid: `grid` rewrites params.yaml and generates dvc.yaml
+    run([sys.executable, "-m", "pipeline", "grid", "profile=smoke", f"models={','.join(MODELS)}", f"tasks={','.join(TASKS)}",
+         f"bench={','.join(MODELS)}"], repo, env)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "smoke"]):
         run(cmd, repo, env)
     out = run(["dvc", "repro"], repo, env)
@@ -76,8 +73,9 @@ def test_repro_produces_the_report(smoke_repo):
         bench = json.loads((repo / "results" / "bench" / f"{model}.json").read_text())
         assert [c["length"] for c in bench["cells"]] == [32, 64, 128]
         assert all(c["status"] == "ok" and c["train_s"] > 0 and c["infer_backbone_peak_mb"] > 0 for c in bench["cells"])
+    assert "ignoring runs outside params.yaml's grid: mqar/lstm" in out  # the committed cpu runs beside the smoke grid
     report = (repo / "reports" / "report.md").read_text()
-    assert report.index("## Which architecture for my lengths?") < report.index("## Task")
+    assert "mqar" not in report and report.index("## Which architecture for my lengths?") < report.index("## Task")
     for name in MODELS + TASKS:
         assert name in report
     for plot in ("ptb_metric_by_bucket", "rt_speed_by_length", "rt_memory_by_length"):
@@ -120,6 +118,21 @@ def test_editing_one_model_config_invalidates_only_its_stages(smoke_repo):
         path.write_text(original)
 
 
+def test_editing_one_tasks_setting_in_the_profile_invalidates_only_that_tasks_stages(smoke_repo):
+    """Config deps by key: the profile's tasks.rt.task is a param of rt's stages only (ptb's stay up to date)."""
+    repo, env, _ = smoke_repo
+    path = repo / "conf" / "profile" / "smoke.yaml"
+    original = path.read_text()
+    try:
+        path.write_text(original.replace("  rt:\n    task: {max_len: 32}", "  rt:\n    task: {max_len: 24}"))
+        assert path.read_text() != original
+        status = json.loads(run(["dvc", "status", "--json"], repo, env))
+        assert {"tokenize@rt", "train@lstm-rt", "evaluate@tcn-rt", "measure@transformer-rt"} <= set(status)
+        assert not [name for name in status if "ptb" in name or name.startswith("benchmark@")], sorted(status)
+    finally:
+        path.write_text(original)
+
+
 def test_editing_code_or_configs_outside_the_grid_reruns_nothing(smoke_repo):
     """A model not in the grid (rwkv), the profile not in use (paper), the report's code: nothing to train."""
     repo, env, _ = smoke_repo
@@ -134,37 +147,6 @@ def test_editing_code_or_configs_outside_the_grid_reruns_nothing(smoke_repo):
     finally:
         for p, text in zip(edits, originals):
             p.write_text(text)
-
-
-def test_queued_experiments_run_and_compare(smoke_repo):
-    """The README's sweep recipe: `dvc exp run --queue` per setting, `dvc queue start`, then `dvc exp show`
-    (one queued experiment on a one-run grid here: the mechanism, not the sweep's cost). The changed
-    params run only the new grid's stages."""
-    from pipeline.grid import run_entries, task_entries
-
-    repo, env, _ = smoke_repo
-    grid = [f"+runs={_flow(run_entries([('lstm', 'rt')]))}", f"+tasks={_flow(task_entries(['rt']))}"]
-    run(["dvc", "exp", "run", "--queue", "-n", "queued-seed2", "-S", "~runs", "-S", grid[0], "-S", "~tasks",
-         "-S", grid[1], "-S", "seeds=[2]"], repo, env)
-    run(["dvc", "queue", "start", "-j", "1"], repo, env)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        status = run(["dvc", "queue", "status"], repo, env)
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(3)
-    assert "Success" in status, status
-    logs = run(["dvc", "queue", "logs", "queued-seed2"], repo, env)
-    assert "train@lstm-rt" in logs and "train@tcn-rt" not in logs and "@lstm-ptb" not in logs
-    shown = run(["dvc", "exp", "show", "--json"], repo, env)
-    assert "queued-seed2" in shown and "runs/rt/lstm/metrics.json" in shown
-    run(["dvc", "queue", "stop"], repo, env)
-
-
-def _flow(entries: dict) -> str:
-    """params.yaml entries in the Hydra override syntax of `dvc exp run -S`."""
-    return "{" + ",".join(f"{k}:{{" + ",".join(f"{f}:[{','.join(v)}]" if isinstance(v, list) else f"{f}:{v}"
-                                              for f, v in e.items()) + "}" for k, e in entries.items()) + "}"
 
 
 def test_notebook_runs_on_the_results(smoke_repo):
@@ -207,3 +189,34 @@ def test_a_fresh_clone_reproduces_the_lock_byte_for_byte(smoke_repo, downloads_d
     assert "Running stage 'train@lstm-rt'" in out and "Running stage 'evaluate@lstm-rt'" in out
     assert "Running stage 'measure@lstm-rt'" not in out
     assert run(["git", "status", "--porcelain"], clone, env) == ""
+    # The README's one-stage command: its inputs first (download, tokenize in this clone), nothing deleted
+    venv = Path(sys.executable).parent.parent
+    out = run(["make", "stage", "S=train@tcn-ptb", f"VENV={venv}", "-o", f"{venv}/.installed"], clone, env)
+    assert "Running stage 'tokenize@ptb'" in out and "Running stage 'train@tcn-ptb'" in out
+    assert run(["git", "status", "--porcelain"], clone, env) == ""
+
+
+def test_a_learning_rate_swept_over_a_queue_on_a_narrowed_grid(smoke_repo):
+    """The README's sweep: narrow the grid, queue `-S optim.lr=...`, run the queue, compare in `dvc exp show`.
+    The queued experiment trains with that lr (its train.json) and the lr is a column. Last: it narrows the grid."""
+    repo, env, _ = smoke_repo
+    run([sys.executable, "-m", "pipeline", "grid", "models=lstm", "tasks=rt", "bench=lstm"], repo, env)
+    run(["dvc", "exp", "run", "--queue", "-n", "lr-4e-3", "-S", "optim.lr=0.004"], repo, env)
+    run(["dvc", "queue", "start", "-j", "1"], repo, env)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], repo, env)
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert "Success" in status, status + run(["dvc", "queue", "logs", "lr-4e-3"], repo, env)
+    logs = run(["dvc", "queue", "logs", "lr-4e-3"], repo, env)
+    assert "train@lstm-rt" in logs and "train@tcn-rt" not in logs and "@lstm-ptb" not in logs
+    shown = run(["dvc", "exp", "show", "--csv", "--only-changed"], repo, env).splitlines()
+    header, rows = shown[0].split(","), [line.split(",") for line in shown[1:]]
+    row = next(r for r in rows if "lr-4e-3" in r)
+    assert float(row[header.index("optim.lr")]) == 0.004
+    run(["dvc", "exp", "apply", "lr-4e-3"], repo, env)
+    trained = json.loads((repo / "runs" / "rt" / "lstm" / "train.json").read_text())
+    assert trained["config"]["optim"]["lr"] == 0.004
+    run(["dvc", "queue", "stop"], repo, env)

@@ -17,7 +17,7 @@ import torch
 
 from pipeline.models import registry
 from pipeline.models.base import Backbone, build_backbone, count_params
-from pipeline.schema import ConfigError, ModelConfig
+from pipeline.schema import Config, ConfigError, ModelConfig, to_dict
 
 TOLERANCE = 0.05
 MAX_WIDTH = 8192
@@ -99,3 +99,35 @@ def build_sized(cfg: ModelConfig, causal: bool) -> tuple[Backbone, dict]:
     backbone = build_model(cfg, causal)
     info["backbone_params"] = count_params(backbone)
     return backbone, info
+
+
+def check_buildable(cfg: Config, source: str, task_bound: bool = True) -> None:
+    """Build the sized model on the meta device (no memory, ~0.1 s): a value that the schema
+    cannot see as wrong (heads that do not divide the width, an unknown block, a bidirectional
+    model on a causal task) becomes a ConfigError naming the model file."""
+    from omegaconf import OmegaConf
+
+    from pipeline import kinds
+
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} (profile '{cfg.profile}') but this machine "
+                          f"has no CUDA GPU; use profile=cpu or trainer=cpu")
+    kind = kinds.get(cfg.task.kind)
+    if not task_bound:  # causal where the backbone can be, as pipeline/measure/sweep.py builds it
+        causal = cfg.model.backbone not in registry.seq2seq_names() and \
+            registry.backbone_class(cfg.model.backbone).causal_capable
+    elif cfg.model.backbone in registry.seq2seq_names() and not kind.encoder_decoder:
+        serving = [k for k in kinds.names() if kinds.get(k).encoder_decoder]
+        raise ConfigError(f"{source}: model '{cfg.model.name}' is an encoder-decoder model: it serves "
+                          f"{', '.join(serving)} tasks, not task '{cfg.task.name}' (kind {cfg.task.kind})")
+    else:
+        causal = kind.causal
+    trial = OmegaConf.create(to_dict(cfg.model))
+    try:
+        with torch.device("meta"):
+            build_sized(trial, causal=causal)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except (ValueError, KeyError, TypeError, AssertionError, NotImplementedError, RuntimeError) as e:
+        raise ConfigError(f"{source}: model '{cfg.model.name}' cannot be built for task '{cfg.task.name}': "
+                          f"{type(e).__name__}: {e}") from None

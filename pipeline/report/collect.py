@@ -29,10 +29,16 @@ class ReportError(ArtifactError):
     """Missing or malformed results, worded for the user: which file, which key, what to run."""
 
 
-def collect(runs_dir: Path) -> list[dict]:
-    """Read and validate every runs_dir/<task>/<model>/eval.json, sorted by (task, model)."""
+def collect(runs_dir: Path, wanted: set[tuple[str, str]] | None = None) -> list[dict]:
+    """Read and validate every runs_dir/<task>/<model>/eval.json, sorted by (task, model); with `wanted`
+    ({(task, model)}: the grid) only those: results of runs outside the grid are neither read nor checked."""
     runs_dir = Path(runs_dir)
     paths = sorted(runs_dir.glob("*/*/eval.json"))
+    if wanted is not None:
+        ignored = [f"{p.parent.parent.name}/{p.parent.name}" for p in paths if (p.parent.parent.name, p.parent.name) not in wanted]
+        paths = [p for p in paths if (p.parent.parent.name, p.parent.name) in wanted]
+        if ignored:
+            print(f"[report] ignoring runs outside params.yaml's grid: {', '.join(ignored)}")
     if not paths:
         where = "does not exist" if not runs_dir.exists() else "holds no <task>/<model>/eval.json"
         raise ReportError(
