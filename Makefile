@@ -8,7 +8,7 @@ export WANDB_SILENT := true
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install repro repro-full test bench clean stage sync
+.PHONY: install repro repro-full test bench clean stage sync exps
 
 TORCH ?= 2.13.0
 
@@ -46,6 +46,10 @@ stage: install
 	$(PY) -m pipeline grid
 	dvc repro $(S)
 	$(if $(FORCE),dvc repro --force --single-item $(S))
+
+# Experiments side by side: the settings that differ and each run's test metric (dvc exp show has every column)
+exps: install
+	dvc exp show --only-changed --drop 'Created|State|Executor|.*:(params|flops_per_token|metric|test_lo|test_hi)$$'
 
 # Upload this experiment's offline W&B runs (not every stale run in wandb/); needs `wandb login`
 sync: install

@@ -111,7 +111,8 @@ def check_buildable(cfg: Config, source: str, task_bound: bool = True) -> None:
 
     if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} (profile '{cfg.profile}') but this machine "
-                          f"has no CUDA GPU; use profile=cpu or trainer=cpu")
+                          f"has no CUDA GPU; use profile=cpu (a profile's trainer settings win over trainer=…), or add "
+                          f"trainer.accelerator=cpu trainer.precision=32-true to the command line")
     kind = kinds.get(cfg.task.kind)
     if not task_bound:  # causal where the backbone can be, as pipeline/measure/sweep.py builds it
         causal = cfg.model.backbone not in registry.seq2seq_names() and \

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from pipeline.report import context_use
 from pipeline.report.format import (SAMPLES_PER_MODEL, _is_nan, _num, fmt_mb, fmt_metric, fmt_receptive_field, fmt_si,
                                     md_table, md_text)
 from pipeline.report.tables import AT_CHANCE, CHANCE_ABS_MARGIN, CHANCE_REL_MARGIN
@@ -134,6 +135,7 @@ def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame
     out += [f"### {metric} per length bucket", "",
             _buckets_md(tables["buckets"][tables["buckets"]["task"] == task], summary), ""]
     out += _image(plots.get("metric_by_bucket"), f"{task} {metric} by bucket", out_dir)
+    out += context_use.markdown(task, tables.get("context_use", pd.DataFrame()))
     speed = tables["speed"][tables["speed"]["task"] == task]
     if len(speed):
         out += ["### Speed & memory", "", "Inference tokens/s by sequence length:", "",

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Optional
 
 import pandas as pd
 
-from pipeline.report import significance
+from pipeline.report import context_use, significance
 from pipeline.report.format import _is_nan, _num
 
 # "At chance" rule: a model is flagged when it is not clearly better than the data's chance-level
@@ -63,7 +63,7 @@ CURVE_COLUMNS = ["task", "model", "seed", "step", "split", "metric", "value"]  #
 
 
 def build_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
-    """{"summary", "buckets", "speed", "extrapolation", "curves"} DataFrames; models within a task are
+    """{"summary", "buckets", "speed", "extrapolation", "curves", "context_use"} DataFrames; models within a task are
     ranked best first."""
     summary = pd.DataFrame([_summary_row(r) for r in results])
     summary = _rank(summary)
@@ -81,7 +81,9 @@ def build_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
                                  columns=EXTRAPOLATION_COLUMNS)
     curves = pd.DataFrame([{"task": r["task"], "model": r["model"], **row} for r in by_order
                            for row in r.get("curve") or []], columns=CURVE_COLUMNS)
-    return {"summary": summary, "buckets": buckets, "speed": speed, "extrapolation": extrapolation, "curves": curves}
+    context = pd.DataFrame(context_use.csv_rows(context_use.rows(by_order)), columns=context_use.COLUMNS)
+    return {"summary": summary, "buckets": buckets, "speed": speed, "extrapolation": extrapolation, "curves": curves,
+            "context_use": context}
 
 
 # The range a metric can take: a Student-t interval across a few seeds can reach past it (three seeds

@@ -1,0 +1,105 @@
+"""`make repro`'s time budget, checkable on any machine: every stage's wall time beside this host's fp32
+matmul peak and core count.
+
+Runs `dvc repro` (arguments after `--` go to it, e.g. `-- --force` for every stage) in the current
+repository, timestamps each "Running stage" line DVC prints, and writes bench/results/repro_budget.json
+and a markdown table: per stage its seconds, and the total both in minutes and in minutes × peak
+GFLOP/s, the unit in which the budget holds on a faster or slower host (a host with twice the peak
+should take about half the minutes). The record is not a DVC output: a measurement of this machine.
+
+    python -m bench.repro_budget [--label fresh-clone] [-- --force]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OUT = Path(__file__).parent / "results"
+# The budget: 15 minutes on the reference 2-core host, whose fp32 matmul peak reads ~190 GFLOP/s (177-205 over
+# several runs). In minutes x peak GFLOP/s it carries to any host: one with twice the peak has half the minutes.
+BUDGET_MINUTES, REFERENCE_GFLOPS = 15.0, 190.0
+BUDGET_MINUTE_GFLOPS = BUDGET_MINUTES * REFERENCE_GFLOPS
+STAGE = re.compile(r"Running stage '([^']+)'")
+
+
+def host() -> dict:
+    import torch
+
+    from pipeline.measure.env import fingerprint
+    from pipeline.measure.speed import matmul_peak_flops
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    peaks = matmul_peak_flops(torch.device("cpu"))
+    return {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "fp32_peak_gflops": round(max(peaks.values()) / 1e9, 1),
+            "peaks_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()}, "fingerprint": fingerprint()}
+
+
+def timed_repro(args: list[str], log) -> tuple[list[dict], float, int]:
+    """[{stage, seconds}], total seconds and exit code of `dvc repro args`, its output passed through."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["dvc", "repro", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stages: list[dict] = []
+    for line in proc.stdout:
+        log(line.rstrip())
+        found = STAGE.search(line)
+        if found:
+            now = time.perf_counter() - t0
+            if stages:
+                stages[-1]["seconds"] = round(now - stages[-1]["start"], 1)
+            stages.append({"stage": found.group(1), "start": round(now, 1)})
+    code = proc.wait()
+    total = time.perf_counter() - t0
+    if stages:
+        stages[-1]["seconds"] = round(total - stages[-1]["start"], 1)
+    return stages, total, code
+
+
+def table(record: dict) -> str:
+    h = record["host"]
+    lines = [f"`dvc repro` on {h['cores']} cores, fp32 peak {h['fp32_peak_gflops']} GFLOP/s ({record['label']}, "
+             f"{record['date']}, exit {record['exit_code']})", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {s['stage']} | {s['seconds']:.0f} |" for s in record["stages"]]
+    by_kind: dict[str, float] = {}
+    for s in record["stages"]:
+        by_kind[s["stage"].split("@")[0]] = by_kind.get(s["stage"].split("@")[0], 0.0) + s["seconds"]
+    lines += ["", "| stage kind | seconds |", "|---|---:|"] + [f"| {k} | {v:.0f} |" for k, v in by_kind.items()]
+    lines += ["", f"Total {record['total_s']:.0f} s = {record['minutes']:.1f} min = {record['minute_gflops']:.0f} "
+              f"min·GFLOP/s; budget {BUDGET_MINUTE_GFLOPS:.0f} min·GFLOP/s ({BUDGET_MINUTES:.0f} min at the reference "
+              f"{REFERENCE_GFLOPS:.0f} GFLOP/s), i.e. {record['allowed_minutes']:.1f} min at this host's peak: "
+              f"{'within' if record['minute_gflops'] <= BUDGET_MINUTE_GFLOPS else 'OVER'} budget."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--label", default="repro")
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    machine = host()
+    stages, total, code = timed_repro(extra, print)
+    for s in stages:
+        s.pop("start")
+    minutes = total / 60
+    record = {"schema": 1, "label": args.label, "date": time.strftime("%Y-%m-%d %H:%M"), "args": extra,
+              "exit_code": code, "host": machine, "stages": stages, "total_s": round(total, 1),
+              "minutes": round(minutes, 2), "minute_gflops": round(minutes * machine["fp32_peak_gflops"], 0),
+              "budget_minute_gflops": BUDGET_MINUTE_GFLOPS,
+              "allowed_minutes": round(BUDGET_MINUTE_GFLOPS / machine["fp32_peak_gflops"], 2)}
+    OUT.mkdir(parents=True, exist_ok=True)
+    stem = f"repro_budget-{args.label}"
+    (OUT / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (OUT / f"{stem}.md").write_text(table(record))
+    print(table(record))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
