@@ -18,7 +18,8 @@ STAGES = {
 TOOLS = {
     "grid": "models=a,b|all tasks=x,y|all [bench=c,d] [profile=p] [seeds=0,1] [--add] [--dry-run]: rewrite params.yaml's grid",
     "config": "[group=choice ...] [key=value ...]: print the resolved config, as `train` would load it",
-    "sync": "[--dry-run]: upload the current experiment's offline W&B runs (params.yaml's runs + report)",
+    "sync": "[--dry-run] [--exp NAME ...]: upload the current experiment's offline W&B runs (params.yaml's runs + "
+            "report), or those of queued DVC experiments",
 }
 
 

@@ -121,7 +121,7 @@ class LoggerConfig:
     mode: str = "auto"  # auto (online when logged in) | online | offline | disabled
     project: str = "seqarena"
     entity: Optional[str] = None
-    group: Optional[str] = None  # defaults to the experiment name
+    group: Optional[str] = None  # defaults to the task (<DVC experiment>/<task> inside one): wandb_mode.run_group
     tags: list[str] = field(default_factory=list)
 
 

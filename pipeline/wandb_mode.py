@@ -46,10 +46,17 @@ def _logged_in() -> bool:
         return False
 
 
-def run_group(group: str | None, experiment: str) -> str:
-    """The W&B group of a run: `logger.group` if set, else the DVC experiment being run (`dvc exp run`
-    sets DVC_EXP_NAME), else the `experiment` param; so two experiments' runs never share a group."""
-    return group or os.environ.get("DVC_EXP_NAME") or experiment
+def run_group(group: str | None, task: str | None, experiment: str = "") -> str:
+    """The W&B group of a run: `logger.group` if set, else its task, inside a DVC experiment prefixed
+    with the experiment's name (`dvc exp run` sets DVC_EXP_NAME): W&B's grouped charts average a
+    group's runs, which is meaningful across seeds and models of one task, never across tasks or
+    experiments. A run of no single task (the report) gets the experiment's name, else `experiment`."""
+    if group:
+        return group
+    exp = os.environ.get("DVC_EXP_NAME")
+    if task is None:
+        return exp or experiment
+    return f"{exp}/{task}" if exp else task
 
 
 def run_tags(tags: list[str]) -> list[str]:

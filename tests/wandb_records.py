@@ -43,3 +43,22 @@ def run_contents(wandb_dir: Path, run_id: str) -> tuple[dict, set[str]]:
             elif kind == "history":
                 history |= {item.key or "/".join(item.nested_key) for item in record.history.item}
     return summary, history
+
+
+def inspect(run_dir: Path) -> dict:
+    """`wandb leet inspect` (wandb >= 0.31) of an offline run directory, read without uploading: its
+    --summary (config, summary, tags, name, state) plus `run_group`, `job_type` from the run record and
+    `history`, the keys of every history row."""
+    import subprocess
+    import sys
+
+    def leet(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", *args, str(run_dir)],
+                              capture_output=True, text=True, check=True).stdout
+
+    out = json.loads(leet("--summary", "--json"))
+    records = [json.loads(line) for line in leet("--json").splitlines() if line.startswith("{")]
+    run = next(r["run"] for r in records if r["type"] == "run")
+    out.update(run_group=run.get("run_group"), job_type=run.get("job_type"),
+               history=set().union(*(r["history"]["item"] for r in records if r["type"] == "history")))
+    return out

@@ -8,18 +8,28 @@ import datetime
 import platform
 import socket
 import subprocess
+from pathlib import Path
 
 import torch
 
 from pipeline.config import ROOT
 
 
-def git_sha() -> str:
+# What decides a result: the code and configs. Not the outputs (runs/, reports/, results/, dvc.lock),
+# which are git-tracked too and which DVC deletes or rewrites as stages run, so they always differ.
+SOURCE_PATHS = ("pipeline", "conf", "params.yaml", "dvc.yaml", "pyproject.toml", "constraints.txt")
+
+
+def git_sha(root: Path = ROOT) -> str:
+    """HEAD's short hash, `-dirty` when code or configs (SOURCE_PATHS, untracked files included) differ
+    from it; "unknown" outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *SOURCE_PATHS], cwd=root,
                                capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+        return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

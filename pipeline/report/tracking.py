@@ -25,6 +25,7 @@ class WandbTarget:
     entity: Optional[str] = None
     tags: list[str] = field(default_factory=list)
     training_runs: list[str] = field(default_factory=list)  # W&B ids of the runs the report summarises
+    ref: Optional[Path] = None  # where the run's id is saved for `python -m pipeline sync` (paths.report_wandb_ref)
 
 
 def log_to_wandb(target: WandbTarget, tables: dict[str, pd.DataFrame], plots: list[Path],
@@ -38,7 +39,7 @@ def log_to_wandb(target: WandbTarget, tables: dict[str, pd.DataFrame], plots: li
     import wandb
 
     Path(target.dir).mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project=target.project, entity=target.entity, group=run_group(target.group, experiment) or None,
+    run = wandb.init(project=target.project, entity=target.entity, group=run_group(target.group, None, experiment) or None,
                      job_type="report", name="report", dir=str(target.dir), mode=mode,
                      tags=run_tags(["report", *target.tags]),
                      config={"experiment": experiment, "training_runs": sorted(target.training_runs)})
@@ -50,7 +51,7 @@ def log_to_wandb(target: WandbTarget, tables: dict[str, pd.DataFrame], plots: li
         run.log(payload)
         run.summary.update(flat)
         if files:
-            artifact = wandb.Artifact(f"report-{run_group(target.group, experiment) or 'seqarena'}", type="report",
+            artifact = wandb.Artifact(f"report-{run_group(target.group, None, experiment) or 'seqarena'}", type="report",
                                       metadata={"training_runs": sorted(target.training_runs)})
             for path in files:
                 artifact.add_file(str(path), name=Path(path).name)

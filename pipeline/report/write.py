@@ -69,7 +69,7 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
                               + list(verdict_plots_.values()), flat, experiment,
                               files=tuple(p for name, p in written.items() if name.endswith((".md", ".csv", ".json"))
                                           and "/" not in name))
-        if run_id:  # for `python -m pipeline sync`; beside W&B's own files, not in the (hashed) report
-            (Path(wandb.dir) / "wandb").mkdir(parents=True, exist_ok=True)
-            write_text(Path(wandb.dir) / "wandb" / "report-run.json", json.dumps({"run_id": run_id}) + "\n")
+        if run_id and wandb.ref is not None:  # for `python -m pipeline sync`; untracked, not in the (hashed) report
+            Path(wandb.ref).parent.mkdir(parents=True, exist_ok=True)
+            write_text(Path(wandb.ref), json.dumps({"run_id": run_id}) + "\n")
     return written

@@ -9,6 +9,7 @@ This module must not import torch: it runs (and is tested) where only the result
 """
 from __future__ import annotations
 
+from pipeline import paths
 from pipeline.config import ROOT, Config, read_params
 from pipeline.grid import selected_pairs
 from pipeline.report import verdict
@@ -33,8 +34,9 @@ def main(cfg: Config) -> None:
         if not results:
             raise ReportError(f"no run of params.yaml's runs has an eval.json under {runs_dir}; run `dvc repro`")
     target = WandbTarget(mode=cfg.logger.mode, project=cfg.logger.project, group=cfg.logger.group,
-                         dir=ROOT / cfg.paths.wandb, entity=cfg.logger.entity, tags=list(cfg.logger.tags),
-                         training_runs=[i for r in results for i in training_run_ids(cfg, r["task"], r["model"])])
+                         dir=paths.wandb_dir(cfg), entity=cfg.logger.entity, tags=list(cfg.logger.tags),
+                         training_runs=[i for r in results for i in training_run_ids(cfg, r["task"], r["model"])],
+                         ref=paths.report_wandb_ref(cfg))
     params = read_params()
     bench_models = [str(m) for m in params["bench"]] if "bench" in params else None
     bench, missing = verdict.load_bench(ROOT / cfg.paths.bench, bench_models)

@@ -25,7 +25,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
@@ -42,19 +42,29 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells and schedulers expect of a t
 
 
 class TokenThroughput(Callback):
-    """Counts real (unpadded) training tokens and the wall time spent in training batches. Only the
-    token count is checkpointed (a time would make last.ckpt differ on every run): a resumed run's
-    tokens/s covers this process."""
+    """Counts real (unpadded) training tokens and the wall time spent in training batches, and logs
+    `train/tokens_per_s` over the batches since the last log (every trainer.log_every_n_steps, like
+    the loss). Only the token count is checkpointed (a time would make last.ckpt differ on every run):
+    a resumed run's tokens/s covers this process."""
+
+    METRIC = "train/tokens_per_s"
 
     def __init__(self):
         self.tokens, self.seconds, self._t0 = 0, 0.0, 0.0
+        self._window = [0, 0.0]  # tokens, seconds since the last log
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.seconds += time.perf_counter() - self._t0
-        self.tokens += int(batch["mask"].sum()) + int(batch["tgt_mask"].sum() if "tgt_mask" in batch else 0)
+        seconds = time.perf_counter() - self._t0
+        tokens = int(batch["mask"].sum()) + int(batch["tgt_mask"].sum() if "tgt_mask" in batch else 0)
+        self.tokens, self.seconds = self.tokens + tokens, self.seconds + seconds
+        self._window = [self._window[0] + tokens, self._window[1] + seconds]
+        # Lightning's own cadence (what LearningRateMonitor checks), so the series shares the loss's steps
+        if trainer._logger_connector.should_update_logs and self._window[1] > 0:
+            trainer._logger_connector.log_metrics({self.METRIC: self._window[0] / self._window[1]})
+            self._window = [0, 0.0]
 
     def state_dict(self) -> dict:
         return {"tokens": self.tokens}
@@ -171,17 +181,22 @@ def resume_point(cfg: Config, seed: int, last: Path) -> Path | None:
 
 
 def make_logger(cfg: Config, seed: int, run_id: str | None, d_model: int) -> WandbLogger | None:
+    """The seed's W&B run: `run_id` continues it (a resumed training); a new run where an earlier one
+    of the same task, model and seed is on record is tagged `rerun` with `rerun_of` its id."""
     mode = resolve_mode(cfg.logger.mode)
     if mode == "disabled":
         return None
     os.environ.setdefault("WANDB_SILENT", "true")
     save_dir = paths.wandb_dir(cfg)
     save_dir.mkdir(parents=True, exist_ok=True)
+    earlier = None if run_id else previous_run_id(cfg, seed)
     logger = WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, mode=mode,
                        name=f"{cfg.task.name}/{cfg.model.name}/seed{seed}",
-                       group=run_group(cfg.logger.group, cfg.experiment), job_type="train",
-                       tags=run_tags([cfg.task.name, cfg.model.name, cfg.profile, *cfg.logger.tags]),
-                       save_dir=str(save_dir), config=sized_config(cfg, d_model),
+                       group=run_group(cfg.logger.group, cfg.task.name, cfg.experiment), job_type="train",
+                       tags=run_tags([cfg.task.name, cfg.model.name, cfg.profile, *cfg.logger.tags,
+                                      *(["rerun"] if earlier else [])]),
+                       save_dir=str(save_dir),
+                       config={**run_config(cfg, d_model), **({"rerun_of": earlier} if earlier else {})},
                        **({"id": run_id, "resume": "allow"} if run_id else {}))
     # Lightning always passes `anonymous`, which wandb now warns about on every run; it has no effect
     logger._wandb_init.pop("anonymous", None)
@@ -201,10 +216,21 @@ def start_run(logger: WandbLogger, wait_s: float = 60.0):
             time.sleep(2.0)
 
 
-def sized_config(cfg: Config, d_model: int) -> dict:
-    """The config as trained: model.d_model is the width sizing solved for the budget, not the default."""
+def previous_run_id(cfg: Config, seed: int) -> str | None:
+    """The W&B id an earlier training of this task, model and seed recorded, if any."""
+    saved = paths.wandb_ref(cfg, seed)
+    return read_json(saved, "train").get("run_id") if saved.exists() else None
+
+
+def run_config(cfg: Config, d_model: int) -> dict:
+    """The config as trained, as W&B gets it: model.d_model is the width sizing solved for the budget,
+    not the default; without where files go and how they are logged (paths, logger) and without the
+    benchmark's settings (its own stage), none of which changes the result."""
     config = to_dict(cfg)
     config["model"]["d_model"] = d_model
+    for key in ("paths", "logger", "bench"):
+        config.pop(key, None)
+    config["trainer"].pop("enable_progress_bar", None)
     return config
 
 
@@ -249,9 +275,7 @@ def train_seed(cfg: Config, seed: int) -> dict:
         logger.log_hyperparams({"params": module.param_counts(), "sizing": module.sizing})
     # W&B off: the same metrics as CSV in logs/ (untracked, like W&B's own files)
     loggers = [logger] if logger is not None else [CSVLogger(paths.log_dir(cfg, seed), name="csv", version="")]
-    monitors = [LearningRateMonitor(logging_interval="step"),
-                ThroughputMonitor(batch_size_fn=lambda b: int(b["ids"].shape[0]),
-                                  length_fn=lambda b: int(b["mask"].sum()))]  # per-step tokens/s
+    monitors = [LearningRateMonitor(logging_interval="step")]  # tokens/s: TokenThroughput
     trainer = build_trainer(cfg, [checkpoint, throughput, last_ckpt, curve, *monitors], loggers)
     if resume:
         print(f"[train] {cfg.task.name}/{cfg.model.name} seed{seed}: resuming from {paths.relative(resume)}")
@@ -294,8 +318,9 @@ def train_seed(cfg: Config, seed: int) -> dict:
     if logger is not None and trainer.is_global_zero:
         run = logger.experiment
         provenance.update(wandb_run_id=run.id, wandb_dir=paths.relative(Path(run.dir).parent) if run.dir else None)
+        # the series' summary: the whole run's tokens/s rather than its last interval's
         run.summary.update({f"best_val/{module.metric_name}": result["best_val"],
-                            "train_tokens_per_s": provenance["train_tokens_per_s"]})
+                            TokenThroughput.METRIC: provenance["train_tokens_per_s"]})
         log_lineage(run, cfg, checkpoint.best_model_path)
         run.finish()
     if trainer.is_global_zero:

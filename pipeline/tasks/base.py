@@ -29,12 +29,12 @@ class TaskModule(L.LightningModule):
 
     metric_name: str = ""
     higher_is_better: bool = True
-    flops_per_batch = None  # for ThroughputMonitor: tokens/s per step; FLOPs and MFU are the benchmark's
 
     def __init__(self, config: dict, meta: dict):
         super().__init__()
-        # Plain dicts, so checkpoints reload without the schema classes.
-        self.save_hyperparameters({"config": config, "meta": meta})
+        # Plain dicts, so checkpoints reload without the schema classes. logger=False: W&B gets the
+        # config once, as trained (stages/train.py run_config), not this unsized copy as well.
+        self.save_hyperparameters({"config": config, "meta": meta}, logger=False)
         self.cfg: Config = OmegaConf.create(config)  # type: ignore[assignment]
         self.meta = meta
         self.pad_id = meta["special"]["pad"]
