@@ -75,18 +75,20 @@ def test_verdict_is_the_first_section_and_names_winners_per_length(report_md):
     assert report_md.index("## Which architecture for my lengths?") < report_md.index("## How to read this")
     verdict_md = section(report_md, "## Which architecture for my lengths?")
     header = row(verdict_md, "length")
-    assert header == ["length", "most accurate: ptb", "most accurate: rt", "fastest to train", "fastest inference",
-                      "lowest decode latency", "leanest (train step)"]
+    assert header == ["length", "most accurate: ptb", "use for ptb", "most accurate: rt", "fastest to train",
+                      "fastest inference", "lowest decode latency", "leanest (train step)"]  # rt: no joint row
+    # 128 tokens, ptb: lstm is more accurate (170 vs tcn 550), tcn trains faster: quality and speed part ways
+    assert row(verdict_md, "65–128")[2].startswith("lstm for quality; tcn for speed (+380.0 ppl")
     # ptb bucket 1-16: lstm 270 vs tcn 570 (seed means); rt buckets have 10/20/5/0 documents: no winner
     assert row(verdict_md, "1–16")[1] == "lstm 270.0 (−300.0 vs tcn, not paired)"  # no examples/ in the fixture
-    assert row(verdict_md, "1–16")[2] == "too few examples (10 < 30)"
-    assert row(verdict_md, "65–128")[2] == "no examples"
+    assert row(verdict_md, "1–16")[3] == "too few examples (10 < 30)"
+    assert row(verdict_md, "65–128")[3] == "no examples"
     # 128 tokens: the transformer (1e-8 n^2 s per sequence) beats tcn (4e-6 n) and lstm (5e-6 n)
-    assert row(verdict_md, "65–128")[3].startswith("transformer ")
+    assert row(verdict_md, "65–128")[4].startswith("transformer ")
     # 8192: transformer 0.67 s per sequence, tcn out of memory, lstm 0.041 s: lstm wins by 16.4x
     long = row(verdict_md, "4097–8192")
-    assert long[3].startswith("lstm ") and "16.38× transformer" in long[3]
-    assert long[5].startswith("lstm ") and "transformer" in long[5]  # fixed state vs KV cache
+    assert long[4].startswith("lstm ") and "16.38× transformer" in long[4]
+    assert long[6].startswith("lstm ") and "transformer" in long[6]  # fixed state vs KV cache
     assert "No benchmark result for: mamba" in verdict_md
 
 
