@@ -36,6 +36,19 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def command_help(command: str) -> str:
+    """One command's usage: what it does and its module's own description (read, not imported: no torch)."""
+    import ast
+    from pathlib import Path
+
+    module = Path(__file__).parent / ("stages" if command in STAGES else "") / f"{command}.py"
+    doc = ast.get_docstring(ast.parse(module.read_text(encoding="utf-8"))) or "" if module.exists() else ""
+    args = "[group=choice ...] [dotted.key=value ...]" if command in STAGES else ""
+    return "\n".join([f"usage: python -m pipeline {command} {args}".rstrip(), "",
+                      STAGES.get(command) or TOOLS[command], "", doc,
+                      "", "Run `python -m pipeline config <same arguments>` to see the resolved config."]).rstrip()
+
+
 def quiet_libraries() -> None:
     """Each stage prints one line of what it did; Lightning's tips, accelerator notices and known
     deprecation chatter from the stack go (warnings about our own code stay)."""
@@ -61,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown command '{command}'; choose one of: {', '.join([*STAGES, *TOOLS])}", file=sys.stderr)
         return 2
     if {"-h", "--help"} & set(overrides):
-        print(f"python -m pipeline {command}: {STAGES.get(command) or TOOLS[command]}\n\n{usage()}")
+        print(command_help(command))
         return 0
     from pipeline.schema import ConfigError  # also ArtifactError: a missing, corrupt or stale input
 
@@ -73,9 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         if command == "config":
             from omegaconf import OmegaConf
 
-            print(OmegaConf.to_yaml(load(overrides)), end="")
+            sources: dict[str, str] = {}
+            cfg = load(overrides, sources=sources)
+            print(OmegaConf.to_yaml(cfg), end="")
+            print("# the file (or section) that set each value, the last of the layers in pipeline/config.py (the rest are "
+                  "pipeline/schema.py defaults):")
+            for key, source in sources.items():
+                print(f"#   {key} = {OmegaConf.select(cfg, key)}   <- {source}")
             return 0
         os.environ.setdefault("WANDB_SILENT", "true")
+        if os.environ.get("DVC_STAGE"):  # run by DVC: refuse a dvc.yaml that params.yaml no longer describes
+            importlib.import_module("pipeline.dvc_file").check_current()
         module = importlib.import_module(f"pipeline.stages.{command}")
         quiet_libraries()  # after the import: Lightning sets its loggers' levels when imported
         # download / tokenize / report read no model code: a model file that fails cannot stop them
@@ -84,4 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"{command}: {e}", file=sys.stderr)  # bad config or a missing / stale input: exit 2, nothing written
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside training (train saves last.ckpt and says so itself)
+        print(f"{command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     return 0

@@ -23,16 +23,14 @@ NEEDS_MODEL = False
 
 def main(cfg: Config) -> None:
     runs_dir, out_dir = ROOT / cfg.paths.runs, ROOT / cfg.paths.reports
-    results = collect(runs_dir)  # a ReportError reaches the CLI: one line naming the file, exit 2
-    # Only the runs of the current grid: runs/ may still hold results of an earlier, wider grid.
+    # Only the runs of the current grid: runs/ may still hold results of an earlier, wider grid
     wanted = selected_pairs(read_params())
+    results = collect(runs_dir, wanted)  # a ReportError reaches the CLI: one line naming the file, exit 2
     if wanted is not None:
-        stale = sorted(f"{r['task']}/{r['model']}" for r in results if (r["task"], r["model"]) not in wanted)
-        results = [r for r in results if (r["task"], r["model"]) in wanted]
-        if stale:
-            print(f"[report] leaving out runs outside params.yaml's runs: {', '.join(stale)}")
-        if not results:
-            raise ReportError(f"no run of params.yaml's runs has an eval.json under {runs_dir}; run `dvc repro`")
+        missing = sorted(f"{t}/{m}" for t, m in wanted - {(r["task"], r["model"]) for r in results})
+        if missing:
+            raise ReportError(f"no eval.json for {', '.join(missing)} of params.yaml's runs under {runs_dir}: "
+                              f"run `dvc repro` (or `dvc repro evaluate@<model>-<task>`)")
     target = WandbTarget(mode=cfg.logger.mode, project=cfg.logger.project, group=cfg.logger.group,
                          dir=paths.wandb_dir(cfg), entity=cfg.logger.entity, tags=list(cfg.logger.tags),
                          training_runs=[i for r in results for i in training_run_ids(cfg, r["task"], r["model"])],
