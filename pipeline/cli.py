@@ -17,7 +17,8 @@ STAGES = {
 }
 TOOLS = {
     "grid": "models=a,b|all tasks=x,y|all [bench=c,d] [profile=p] [seeds=0,1] [--add] [--dry-run]: rewrite params.yaml's grid",
-    "config": "[group=choice ...] [key=value ...]: print the resolved config, as `train` would load it",
+    "config": "[group=choice ...] [key=value ...] [--check]: print the resolved config, as `train` would load it, "
+              "each value with the file that set it (--check: also build the model, as every model stage does)",
     "sync": "[--dry-run] [--exp NAME ...]: upload the current experiment's offline W&B runs (params.yaml's runs + "
             "report), or those of queued DVC experiments",
 }
@@ -86,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         if command == "config":
             from omegaconf import OmegaConf
 
+            # Only what composes the config: building the model to check it (torch, ~3 s) is `--check`'s
+            check = "--check" in overrides
             sources: dict[str, str] = {}
-            cfg = load(overrides, sources=sources)
+            cfg = load([o for o in overrides if o != "--check"], sources=sources, model=check)
             print(OmegaConf.to_yaml(cfg), end="")
             print("# the file (or section) that set each value, the last of the layers in pipeline/config.py (the rest are "
                   "pipeline/schema.py defaults):")
