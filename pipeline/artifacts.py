@@ -4,28 +4,105 @@ Written only through `write()` (temp file + rename: a killed stage leaves the ol
 never half a JSON) and read only through `read()`, which names the file, the version it found and
 the stage to re-run when a file is missing, corrupt, from an older schema or of another type.
 Where each file lives is pipeline/paths.py.
+
+Also here, as every stage imports this module: `atomic_write` (what every writer of a stage output
+uses) and `run_folder_lock` (one train or evaluate per run folder at a time).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import secrets
+import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 from pipeline.schema import ConfigError
+
+RUN_LOCK = ".lock"  # in runs/<task>/<model>/, beside the DVC outputs (git- and DVC-ignored)
 
 
 class ArtifactError(ConfigError):
     """An input artifact that cannot be used as it is; the message says what to re-run."""
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+def temp_path(path: Path) -> Path:
+    """A hidden temp name beside `path`, unique to this process and call: two writers of the same file
+    never write into each other's temp file. `.*.tmp` is git- and DVC-ignored."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Rename tmp onto path after its bytes reach the disk: after a crash or power loss, path holds the
+    old content or the new, never a renamed but empty file."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)  # the rename itself is an entry of the directory
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """write(temp path), then rename it onto path: a killed writer leaves the old file or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        replace_durably(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+
+
+@contextmanager
+def run_folder_lock(folder: Path) -> Iterator[None]:
+    """Holds an exclusive lock on a run folder (runs/<task>/<model>/) for the block: a second train or
+    evaluate of the same folder stops at once, naming the process that holds it, instead of both
+    writing the same checkpoints. The kernel drops the lock when its holder exits, however it ends, so
+    a lock file left behind by a killed process is free."""
+    import fcntl  # POSIX; the pipeline runs on Linux and macOS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RUN_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{folder} is in use by {lock_holder(path)}; one train or evaluate of a run "
+                              f"folder at a time: wait for it to end or stop it") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n{command_line()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def command_line() -> str:
+    """This process's command, as typed (`python -m pipeline ...` rather than the path of __main__.py)."""
+    program = "python -m pipeline" if sys.argv[0].endswith(os.path.join("pipeline", "__main__.py")) else sys.argv[0]
+    return " ".join([program, *sys.argv[1:]])
+
+
+def lock_holder(path: Path, wait_s: float = 2.0) -> str:
+    """'pid N (its command line)' from a held lock file; its holder writes it right after locking."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        pid, _, command = path.read_text(encoding="utf-8", errors="replace").partition("\n")
+        if pid.strip() or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return f"pid {pid.strip() or '?'} ({command.strip() or 'command unknown'})"
 
 
 def read_json(path: Path, rerun: str) -> Any:

@@ -25,6 +25,7 @@ from typing import Any, Optional
 import numpy as np
 
 from pipeline import stats
+from pipeline.artifacts import atomic_write
 
 N_BOOT = 1000
 
@@ -65,16 +66,16 @@ def collect(module: Any, datamodule: Any, metric: Any = None) -> dict[str, np.nd
 def save(path: Path, outcomes: dict[str, np.ndarray]) -> None:
     """An .npz that np.load reads, with the same bytes for the same arrays: np.savez stamps every
     member with the current time, which would change the examples/ hash in dvc.lock on every run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(outcomes):
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(outcomes[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, buffer.getvalue())
-    tmp.replace(path)
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name in sorted(outcomes):
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.ascontiguousarray(outcomes[name]), allow_pickle=False)
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, buffer.getvalue())
+
+    atomic_write(path, write)
 
 
 def load(path: Path) -> dict[str, np.ndarray]:

@@ -1,9 +1,14 @@
 """A killed training run loses nothing: SIGKILL after its first last.ckpt, the same command again
 continues from there (optimizer, scheduler, sampler position, RNG) in the same W&B run, and ends
-with exactly the numbers of a run that was never interrupted. SIGTERM (timeouts, preemption) exits
-non-zero with a resumable checkpoint and says so."""
+with exactly the numbers of a run that was never interrupted. SIGTERM (timeouts, preemption), Ctrl-C
+and the death of the process that started the trainer (dvc killed) exit non-zero with a resumable
+checkpoint and say so in one line. A seed that finished is kept, not trained again; a second train
+or evaluate of a run folder in use stops at once; evaluate refuses a training that did not finish;
+a checkpoint holding more than tensors is refused, never unpickled."""
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.artifacts import RUN_LOCK
 from pipeline.config import ROOT
 
 ARGS = ["model=lstm", "task=rt", "profile=smoke", "data.max_train_examples=null", "trainer.max_steps=40",
@@ -46,7 +52,40 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 def weights(run: Path) -> dict:
-    return torch.load(run / "ckpt" / "seed0" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(run / "ckpt" / "seed0" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def training_state(last: Path) -> dict:
+    """The LastCheckpoint state of a last.ckpt (fingerprint, finished, RNG) and its step."""
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    state = next(v for k, v in checkpoint["callbacks"].items() if k.startswith("LastCheckpoint"))
+    return {**state, "global_step": checkpoint["global_step"]}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cli(name: str, tmp: Path, runs: str, tokenized: Path, *extra: str) -> list[str]:
+    """`python -m pipeline <name>` on the run folder of command(tmp, runs, tokenized), W&B off."""
+    return [sys.executable, "-m", "pipeline", name, *ARGS, f"paths.runs={tmp / runs}", f"paths.logs={tmp / runs}-logs",
+            f"paths.tokenized={tokenized}", "logger.mode=disabled", *extra]
+
+
+def stage(name: str, tmp: Path, runs: str, tokenized: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cli(name, tmp, runs, tokenized, *extra), cwd=ROOT, env=env(), capture_output=True, text=True)
+
+
+def seed_entries(run: Path) -> list[dict]:
+    """train.json's seeds, without best_ckpt (a path: it names the run's folder)."""
+    seeds = json.loads((run / "train.json").read_text())["seeds"]
+    return [{k: v for k, v in s.items() if k != "best_ckpt"} for s in seeds]
+
+
+def one_line(stream: str) -> str:
+    lines = stream.strip().splitlines()
+    assert len(lines) == 1, stream[-3000:]
+    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +135,21 @@ def test_sigterm_exits_nonzero_with_a_resumable_checkpoint(tmp_path, tokenized_r
     assert json.loads((run / "train.json").read_text())["seeds"][0]["steps"] == 40
 
 
-def test_a_finished_or_reconfigured_run_starts_over(tmp_path, tokenized_root, uninterrupted):
-    import shutil
-
+def test_a_finished_run_is_kept_and_a_reconfigured_one_starts_over(tmp_path, tokenized_root, uninterrupted):
     run = tmp_path / "copy" / "rt" / "lstm"
     shutil.copytree(uninterrupted, run)
+    last = run / "ckpt" / "seed0" / "last.ckpt"
+    before = digest(last)
     again = subprocess.run(command(tmp_path, "copy", tokenized_root), cwd=ROOT, env=env(), capture_output=True, text=True)
-    assert again.returncode == 0 and "resuming" not in again.stdout  # finished: a new run, not a resume
+    assert again.returncode == 0 and "kept: trained to the end earlier" in again.stdout, again.stderr[-2000:]
+    assert digest(last) == before  # not trained again
+    assert seed_entries(run) == seed_entries(uninterrupted)  # its result, as it was
+    assert (run / "curve.csv").read_bytes() == (uninterrupted / "curve.csv").read_bytes()
     other = subprocess.run([*command(tmp_path, "copy", tokenized_root), "optim.lr=0.002"], cwd=ROOT, env=env(),
                            capture_output=True, text=True)
-    assert other.returncode == 0 and "resuming" not in other.stdout
+    assert other.returncode == 0 and "resuming" not in other.stdout and "kept:" not in other.stdout
+    assert "is from another config; training from step 0" in other.stdout
+    assert digest(last) != before
 
 
 def test_a_diverged_run_fails_the_stage_with_a_message(tmp_path, tokenized_root):
@@ -158,3 +202,212 @@ def test_sync_picks_only_the_current_experiments_runs(uninterrupted, tmp_path, m
     out = capsys.readouterr().out
     run_id = provenance(uninterrupted)["wandb_run_id"]
     assert f"-{run_id}" in out and "stale123" not in out
+
+
+def stopped_at(line: str) -> int:
+    """The step in '... at step N; saved ...'."""
+    return int(line.split(" at step ")[1].split(";")[0])
+
+
+def test_ctrl_c_saves_last_ckpt_says_so_and_the_run_continues_to_the_same_numbers(tmp_path, tokenized_root,
+                                                                                   uninterrupted):
+    cmd = cli("train", tmp_path, "interrupted", tokenized_root)
+    run = tmp_path / "interrupted" / "rt" / "lstm"
+    # SIGINT acts as in a terminal: a child of a background job would start with it ignored
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    wait_for(run / "ckpt" / "seed0" / "last.ckpt", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out[-1000:], err[-2000:])
+    line = one_line(err)
+    assert "seed0: interrupted (Ctrl-C) at step" in line and "to continue from there" in line
+    state = training_state(run / "ckpt" / "seed0" / "last.ckpt")
+    assert not state["finished"] and state["global_step"] == stopped_at(line)  # saved where it stopped
+    again = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True)
+    assert again.returncode == 0 and "resuming from" in again.stdout, again.stderr[-2000:]
+    assert seed_entries(run) == seed_entries(uninterrupted)  # the saved state was whole: a run never stopped
+
+
+def test_a_non_finite_loss_is_one_line_diverged_exit_2(tmp_path, tokenized_root):
+    done = stage("train", tmp_path, "nan", tokenized_root, "optim.lr=1e30", "optim.warmup_steps=0",
+                 "trainer.gradient_clip_val=0")
+    assert done.returncode == 2, done.stderr[-2000:]
+    line = one_line(done.stderr)
+    assert line.startswith("train: rt/lstm seed0 diverged: loss is nan at step") and "lower optim.lr" in line
+
+
+UNTIL_STOPPED = ["trainer.max_steps=100000", "trainer.max_epochs=100"]
+
+
+def process_state(pid: int) -> str | None:
+    """'R', 'S', 'Z' ... from /proc; None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def finished(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def orphaned(tmp_path_factory, tokenized_root):
+    """A trainer whose parent is killed mid-training, as killing `dvc repro` leaves its stage command;
+    while it trained, a second train and an evaluate of its run folder were started."""
+    from types import SimpleNamespace
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    tmp = tmp_path_factory.mktemp("orphan")
+    run = tmp / "orphan" / "rt" / "lstm"
+    cmd = cli("train", tmp, "orphan", tokenized_root, *UNTIL_STOPPED)
+    log = tmp / "trainer.err"
+    with open(log, "w") as err:  # the trainer inherits it from its parent
+        parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run(sys.argv[1:])", *cmd],
+                                  cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=err)
+    trainer = None
+    try:
+        wait_for(run / RUN_LOCK, parent)
+        while not (run / RUN_LOCK).read_text().strip():  # the holder writes its pid right after locking
+            time.sleep(0.02)
+        trainer = int((run / RUN_LOCK).read_text().split()[0])
+        assert parent_pid(trainer) == parent.pid
+        started = {name: subprocess.Popen(cli(name, tmp, "orphan", tokenized_root, *UNTIL_STOPPED), cwd=ROOT, env=env(),
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for name in ("train", "evaluate")}  # side by side: each takes seconds to import torch
+        second = {name: finished(proc) for name, proc in started.items()}
+        wait_for(run / "ckpt" / "seed0" / "last.ckpt", parent)  # training, not starting up
+        assert process_state(trainer) not in (None, "Z"), "the trainer ended before it was orphaned"
+        parent.kill()
+        parent.wait()
+        t0 = time.time()
+        while process_state(trainer) not in (None, "Z"):  # not our child: it cannot be waited for
+            assert time.time() - t0 < 120, "the orphaned trainer kept training"
+            time.sleep(0.05)
+    finally:
+        if trainer is not None and process_state(trainer) not in (None, "Z"):
+            os.kill(trainer, signal.SIGKILL)
+        parent.kill()
+    return SimpleNamespace(run=run, tmp=tmp, trainer=trainer, second=second, err=log.read_text())
+
+
+def test_a_second_train_or_evaluate_of_a_run_folder_in_use_exits_2_naming_its_holder(orphaned):
+    for name, done in orphaned.second.items():
+        assert done.returncode == 2, (name, done.stderr[-2000:])
+        line = one_line(done.stderr)
+        assert line.startswith(f"{name}: {orphaned.run} is in use by pid {orphaned.trainer} "
+                               f"(python -m pipeline train model=lstm task=rt"), line
+    assert not (orphaned.run / "eval.json").exists()
+
+
+def test_a_trainer_whose_parent_dies_stops_and_saves_last_ckpt(orphaned):
+    from pipeline.artifacts import run_folder_lock
+
+    line = one_line(orphaned.err)
+    assert "seed0: terminated (its parent process ended) at step" in line and "to continue from there" in line
+    state = training_state(orphaned.run / "ckpt" / "seed0" / "last.ckpt")
+    assert not state["finished"] and state["global_step"] == stopped_at(line)
+    with run_folder_lock(orphaned.run):  # its lock went with it
+        pass
+
+
+def test_evaluate_refuses_a_training_that_did_not_finish(orphaned, tmp_path, tokenized_root, uninterrupted):
+    done = stage("evaluate", orphaned.tmp, "orphan", tokenized_root, *UNTIL_STOPPED)
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert f"{orphaned.run}/ckpt/seed0/last.ckpt is from a training that did not finish" in line
+    assert "run `dvc repro train@lstm-rt` to finish it" in line
+    run = tmp_path / "unlisted" / "rt" / "lstm"
+    shutil.copytree(uninterrupted, run)
+    (run / "train.json").unlink()  # every checkpoint finished, but the stage did not write its result
+    (run / "eval.json").unlink(missing_ok=True)  # evaluated by an earlier test
+    done = stage("evaluate", tmp_path, "unlisted", tokenized_root)
+    assert done.returncode == 2
+    assert f"{run}/train.json is missing: the training did not finish; run `dvc repro train@lstm-rt`" in \
+        one_line(done.stderr)
+    assert not (run / "eval.json").exists() and not (orphaned.run / "eval.json").exists()
+
+
+def test_a_finished_seed_is_kept_when_a_seed_is_added_and_when_a_later_seed_was_killed(tmp_path, tokenized_root,
+                                                                                       uninterrupted):
+    run = tmp_path / "seeds" / "rt" / "lstm"
+    shutil.copytree(uninterrupted, run)  # seed 0, trained to the end
+    seed0 = digest(run / "ckpt" / "seed0" / "last.ckpt")
+    proc = subprocess.Popen(cli("train", tmp_path, "seeds", tokenized_root, "seeds=[0,1]"), cwd=ROOT, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(run / "ckpt" / "seed1" / "last.ckpt", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "seed1: terminated (SIGTERM) at step" in err, err[-2000:]
+    refused = stage("evaluate", tmp_path, "seeds", tokenized_root, "seeds=[0,1]")
+    assert refused.returncode == 2 and "ckpt/seed1/last.ckpt is from a training that did not finish" in \
+        one_line(refused.stderr)
+    again = stage("train", tmp_path, "seeds", tokenized_root, "seeds=[0,1]")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "seed1: resuming from" in again.stdout and "seed1: best val" in again.stdout
+    assert "seed0: resuming" not in again.stdout and "training from step 0" not in again.stdout
+    assert "kept: trained to the end earlier with this config" in \
+        next(line for line in again.stdout.splitlines() if "seed0: best val" in line)
+    assert digest(run / "ckpt" / "seed0" / "last.ckpt") == seed0  # seed 0 was never trained again
+    entries = seed_entries(run)
+    assert entries[0] == seed_entries(uninterrupted)[0] and entries[1]["seed"] == 1 and entries[1]["steps"] == 40
+
+    def curve(run: Path, seed: int) -> list[str]:
+        return [row for row in (run / "curve.csv").read_text().splitlines() if row.startswith(f"{seed},")]
+
+    assert curve(run, 0) == curve(uninterrupted, 0) and curve(run, 1)  # the kept seed's curve rows too
+
+
+class Payload:
+    """Unpickled, it creates the file `path`: a crafted checkpoint could run any code this way."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_crafted_checkpoint_is_refused_in_one_line_and_never_unpickled(tmp_path, tokenized_root, uninterrupted,
+                                                                         capsys):
+    from pipeline.artifacts import ArtifactError
+    from pipeline.config import load
+    from pipeline.stages.train import previous_training
+    from pipeline.tasks.checkpoint import load_best, require_finished_training
+
+    canary = tmp_path / "canary"
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "callbacks": {"LastCheckpoint": Payload(canary)}}, crafted)
+    torch.load(crafted, weights_only=False)  # what loading it unsafely does
+    assert canary.exists()
+    canary.unlink()
+
+    run = tmp_path / "crafted" / "rt" / "lstm"
+    shutil.copytree(uninterrupted, run)
+    seed0 = run / "ckpt" / "seed0"
+    cfg = load([*ARGS, f"paths.runs={tmp_path / 'crafted'}", f"paths.tokenized={tokenized_root}",
+                "logger.mode=disabled"])
+    assert previous_training(cfg, 0, crafted) is None  # resume: not a plain-tensor checkpoint, start over
+    said = capsys.readouterr().out
+    assert one_line(said) == (f"[train] {crafted} is not a plain-tensor checkpoint (it holds other Python objects, "
+                              f"not unpickled); training from step 0")
+    shutil.copy(crafted, seed0 / "best.ckpt")
+    done = stage("evaluate", tmp_path, "crafted", tokenized_root)  # evaluate reads best.ckpt last
+    assert done.returncode == 2
+    assert one_line(done.stderr) == (f"evaluate: {seed0}/best.ckpt cannot be read (not a plain-tensor checkpoint: it "
+                                     f"holds other Python objects, which are not unpickled): re-run "
+                                     f"`dvc repro train@lstm-rt`")
+    shutil.copy(crafted, seed0 / "last.ckpt")
+    with pytest.raises(ArtifactError, match="last.ckpt cannot be read \\(not a plain-tensor checkpoint"):
+        require_finished_training(cfg)
+    (seed0 / "best.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ArtifactError, match="best.ckpt cannot be read .*re-run `dvc repro train@lstm-rt`"):
+        load_best(cfg, 0)
+    assert not canary.exists()

@@ -175,3 +175,18 @@ def test_translation_hypotheses_are_saved_and_rescored_by_the_sacrebleu_cli(smok
                           "-m", "bleu", "-b", "-w", "4"], capture_output=True, text=True, check=True).stdout
     assert float(out.strip()) == pytest.approx(result["overall"], abs=1e-4)
     assert result["overall_interval"]["method"].startswith("sacreBLEU bootstrap")
+
+
+@pytest.mark.parametrize("task, model", RUNS, ids=[f"{t}-{m}" for t, m in RUNS])
+def test_every_checkpoint_loads_with_weights_only(smoke, task, model):
+    """Every checkpoint the train stage writes (best: weights and hyperparameters; last: optimizer,
+    scheduler, loops, callback states, RNG) holds tensors and plain types only: torch.load with
+    weights_only=True reads it, so resume and evaluate never need to unpickle arbitrary objects."""
+    import torch
+
+    smoke(task, model)
+    seed0 = smoke.runs / task / model / "ckpt" / "seed0"
+    for name in ("best.ckpt", "last.ckpt"):
+        checkpoint = torch.load(seed0 / name, map_location="cpu", weights_only=True)
+        assert checkpoint["state_dict"] and checkpoint["hyper_parameters"]["config"]["task"]["name"] == task
+    assert json.loads((seed0 / "result.json").read_text())["seed"] == 0

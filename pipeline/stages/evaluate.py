@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline import buckets, kinds, outcomes, paths, stats
-from pipeline.artifacts import EvalResult, SpeedResult, TrainResult, write_json
+from pipeline.artifacts import EvalResult, SpeedResult, run_folder_lock, write_json
 from pipeline.data.datamodule import SequenceDataModule, read_meta
 from pipeline.eval_tracking import log_eval
 from pipeline.measure import flops, receptive_field
@@ -28,7 +28,7 @@ from pipeline.measure.task_batch import task_batch, test_stream
 from pipeline.models.base import Backbone
 from pipeline.schema import Config, to_dict
 from pipeline.tasks.base import TaskModule
-from pipeline.tasks.checkpoint import load_best
+from pipeline.tasks.checkpoint import load_best, require_finished_training
 
 RF_MAX_LEN = 1024  # one float64 forward + backward at batch 1: cheap up to here
 
@@ -164,12 +164,15 @@ def interval_fields(seeds: list[dict], n_buckets: int) -> dict:
 
 
 def main(cfg: Config) -> None:
+    with run_folder_lock(paths.run_dir(cfg)):  # not while a train of the same run rewrites its checkpoints
+        evaluate_run(cfg)
+
+
+def evaluate_run(cfg: Config) -> None:
     torch.set_float32_matmul_precision("high")
+    train = require_finished_training(cfg)  # a killed training's best.ckpt is no result
     meta = read_meta(cfg)
     kind = kinds.get(cfg.task.kind)
-    train_path = paths.run_dir(cfg) / paths.TRAIN_RESULT
-    train = TrainResult.read(train_path, f"`dvc repro train@{cfg.model.name}-{cfg.task.name}`").to_dict() \
-        if train_path.exists() else {}
     seeds, module, extra = [], None, {}
     for seed in cfg.seeds:
         module = load_best(cfg, seed)

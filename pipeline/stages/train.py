@@ -1,8 +1,9 @@
 """train stage: fit one (task, model) for every seed with the Lightning Trainer.
 
-Writes runs/<task>/<model>/ckpt/seed<k>/{best,last}.ckpt and config.yaml,
-runs/<task>/<model>/train.json (per seed: steps, tokens, best validation metric) and curve.csv
-(training loss and validation metric by step, pipeline/tasks/curves.py). These are DVC
+Writes runs/<task>/<model>/ckpt/seed<k>/{best,last}.ckpt, config.yaml and result.json (the seed's
+entry of train.json and its curve rows), runs/<task>/<model>/train.json (per seed: steps, tokens,
+best validation metric) and curve.csv (training loss and validation metric by step,
+pipeline/tasks/curves.py). These are DVC
 outputs and deterministic: the same inputs give the same bytes (no time, path or W&B id in them),
 so a fresh clone's `dvc repro` reproduces dvc.lock. What differs from run to run (wall time,
 tokens/s, host, git revision, the W&B run id) goes to logs/<task>/<model>/seed<k>/ (git-ignored,
@@ -10,14 +11,20 @@ not a DVC output) and to W&B.
 
 best.ckpt holds the weights of the best validation step (what evaluate reads); last.ckpt the whole
 training state after the latest step (optimizer, scheduler, loop and sampler position, RNG), written
-every `trainer.last_ckpt_every_n_steps` steps, at the end and on SIGTERM. A run that stopped before
-its end (killed, preempted) continues from last.ckpt when its command runs again with the same
-config, in the same W&B run; a finished or reconfigured run starts over.
+every `trainer.last_ckpt_every_n_steps` steps, at the end and on SIGTERM, Ctrl-C (exit 130) or the
+death of the process that started it (dvc). A run that stopped before its end (killed, preempted)
+continues from last.ckpt when its command runs again with the same config, in the same W&B run; a
+seed that finished with the same config is kept (its result.json), so adding a seed trains only that
+one; a reconfigured run starts over. Checkpoints are read with weights_only=True (no code runs on
+load), and the run folder is locked (pipeline/artifacts.py run_folder_lock) while training.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,14 +38,19 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
 from pipeline import kinds, paths
-from pipeline.artifacts import TrainResult, read_json, write_json
+from pipeline.artifacts import (ArtifactError, TrainResult, atomic_write, read_json, replace_durably, run_folder_lock,
+                                temp_path, write_json)
 from pipeline.data.datamodule import SequenceDataModule, read_meta
 from pipeline.measure import env
 from pipeline.schema import Config, ConfigError, to_dict
+from pipeline.tasks.base import NonFiniteLossError
 from pipeline.tasks.curves import LearningCurve, write_curve
 from pipeline.wandb_mode import resolve_mode, run_group, run_tags
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells and schedulers expect of a terminated process
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
+SEED_RESULT = "result.json"  # ckpt/seed<k>/: a finished seed's result and curve, kept when its command runs again
+PARENT_PID = os.getppid()  # what started this process (dvc, a shell): training stops when it dies
 
 
 class TokenThroughput(Callback):
@@ -88,10 +100,7 @@ class LastCheckpoint(Callback):
         self.pending_rng = None
 
     def save(self, trainer: L.Trainer) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        save_checkpoint(trainer, self.path)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.pending_rng is not None:
@@ -105,7 +114,8 @@ class LastCheckpoint(Callback):
         self.save(trainer)
 
     def on_exception(self, trainer, pl_module, exception):
-        if isinstance(exception, SIGTERMException):  # before teardown: the state is still whole
+        # SIGTERM, or Ctrl-C / a dead parent (GracefulStop): before teardown, the state is still whole
+        if isinstance(exception, SIGTERMException):
             self.save(trainer)
 
     def state_dict(self) -> dict:
@@ -121,6 +131,76 @@ class LastCheckpoint(Callback):
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
         _map_checkpoint_paths(checkpoint, lambda p: str(paths.ROOT / p))
+
+
+def save_checkpoint(trainer: L.Trainer, path: Path, weights_only: bool = False) -> None:
+    """trainer.save_checkpoint into a temp file of this process, renamed onto path once on disk: a
+    killed or concurrent writer never leaves half a checkpoint. Every rank takes part; rank 0 writes."""
+    tmp = temp_path(path)
+    try:
+        trainer.save_checkpoint(tmp, weights_only=weights_only)
+        if trainer.is_global_zero:
+            replace_durably(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class GracefulStop(Callback):
+    """Stops training as SIGTERM does (Lightning ends the current step, LastCheckpoint saves last.ckpt,
+    the command exits non-zero and continues when run again) on Ctrl-C, and when the process that
+    started this one dies: `dvc repro` killed would otherwise leave its trainer running, orphaned. The
+    kernel signals a parent's death (Linux: PR_SET_PDEATHSIG); a changed parent pid catches the death
+    the signal cannot, one before training began. A second Ctrl-C stops at once, without saving."""
+
+    def __init__(self):
+        self.cause: str | None = None
+        self._sigint = None
+
+    def on_train_start(self, trainer, pl_module):  # Lightning's SIGTERM handler is in place until fit ends
+        set_parent_death_signal(signal.SIGTERM)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored: a background job; it stays so
+            self._sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if os.getppid() != PARENT_PID and not trainer.received_sigterm:
+            self._stop("its parent process ended")
+
+    def _on_sigint(self, signum, frame):
+        if self.cause == "Ctrl-C":
+            signal.default_int_handler(signum, frame)
+        self._stop("Ctrl-C")
+
+    def _stop(self, cause: str) -> None:
+        self.cause = self.cause or cause
+        sigterm = signal.getsignal(signal.SIGTERM)  # Lightning's: stop at the end of the current step
+        if not callable(sigterm):
+            raise KeyboardInterrupt
+        sigterm(signal.SIGTERM, None)
+
+    def restore(self) -> None:
+        """After fit: Ctrl-C and a parent's death act as they did before."""
+        set_parent_death_signal(0)
+        if self._sigint is not None:
+            signal.signal(signal.SIGINT, self._sigint)
+            self._sigint = None
+
+    def stopped(self) -> tuple[str, int]:
+        """What stopped training, as the message says it, and the exit status."""
+        if self.cause is None and os.getppid() != PARENT_PID:
+            self.cause = "its parent process ended"  # the kernel's SIGTERM
+        if self.cause == "Ctrl-C":
+            return "interrupted (Ctrl-C)", EXIT_INTERRUPTED
+        return f"terminated ({self.cause or 'SIGTERM'})", EXIT_TERMINATED
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Linux: the kernel sends `signum` to this process when the thread that started it ends (0: none).
+    dvc starts stage commands from its main thread, so that is when dvc ends."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signum), 0, 0, 0)
 
 
 CHECKPOINT_PATH_KEYS = ("dirpath", "best_model_path", "kth_best_model_path", "last_model_path")
@@ -153,31 +233,59 @@ def set_rng_state(state: dict) -> None:
 
 
 def training_fingerprint(cfg: Config, seed: int) -> dict:
-    """What must be equal for last.ckpt to continue this run: the config (minus where things are
-    written and how they are shown) and the seed."""
+    """What must be equal for last.ckpt to continue this run, or for a finished seed to be kept: the
+    config (minus where things are written, how they are shown and which other seeds run) and the seed."""
     config = to_dict(cfg)
-    for key in ("paths", "logger", "eval", "bench"):
+    for key in ("paths", "logger", "eval", "bench", "seeds"):
         config.pop(key, None)
     config["trainer"].pop("enable_progress_bar", None)
     return {"config": config, "seed": seed}
 
 
-def resume_point(cfg: Config, seed: int, last: Path) -> Path | None:
-    """last.ckpt if it is an unfinished run of this very config, else None (and why, printed)."""
+def previous_training(cfg: Config, seed: int, last: Path) -> str | None:
+    """What last.ckpt holds for this config and seed: "unfinished" (training continues from it),
+    "finished" (its result is kept), or None: training starts from step 0 (why, printed). Read with
+    weights_only=True, as Lightning then reads it: a checkpoint holding anything but tensors and plain
+    containers is refused rather than unpickled, which could run code."""
     if not cfg.trainer.resume or not last.exists():
         return None
     try:
-        state = torch.load(last, map_location="cpu", weights_only=False)["callbacks"]
-    except Exception as e:  # truncated or foreign file: say so, start over
-        print(f"[train] {paths.relative(last)} is unreadable ({type(e).__name__}: {e}); training from step 0")
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:  # weights_only refused an object
+        print(f"[train] {paths.relative(last)} is not a plain-tensor checkpoint (it holds other Python objects, "
+              f"not unpickled); training from step 0")
         return None
-    mine = next((v for k, v in state.items() if k.startswith("LastCheckpoint")), None)
+    except Exception as e:  # truncated or foreign file: say so, start over
+        print(f"[train] {paths.relative(last)} is unreadable ({type(e).__name__}: "
+              f"{(str(e).splitlines() or [''])[0][:200]}); training from step 0")
+        return None
+    callbacks = checkpoint.get("callbacks", {}) if isinstance(checkpoint, dict) else {}
+    mine = next((v for k, v in callbacks.items() if k.startswith("LastCheckpoint")), None)
     if mine is None or mine["fingerprint"] != training_fingerprint(cfg, seed):
         print(f"[train] {paths.relative(last)} is from another config; training from step 0")
         return None
-    if mine["finished"]:
+    return "finished" if mine["finished"] else "unfinished"
+
+
+def kept_result(out: Path) -> dict | None:
+    """A finished seed's result (with its curve rows) from its result.json, where its best.ckpt is
+    there too; None if either is missing or unreadable (the seed is trained again)."""
+    saved, best = out / SEED_RESULT, out / "best.ckpt"
+    if not (saved.exists() and best.exists()):
         return None
-    return last
+    try:
+        result = read_json(saved, "train")
+    except ArtifactError:
+        return None
+    return {**result, "best_ckpt": paths.relative(best), "provenance": {"kept": True}}
+
+
+def clear_seed(out: Path, keep_last: bool) -> None:
+    """Temp files of killed writers go; before training from step 0, so do last.ckpt and result.json
+    (another config's, or unreadable): until this training finishes, nothing in the folder says that a
+    training of it did, and evaluate refuses it. This process holds the run folder's lock."""
+    for stale in [*out.glob(".*.tmp"), *([] if keep_last else [out / "last.ckpt", out / SEED_RESULT])]:
+        stale.unlink(missing_ok=True)
 
 
 def make_logger(cfg: Config, seed: int, run_id: str | None, d_model: int) -> WandbLogger | None:
@@ -251,14 +359,18 @@ def build_trainer(cfg: Config, callbacks: list, logger, **overrides) -> L.Traine
 
 
 def train_seed(cfg: Config, seed: int) -> dict:
+    out = paths.ckpt_dir(cfg, seed)
+    last = out / "last.ckpt"
+    previous = previous_training(cfg, seed, last)
+    if previous == "finished" and (kept := kept_result(out)) is not None:
+        return kept  # trained to the end with this very config: not again (another seed was added, or killed)
+    resume = last if previous == "unfinished" else None
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = SequenceDataModule(cfg, seed=seed)
     kind = kinds.get(cfg.task.kind)
     module = kind.lightning_module()(to_dict(cfg), datamodule.meta)
-    out = paths.ckpt_dir(cfg, seed)
     out.mkdir(parents=True, exist_ok=True)
-    last = out / "last.ckpt"
-    resume = resume_point(cfg, seed, last)
+    clear_seed(out, keep_last=resume is not None)
     wandb_file = paths.wandb_ref(cfg, seed)
     run_id = read_json(wandb_file, "train").get("run_id") if resume and wandb_file.exists() else None
     checkpoint = ModelCheckpoint(dirpath=out, filename="best", monitor=f"val/{module.metric_name}",
@@ -276,28 +388,35 @@ def train_seed(cfg: Config, seed: int) -> dict:
     # W&B off: the same metrics as CSV in logs/ (untracked, like W&B's own files)
     loggers = [logger] if logger is not None else [CSVLogger(paths.log_dir(cfg, seed), name="csv", version="")]
     monitors = [LearningRateMonitor(logging_interval="step")]  # tokens/s: TokenThroughput
-    trainer = build_trainer(cfg, [checkpoint, throughput, last_ckpt, curve, *monitors], loggers)
+    stop = GracefulStop()
+    trainer = build_trainer(cfg, [checkpoint, throughput, last_ckpt, curve, stop, *monitors], loggers)
     if resume:
         print(f"[train] {cfg.task.name}/{cfg.model.name} seed{seed}: resuming from {paths.relative(resume)}")
     t0 = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
-    except SIGTERMException:  # LastCheckpoint.on_exception has saved last.ckpt
-        print(f"[train] {cfg.task.name}/{cfg.model.name} seed{seed}: terminated (SIGTERM) at step "
-              f"{trainer.global_step}; saved {paths.relative(last)}; run the same command (or dvc repro) "
-              f"to continue from there", file=sys.stderr)
-        raise SystemExit(EXIT_TERMINATED) from None
+        # weights_only: Lightning reads last.ckpt as previous_training did, tensors and plain types only
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
+    except SIGTERMException:  # SIGTERM, Ctrl-C or a dead parent: LastCheckpoint.on_exception has saved last.ckpt
+        why, status = stop.stopped()
+        print(f"[train] {cfg.task.name}/{cfg.model.name} seed{seed}: {why} at step {trainer.global_step}; saved "
+              f"{paths.relative(last)}; run the same command (or dvc repro) to continue from there", file=sys.stderr)
+        raise SystemExit(status) from None
+    except NonFiniteLossError as e:
+        raise ConfigError(f"{cfg.task.name}/{cfg.model.name} seed{seed} diverged: {e}") from None
+    finally:
+        stop.restore()
     wall = time.perf_counter() - t0
     if not checkpoint.best_model_path:
         # Training stopped before any validation (max_steps inside the first epoch): validate the
         # final weights so there is always a best.ckpt and a best_val.
         metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-        trainer.save_checkpoint(out / "best.ckpt", weights_only=True)
+        save_checkpoint(trainer, out / "best.ckpt", weights_only=True)
         checkpoint.best_model_path = str(out / "best.ckpt")
         checkpoint.best_model_score = torch.tensor(metrics[f"val/{module.metric_name}"])
     best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     problem = kind.diverged(best, module.metric_name, datamodule.meta)
     if problem:
+        last.unlink(missing_ok=True)  # it says `finished`: a diverged training is none, evaluate refuses it
         raise ConfigError(f"{cfg.task.name}/{cfg.model.name} seed{seed} diverged: {problem}; lower optim.lr "
                           f"(now {cfg.optim.lr}) or raise optim.warmup_steps (checkpoints kept in {paths.relative(out)})")
 
@@ -324,7 +443,8 @@ def train_seed(cfg: Config, seed: int) -> dict:
         log_lineage(run, cfg, checkpoint.best_model_path)
         run.finish()
     if trainer.is_global_zero:
-        OmegaConf.save(cfg, out / "config.yaml")
+        atomic_write(out / "config.yaml", lambda tmp: OmegaConf.save(cfg, tmp))
+        write_json(out / SEED_RESULT, {**result, "curve": curve.rows})  # last: it marks the seed as done
         write_json(paths.log_dir(cfg, seed) / paths.TRAIN_RESULT, {**result, **provenance})
     return {**result, "provenance": provenance, "curve": curve.rows}
 
@@ -382,6 +502,13 @@ def tune_lr(cfg: Config) -> dict | None:
 
 
 def main(cfg: Config) -> None:
+    # one train or evaluate of a run folder at a time; DDP's other ranks run under their launcher's lock
+    launcher = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    with run_folder_lock(paths.run_dir(cfg)) if launcher else contextlib.nullcontext():
+        train_run(cfg)
+
+
+def train_run(cfg: Config) -> None:
     torch.set_float32_matmul_precision("high")
     tuning = tune_lr(cfg)
     if tuning:
@@ -397,6 +524,8 @@ def main(cfg: Config) -> None:
         summary.write(paths.run_dir(cfg) / paths.TRAIN_RESULT)
         for r in runs:
             p = r["provenance"]
+            how = ("kept: trained to the end earlier with this config" if p.get("kept") else
+                   f"{p['train_seconds']:.0f}s, {p['train_tokens_per_s']:.0f} tok/s"
+                   + (" (resumed)" if p["resumed"] else ""))
             print(f"[train] {cfg.task.name}/{cfg.model.name} seed{r['seed']}: best val {r['best_val']:.4g} "
-                  f"after {r['steps']} steps, {p['train_seconds']:.0f}s, {p['train_tokens_per_s']:.0f} tok/s"
-                  + (" (resumed)" if p["resumed"] else ""))
+                  f"after {r['steps']} steps, {how}")

@@ -1,21 +1,76 @@
-"""Loading a trained run's best checkpoint (evaluate and measure read it)."""
+"""Loading a trained run's checkpoints (evaluate and measure read them).
+
+Every load is torch.load(weights_only=True): tensors and plain containers only. A checkpoint is a
+pickle, and unpickling anything else can run code, so a crafted file is refused, not executed.
+"""
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
+import torch
+
 from pipeline import kinds, paths
-from pipeline.artifacts import ArtifactError
+from pipeline.artifacts import ArtifactError, TrainResult
 from pipeline.schema import Config, ConfigError
 from pipeline.tasks.base import TaskModule
+
+# what a checkpoint that cannot be read raises: truncated / foreign file, or objects weights_only refuses
+UNREADABLE = (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError)
+
+
+def retrain(cfg: Config) -> str:
+    return f"`dvc repro train@{cfg.model.name}-{cfg.task.name}`"
+
+
+def why_unreadable(error: Exception) -> str:
+    if isinstance(error, pickle.UnpicklingError):  # weights_only's refusal: its text suggests loading unsafely
+        return "not a plain-tensor checkpoint: it holds other Python objects, which are not unpickled"
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
 
 
 def load_best(cfg: Config, seed: int) -> TaskModule:
     path = paths.best_ckpt(cfg, seed)
     if not path.exists():
-        raise ConfigError(f"{path} is missing: train first (`dvc repro train@{cfg.model.name}-{cfg.task.name}` "
+        raise ConfigError(f"{path} is missing: train first ({retrain(cfg)} "
                           f"or `python -m pipeline train model={cfg.model.name} task={cfg.task.name}`)")
     cls = kinds.get(cfg.task.kind).lightning_module()
     try:
-        module = cls.load_from_checkpoint(path, map_location="cpu")
-    except (OSError, RuntimeError, EOFError, KeyError, ValueError) as e:  # truncated / foreign file
-        raise ArtifactError(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}): re-run "
-                            f"`dvc repro train@{cfg.model.name}-{cfg.task.name}`") from None
+        module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except UNREADABLE as e:
+        raise ArtifactError(f"{path} cannot be read ({why_unreadable(e)}): re-run {retrain(cfg)}") from None
     return module.eval()
+
+
+def training_state(path: Path) -> dict | None:
+    """The LastCheckpoint state (fingerprint, finished, RNG) of a last.ckpt, read with weights_only=True
+    (mmap: the weights are not read); None if it has none."""
+    callbacks = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("callbacks", {})
+    return next((v for k, v in callbacks.items() if k.startswith("LastCheckpoint")), None)
+
+
+def require_finished_training(cfg: Config) -> dict:
+    """train.json, once every seed of cfg.seeds finished training (its last.ckpt says `finished` and
+    train.json lists it); else an error naming the file and the command that finishes the training.
+    A killed (or still running) training leaves a best.ckpt that must not be reported as the result."""
+    for seed in cfg.seeds:
+        last = paths.ckpt_dir(cfg, seed) / "last.ckpt"
+        if not last.exists():
+            raise ArtifactError(f"{last} is missing: seed {seed}'s training did not finish; run {retrain(cfg)}")
+        try:
+            state = training_state(last)
+        except UNREADABLE as e:
+            raise ArtifactError(f"{last} cannot be read ({why_unreadable(e)}): re-run {retrain(cfg)}") from None
+        if not (state or {}).get("finished"):
+            raise ArtifactError(f"{last} is from a training that did not finish (killed, or still running): "
+                                f"run {retrain(cfg)} to finish it")
+    path = paths.run_dir(cfg) / paths.TRAIN_RESULT
+    if not path.exists():
+        raise ArtifactError(f"{path} is missing: the training did not finish; run {retrain(cfg)}")
+    train = TrainResult.read(path, retrain(cfg)).to_dict()
+    listed = [s["seed"] for s in train["seeds"]]
+    missing = [seed for seed in cfg.seeds if seed not in listed]
+    if missing:
+        raise ArtifactError(f"{path} lists seeds {listed}, not {missing}: their training did not finish; "
+                            f"run {retrain(cfg)}")
+    return train

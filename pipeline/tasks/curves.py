@@ -10,6 +10,8 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 
+from pipeline.artifacts import atomic_write
+
 COLUMNS = ("seed", "step", "split", "metric", "value")
 
 
@@ -44,6 +46,4 @@ def write_curve(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows({**r, "value": f"{r['value']:.6g}"} for r in rows)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
