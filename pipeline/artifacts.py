@@ -242,7 +242,18 @@ class EvalResult(Artifact):
         interval = self.overall_interval or {}
         return {"metric": self.metric, "test": self.overall, "test_lo": interval.get("lo"),
                 "test_hi": interval.get("hi"), "params": self.params["backbone"],
-                "flops_per_token": self.flops_per_token}
+                "flops_per_token": self.flops_per_token, "setting": self.setting()}
+
+    # The task settings that change what the metric means: a number is comparable across commits only with them
+    SETTING_KEYS: ClassVar[tuple[str, ...]] = ("seq_len", "num_pairs", "num_copy")
+
+    def setting(self) -> dict:
+        task = self.config.get("task") or {}
+        synthetic = task.get("synthetic") or {}
+        found = {"max_len": task.get("max_len"), "seeds": len(self.seeds)}
+        if task.get("kind") == "recall":
+            found.update({k: synthetic.get(k) for k in self.SETTING_KEYS if synthetic.get(k) is not None})
+        return {k: v for k, v in found.items() if v is not None}
 
 
 @dataclass

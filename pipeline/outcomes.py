@@ -18,6 +18,7 @@ models' files pair example by example (paired bootstrap in the report).
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
@@ -28,6 +29,7 @@ from pipeline import stats
 from pipeline.artifacts import atomic_write
 
 N_BOOT = 1000
+PROGRESS_EVERY_S = 30.0
 
 
 def transform_for(metric: str):
@@ -44,8 +46,13 @@ def collect(module: Any, datamodule: Any, metric: Any = None) -> dict[str, np.nd
     parts: dict[str, list] = {"values": [], "weights": [], "bucket": [], "group": []}
     seen = 0
     device = next(module.parameters()).device
+    loader = datamodule.test_dataloader()
+    last = time.monotonic()
     with torch.no_grad():
-        for batch in datamodule.test_dataloader():
+        for i, batch in enumerate(loader):
+            if time.monotonic() - last > PROGRESS_EVERY_S:  # a line a log file shows while a long test set runs
+                last = time.monotonic()
+                print(f"[evaluate] test batch {i}/{len(loader) if hasattr(loader, '__len__') else '?'}", flush=True)
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
             _, weights, bucket, values = module.per_example(batch)
             if metric is not None:

@@ -116,3 +116,15 @@ def test_download_and_tokenize_never_run_model_code():
     for stage in ("download", "tokenize"):
         assert not {f for f in code_deps.common_files(stage) if f.startswith("pipeline/models/")} - {
             "pipeline/models/__init__.py", "pipeline/models/registry.py"}, stage  # the name registry reads no model
+
+
+def test_the_readmes_stage_examples_name_stages_of_the_default_grid(stages):
+    """Every `make stage S=...` / `dvc repro <stage>` in README.md is a stage of the committed dvc.yaml (the one
+    the README's `make stage` runs in a fresh clone is exercised by tests/test_pipeline_dvc.py)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"S=([\w@-]+)", readme)) | set(re.findall(r"dvc repro (?:-\w+ )*(\w+@[\w-]+)", readme))
+    assert named, "the README shows no one-stage example"
+    names = {address.split(":")[-1] for address in stages}
+    assert named <= names, f"README names stages the default grid does not have: {sorted(named - names)}"

@@ -100,8 +100,9 @@ def test_metrics_show_lists_every_run(smoke_repo):
             assert f"runs/{task}/{model}/metrics.json" in files
     runs = [v["data"] for v in shown.values()][0]
     metrics = [m["data"] for m in runs.values()]
-    assert all(set(m) == {"metric", "test", "test_lo", "test_hi", "params", "flops_per_token"}
+    assert all(set(m) == {"metric", "test", "test_lo", "test_hi", "params", "flops_per_token", "setting"}
                for m in metrics), metrics  # one compact schema: one table
+    assert all(m["setting"]["max_len"] == 32 and m["setting"]["seeds"] == 1 for m in metrics)  # what the number means
 
 
 def test_editing_one_model_config_invalidates_only_its_stages(smoke_repo):

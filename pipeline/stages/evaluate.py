@@ -174,8 +174,10 @@ def evaluate_run(cfg: Config) -> None:
     meta = read_meta(cfg)
     kind = kinds.get(cfg.task.kind)
     seeds, module, extra = [], None, {}
+    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+                          else "cpu")  # the profile's accelerator: beam search on a GPU machine's GPU
     for seed in cfg.seeds:
-        module = load_best(cfg, seed)
+        module = load_best(cfg, seed).to(device)
         tested, scored = score(module, cfg, seed)  # the metric and every scored unit, in one pass
         seed_result = kind.evaluate(module, cfg, seed, scored_once(tested))
         outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.npz", scored)

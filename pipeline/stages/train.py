@@ -85,6 +85,26 @@ class TokenThroughput(Callback):
         self.tokens = state["tokens"]
 
 
+class ProgressLines(Callback):
+    """One line every `every_s` seconds of training (step, epoch, loss, tokens/s), so a log file shows a long
+    stage moving: under DVC stdout is a pipe and Lightning's progress bar shows nothing there."""
+
+    def __init__(self, name: str, throughput: TokenThroughput, every_s: float = 30.0):
+        self.name, self.throughput, self.every_s = name, throughput, every_s
+        self._last = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.monotonic()
+        if now - self._last < self.every_s or not trainer.is_global_zero:
+            return
+        self._last = now
+        total = trainer.estimated_stepping_batches
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        rate = self.throughput.tokens / max(self.throughput.seconds, 1e-9)
+        print(f"[train] {self.name}: step {trainer.global_step}/{total if total != float('inf') else '?'}"
+              + (f", loss {float(loss):.3f}" if loss is not None else "") + f", {rate:,.0f} tok/s", flush=True)
+
+
 class LastCheckpoint(Callback):
     """Writes last.ckpt (atomically: temp file + rename) at the start of every n-th step, when the
     previous step and any validation after it are complete, so the loop counters, the sampler
@@ -389,7 +409,8 @@ def train_seed(cfg: Config, seed: int) -> dict:
     loggers = [logger] if logger is not None else [CSVLogger(paths.log_dir(cfg, seed), name="csv", version="")]
     monitors = [LearningRateMonitor(logging_interval="step")]  # tokens/s: TokenThroughput
     stop = GracefulStop()
-    trainer = build_trainer(cfg, [checkpoint, throughput, last_ckpt, curve, stop, *monitors], loggers)
+    progress = ProgressLines(f"{cfg.task.name}/{cfg.model.name} seed{seed}", throughput)
+    trainer = build_trainer(cfg, [checkpoint, throughput, last_ckpt, curve, stop, progress, *monitors], loggers)
     if resume:
         print(f"[train] {cfg.task.name}/{cfg.model.name} seed{seed}: resuming from {paths.relative(resume)}")
     t0 = time.perf_counter()
