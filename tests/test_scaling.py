@@ -81,3 +81,15 @@ def test_a_plus_b_n_squared_is_approaching_two():
     assert 1.1 < fit["exponent"] < 1.4
     assert scaling.verdict(fit, 2, local=local).startswith("approaching (local ")
     assert scaling.verdict(fit, 0, local=local) == "does not hold"  # it moves away from 0
+
+
+def test_a_verdict_is_never_stronger_than_its_interval():
+    """Fixture fits from the review of 07c8229: a point estimate on the claim with a wide interval is no verdict."""
+    def fit(exponent, lo, hi):
+        return {"exponent": exponent, "lo": lo, "hi": hi, "points": 4}
+
+    assert scaling.verdict(fit(1.0, 0.95, 1.05), 1) == "holds"
+    assert scaling.verdict(fit(-0.01, -4.63, 4.60), 0).startswith("inconclusive (interval -4.63–4.60")  # S4D decode
+    assert scaling.verdict(fit(-0.15, -1.54, 1.25), 0).startswith("inconclusive")  # LSTM decode
+    assert scaling.verdict(fit(1.17, 0.65, 1.69), 1).startswith("inconclusive")  # Kim CNN train
+    assert scaling.verdict(fit(1.98, 1.95, 2.01), 1) == "does not hold"
