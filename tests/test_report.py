@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -229,12 +231,32 @@ def test_resolve_mode(monkeypatch):
     assert resolve_mode("auto") == "offline"
     assert resolve_mode("disabled") == "disabled"
     monkeypatch.setattr("pipeline.wandb_mode._logged_in", lambda: True)
-    assert resolve_mode("auto") == "online"
+    with socket.socket() as server:  # a reachable "W&B service": auto goes online
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert resolve_mode("auto") == "online"
     monkeypatch.setenv("WANDB_MODE", "dryrun")  # the environment wins over the config
     assert resolve_mode("online") == "offline"
     monkeypatch.setenv("WANDB_MODE", "bogus")
     with pytest.raises(ValueError, match="WANDB_MODE"):
         resolve_mode("auto")
+
+
+def test_resolve_mode_auto_without_network_is_offline(monkeypatch, capsys):
+    """A key but an unreachable W&B service: `auto` logs offline within seconds (was a 98 s failure)."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)  # dummy credentials
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    assert resolve_mode("auto") == "offline"
+    assert time.monotonic() - start < 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"127.0.0.1:{port}" in err[0] and "offline" in err[0]
+    assert resolve_mode("online") == "online"  # an explicit choice is never second-guessed
 
 
 def test_wandb_offline_run(tmp_path: Path, monkeypatch):
