@@ -174,6 +174,7 @@ class Meta(Artifact):
     bleu_signature: Optional[str] = None  # translation: sacreBLEU signature of the baseline
     hygiene: Optional[dict] = None  # duplicate texts dropped before splitting / moved to train / counted
     source: dict = field(default_factory=dict)  # the raw corpus's source.json
+    checksums: Optional[dict[str, str]] = None  # file name -> "blake2b:<hex>" of every array file (older: none)
 
 
 @dataclass

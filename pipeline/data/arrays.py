@@ -9,6 +9,7 @@ Also the length statistics that meta.json records per split, and the chance base
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from collections import Counter
@@ -62,6 +63,63 @@ def load_array(path: Path, rerun: str, mmap_mode: str | None = None) -> np.ndarr
         raise ConfigError(f"{path} is missing: {rerun}") from None
     except (ValueError, OSError, EOFError) as e:  # e.g. "mmap length is greater than file size"
         raise ConfigError(f"{path} is corrupt ({e}): {rerun}") from None
+
+
+# ----------------------------------------------------------------------------- integrity
+
+HASH = "blake2b"
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> digest: hashed once per process
+
+
+def file_digest(path: Path) -> str:
+    """`blake2b:<hex>` of a file's bytes (about 1 GB/s: hashing a split costs milliseconds to a second)."""
+    h = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{HASH}:{h.hexdigest()}"
+
+
+def checksums(directory: Path) -> dict[str, str]:
+    """{file name: digest} of every array file in `directory` (what the tokenize stage records in meta.json)."""
+    return {p.name: file_digest(p) for p in sorted(directory.glob("*.npy"))}
+
+
+def verify_split(directory: Path, split: str, meta: dict) -> None:
+    """Check the files of `split` against meta.json before they are used: each file's checksum (when
+    meta records one; an older meta.json without checksums has nothing to check) and every token id
+    in [0, vocab_size). Raises ArtifactError naming the file and the stage to re-run."""
+    from pipeline.artifacts import ArtifactError
+
+    rerun = f"re-run the tokenize stage (`dvc repro tokenize@{directory.name}`)"
+    recorded = meta.get("checksums") or {}
+    prefix = f"{split}."
+    for name, digest in sorted(recorded.items()):
+        if not name.startswith(prefix):
+            continue
+        path = directory / name
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise ArtifactError(f"{path} is missing: {rerun}") from None
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if _VERIFIED.get(key) != digest:
+            actual = file_digest(path)
+            if actual != digest:
+                raise ArtifactError(f"{path} does not match the checksum meta.json recorded for it "
+                                    f"(changed after tokenizing): {rerun}")
+            _VERIFIED[key] = digest
+    vocab_size = meta.get("vocab_size")
+    if vocab_size is None:
+        return
+    for path in sorted(directory.glob(f"{split}.*ids.npy")):  # <split>.ids.npy, <split>.<side>.ids.npy
+        if path.name.count(".") > 3:
+            continue
+        ids = load_array(path, rerun, mmap_mode="r")
+        if len(ids) and (int(ids.max()) >= vocab_size or int(ids.min()) < 0):
+            bad = int(ids.max()) if int(ids.max()) >= vocab_size else int(ids.min())
+            raise ArtifactError(f"{path} holds token id {bad}, outside meta.json's vocabulary "
+                                f"[0, {vocab_size}): {rerun}")
 
 
 def length_histogram(lengths: np.ndarray, first: int = 16) -> dict[str, int]:

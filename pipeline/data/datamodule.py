@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline import kinds, paths
 from pipeline.artifacts import Meta
+from pipeline.data import arrays
 from pipeline.data.batching import pad_right
 from pipeline.data.splits import SPLITS
 from pipeline.kinds.base import TaskKind
@@ -39,8 +40,11 @@ class TokenizedSplit(Dataset):
     the document / source length.
     """
 
-    def __init__(self, directory: Path, split: str, kind: TaskKind, max_len: int, limit: int | None = None):
+    def __init__(self, directory: Path, split: str, kind: TaskKind, max_len: int, limit: int | None = None,
+                 meta: dict | None = None):
         self.kind = kind
+        if meta is not None:  # checksums and token-id range against meta.json (once per process per file)
+            arrays.verify_split(directory, split, meta)
         self.fields = kind.open_split(directory, split, max_len)
         self.ids = self.fields["ids"]
         if limit is not None:
@@ -171,7 +175,8 @@ class SequenceDataModule(L.LightningDataModule):
         if name not in self.splits:
             cfg = self.cfg
             limit = cfg.data.max_train_examples if name == "train" else cfg.data.max_eval_examples
-            self.splits[name] = TokenizedSplit(self.directory, name, self.kind, cfg.task.max_len, limit)
+            self.splits[name] = TokenizedSplit(self.directory, name, self.kind, cfg.task.max_len, limit,
+                                                meta=self.meta)
         return self.splits[name]
 
     def setup(self, stage: str | None = None) -> None:

@@ -2,7 +2,8 @@
 
 Output in `<paths.tokenized>/<task>/` (written atomically): `tokenizer.json`, `meta.json` (the typed
 `Meta` of pipeline/artifacts.py) and the split arrays in the format of pipeline/data/arrays.py
-(ids int32, offsets int64). The specials are <pad>=0 <unk>=1 <eos>=2 <sep>=3 <cls>=4 for every task
+(ids int32, offsets int64), with meta.checksums (blake2b of every array file, verified with the
+token ids' range when a split is opened: pipeline/data/arrays.py verify_split). The specials are <pad>=0 <unk>=1 <eos>=2 <sep>=3 <cls>=4 for every task
 (meta.special). What a kind stores per split, and how a real corpus is split, is its plug-in's
 business (pipeline/kinds/<kind>.py); splits are official where the corpus has them.
 
@@ -55,7 +56,7 @@ def tokenize_task(task: Any, raw_dir: Path, out_dir: Path) -> dict:
     with atomic_dir(out_dir) as tmp:
         tok = kind.tokenize(task, raw_dir, tmp, fields)
         save_tokenizer(tok, tmp / paths.TOKENIZER)
-        meta = Meta(**fields, source=source)
+        meta = Meta(**fields, source=source, checksums=arrays.checksums(tmp))
         meta.write(tmp / paths.META)
     return meta.to_dict()
 
@@ -112,6 +113,7 @@ def tokenize_synthetic(task: Any, source: dict, out_dir: Path) -> dict:
                     labels=[str(d) for d in range(10)] if labels else None,  # ListOps: the value 0-9
                     synthetic={**to_dict(cfg), "generator_version": synthetic.GENERATOR_VERSION},
                     split_lengths=synthetic.split_lengths(cfg),
-                    extra_test_splits=[s for s in splits if s not in SPLITS], source=source)
+                    extra_test_splits=[s for s in splits if s not in SPLITS], source=source,
+                    checksums=arrays.checksums(tmp))
         meta.write(tmp / paths.META)
     return meta.to_dict()
