@@ -40,6 +40,17 @@ def test_tokenize_records_a_checksum_of_every_array_and_clean_data_loads(ptb):
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.parametrize("task", sorted(TEST_TASKS))
+def test_every_kinds_intact_splits_pass_the_checks(task, tokenize):
+    """No false alarm: every split of every kind's freshly tokenized task verifies (checksums + id range)."""
+    directory = tokenize(task) / task
+    meta = json.loads((directory / "meta.json").read_text())
+    names = {n.split(".")[0] for n in meta["checksums"]}
+    assert names >= {"train", "val", "test"}
+    for split in sorted(names):
+        arrays.verify_split(directory, split, meta)
+
+
 def test_same_size_zeroed_test_ids_are_refused(ptb):
     cfg, directory = ptb
     path = directory / "test.ids.npy"

@@ -113,8 +113,6 @@ def verify_split(directory: Path, split: str, meta: dict) -> None:
     if vocab_size is None:
         return
     for path in sorted(directory.glob(f"{split}.*ids.npy")):  # <split>.ids.npy, <split>.<side>.ids.npy
-        if path.name.count(".") > 3:
-            continue
         ids = load_array(path, rerun, mmap_mode="r")
         if len(ids) and (int(ids.max()) >= vocab_size or int(ids.min()) < 0):
             bad = int(ids.max()) if int(ids.max()) >= vocab_size else int(ids.min())
