@@ -60,6 +60,9 @@ def test_same_size_zeroed_test_ids_are_refused(ptb):
         SequenceDataModule(cfg).split("test")
     msg = str(e.value)
     assert "\n" not in msg and str(path) in msg and "dvc repro tokenize@ptb" in msg and "checksum" in msg
+    from pipeline.measure.task_batch import test_stream  # the measure stage's test tokens: the same check
+    with pytest.raises(ArtifactError, match="checksum"):
+        test_stream(cfg)
 
 
 def test_an_id_beyond_the_vocabulary_is_refused(ptb):

@@ -8,13 +8,18 @@ import numpy as np
 import torch
 
 from pipeline import kinds, paths
-from pipeline.data.arrays import read_ragged
+from pipeline.artifacts import Meta
+from pipeline.data.arrays import read_ragged, verify_split
 from pipeline.schema import Config
 
 
 def test_stream(cfg: Config) -> np.ndarray:
-    """The test split's token ids (the kind says which field: translation reads the source side), memory-mapped."""
-    return read_ragged(paths.tokenized_dir(cfg), kinds.get(cfg.task.kind).test_stream)[0]
+    """The test split's token ids (the kind says which field: translation reads the source side), memory-mapped;
+    checked against meta.json first (checksums, id range), as the data module checks every split it opens."""
+    directory, field = paths.tokenized_dir(cfg), kinds.get(cfg.task.kind).test_stream
+    rerun = f"`dvc repro tokenize@{cfg.task.name}`"
+    verify_split(directory, field.split(".")[0], Meta.read(directory / paths.META, rerun).to_dict())
+    return read_ragged(directory, field)[0]
 
 
 def task_batch(cfg: Config, stream: np.ndarray, length: int, batch_size: int, device) -> dict:
