@@ -13,7 +13,7 @@ def test_defaults_compose_with_profile_and_task_overrides():
     cfg = load(["model=transformer", "task=ptb", "profile=cpu"])
     assert cfg.model.name == "transformer" and cfg.model.backbone == "stack"
     assert cfg.model.budget_params == 500000  # from the profile
-    assert cfg.task.max_len == 64  # the profile's tasks.ptb section wins over conf/task/ptb.yaml
+    assert cfg.task.max_len == 512  # the profile's tasks.ptb section wins over conf/task/ptb.yaml (128)
     assert cfg.optim.lr == OmegaConf.load(CONF_DIR / "model" / "transformer.yaml").optim.lr  # the model file's
 
 
@@ -208,3 +208,124 @@ def test_the_cpu_full_profile_has_the_cpu_profiles_settings():
     cpu, full = read_yaml(CONF_DIR / "profile" / "cpu.yaml"), read_yaml(CONF_DIR / "profile" / "cpu-full.yaml")
     assert full == cpu
     assert {"ptb", "mqar", "selcopy", "rt", "pl-reviews", "bible-ende"} <= set(cpu["tasks"])
+
+
+# Every numeric field of the schema (pipeline/schema.py) is tried with each of these; a value that loads must be
+# listed in VALID_EDGE_VALUES with the reason it is valid.
+PROBES = (0, -1, 10**12)
+VALID_EDGE_VALUES = {
+    ("model.dropout", 0): "no dropout",
+    ("task.split_seed", 0): "0 is a valid seed",
+    ("task.synthetic.seed", 0): "0 is a valid seed",
+    ("data.num_workers", 0): "0 loads data in the main process",
+    ("optim.weight_decay", 0): "no weight decay",
+    ("optim.beta1", 0): "Adam without momentum is valid",
+    ("optim.beta2", 0): "Adam with beta2=0 (no second-moment averaging) is valid",
+    ("optim.warmup_steps", 0): "no warmup",
+    ("optim.lr", 10**12): "a user's choice; a diverging run stops with a one-line 'diverged' exit 2 (test_resume.py "
+                          "trains with optim.lr=1e30 on purpose)",
+    ("trainer.max_steps", -1): "-1 means no step limit (max_epochs bounds training)",
+    ("trainer.gradient_clip_val", 0): "0 turns clipping off",
+    ("trainer.gradient_clip_val", 10**12): "a norm this large is no clipping; costs nothing",
+    ("trainer.num_sanity_val_steps", 0): "no sanity validation (the default)",
+    ("trainer.num_sanity_val_steps", -1): "Lightning: -1 runs every validation batch as the sanity check",
+    ("eval.no_repeat_ngram", 0): "0 turns the n-gram block off",
+    ("bench.threads", 0): "0 keeps torch's default thread count",
+    ("bench.max_mem_gb", 10**12): "a ceiling above the device's memory skips nothing by prediction; OOM is recorded",
+    ("bench.cell_timeout_s", 10**12): "no timeout; each measurement is still bounded by bench.max_run_time_s",
+}
+
+
+def _probe_cases():
+    from pipeline.config import numeric_fields
+
+    return [(key, value) for key, _, _ in numeric_fields() for value in PROBES]
+
+
+def test_every_numeric_field_refuses_zero_negative_and_huge_values_or_documents_why_they_are_valid(tmp_path, monkeypatch):
+    """~180 loads: each YAML file is parsed once (cached copies), and a params.yaml with only the profile skips
+    the grid checks (which read every model file), so the walk takes seconds, not a minute."""
+    from pipeline import config
+    from pipeline.config import numeric_fields
+
+    parsed: dict = {}
+    read = config.read_yaml
+
+    def cached(path):
+        if path not in parsed:
+            parsed[path] = read(path)
+        return parsed[path].copy()
+
+    monkeypatch.setattr(config, "read_yaml", cached)
+    params = write_params(tmp_path, "profile: cpu\n")
+
+    fields = numeric_fields()
+    keys = {k for k, _, _ in fields}
+    # the walk reaches every section and nested task.synthetic
+    assert {k.split(".")[0] for k in keys} >= {"model", "task", "data", "optim", "trainer", "tune", "eval", "bench"}
+    assert {"task.synthetic.n_test", "model.budget_params", "trainer.val_check_interval"} <= keys
+    assert {k for k, _ in VALID_EDGE_VALUES} <= keys
+    wrong = []
+    for key, value in _probe_cases():
+        try:
+            load(["model=lstm", "task=ptb", f"{key}={value}"], params_path=params, model=False)
+        except ConfigError as e:
+            message = str(e)
+            if key not in message or "\n" in message or (key, value) in VALID_EDGE_VALUES:
+                wrong.append(f"{key}={value}: {message}")
+            continue
+        if (key, value) not in VALID_EDGE_VALUES:
+            wrong.append(f"{key}={value} loads but is not in VALID_EDGE_VALUES")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_range_names_a_schema_field():
+    from pipeline.config import RANGES, numeric_fields
+
+    assert set(RANGES) <= {k for k, _, _ in numeric_fields()}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.last_ckpt_every_n_steps=0", "trainer.last_ckpt_every_n_steps=0 is out of range: must be an integer in [1,"),
+    ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps=0 is out of range"),
+    ("trainer.limit_val_batches=0", "trainer.limit_val_batches=0.0 is out of range: must be a number in (0, 1]"),
+    ("trainer.limit_val_batches=2.5", "trainer.limit_val_batches=2.5 is out of range"),
+    ("trainer.limit_val_batches=5", None),  # a whole number: 5 batches (Lightning reads 5.0 as 5)
+    ("trainer.val_check_interval=10", None),  # every 10 steps
+    ("trainer.val_check_interval=0", "trainer.val_check_interval=0.0 is out of range"),
+    ("data.bucket_min=0", "data.bucket_min=0 is out of range"),
+    ("data.bucket_pool=0", "data.bucket_pool=0 is out of range"),
+    ("data.num_workers=-1", "data.num_workers=-1 is out of range: must be an integer in [0, 256]"),
+    ("eval.speed_repeats=0", "eval.speed_repeats=0 is out of range"),
+    ("eval.speed_batch_size=0", "eval.speed_batch_size=0 is out of range"),
+    ("model.d_model=200000", "model.d_model=200000 is out of range: must be an integer in [1, 65536]"),
+    ("task.synthetic.n_test=0", "task.synthetic.n_test=0 is out of range"),
+    ("task.vocab_size=-3", "task.vocab_size=-3 is out of range"),
+    ("seeds=[0,0]", "seeds=[0, 0]: duplicate seeds"),
+    ("seeds=[-1]", "seeds=[-1]: -1 is out of range"),
+    ("data.bucket_min=100000", "is below data.bucket_min=100000 (the first length bucket)"),
+    ("task.head=adaptive", None),  # ptb's own cutoffs are valid
+    ("optim.weight_decay=2000", "optim.weight_decay=2000.0 is out of range: must be a number in [0, 1000]"),
+    ("optim.lr=1e30", None),  # a user's choice: training stops with a one-line 'diverged' (tests/test_resume.py)
+])
+def test_values_that_used_to_crash_later_fail_at_load(override, message):
+    args = ["model=lstm", "task=ptb", override]
+    if message is None:
+        load(args, model=False)
+        return
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(args, model=False)
+
+
+def test_adaptive_cutoffs_must_increase_and_stay_below_the_vocabulary():
+    base = ["model=lstm", "task=ptb", "task.head=adaptive"]
+    for cutoffs in ("[6000,2000]", "[2000,2000]", "[2000,20000]"):
+        with pytest.raises(ConfigError, match=re.escape("task.adaptive_cutoffs=")):
+            load([*base, f"task.adaptive_cutoffs={cutoffs}", "task.vocab_size=10000"], model=False)
+
+
+@pytest.mark.parametrize("arg", ["model=../model/lstm", "task=../task/ptb", "profile=Cpu", "trainer=cpu/../gpu"])
+def test_group_choices_must_be_plain_names(arg):
+    group = arg.split("=")[0]
+    with pytest.raises(ConfigError, match=re.escape(f"{group}={arg.split('=', 1)[1]!r} is not a valid name")):
+        load([arg], model=False)
