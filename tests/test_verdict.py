@@ -176,7 +176,7 @@ def test_a_bucket_winner_needs_a_paired_bootstrap(tmp_path: Path):
     """Two classifiers on the same 400 documents: in the first bucket A is right on 95% and B on 60%
     (A named), in the second both make the same predictions (tied, whatever the margin in the table)."""
     from pipeline import outcomes
-    from pipeline.report.verdict import _quality_cell
+    from pipeline.report.verdict_lengths import _quality_cell
 
     acc = dict(kind="classify", metric="acc", higher=True, baseline=("majority class", 0.5), count=[200, 200, 0, 0])
     results = [make_eval("rt", "a", [(0.8, [0.95, 0.65, None, None])], **acc),

@@ -1,0 +1,150 @@
+"""The verdict per length: for every length bucket, the most accurate model of each task (or the tied set),
+the cost leaders from the benchmark, and quality joined with cost for the same models ("use X", or "X for
+quality; Y for speed"). pipeline/report/verdict.py renders it as the report's first table.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from pipeline.report import significance
+from pipeline.report.format import MIN_BUCKET_EXAMPLES, _is_nan, fmt_mb, fmt_metric, fmt_si
+
+SPEED_COLUMNS = (("fastest to train", "train_tokens_per_s", False, "tok/s"),
+                 ("fastest inference", "infer_tokens_per_s", False, "tok/s"),
+                 ("leanest (train step)", "train_peak_mb", True, "MB"))
+
+
+
+
+
+def _ranked(values: dict[str, float], lower_is_better: bool) -> list[tuple[str, float]]:
+    clean = [(m, v) for m, v in values.items() if not _is_nan(v)]
+    return sorted(clean, key=lambda mv: (mv[1] if lower_is_better else -mv[1], mv[0]))
+
+
+def _quality_cell(task_results: list[dict], length: int, min_examples: int) -> str:
+    """The best model of one task in the bucket whose upper edge is `length`: named only when a paired
+    bootstrap on that bucket's examples says it beats the runner-up, else the two are "tied"."""
+    values, count, metric, lower, by_model, index = {}, None, None, False, {}, None
+    for r in task_results:
+        edges = r["buckets"]["edges"]
+        if length not in edges:
+            continue
+        i = edges.index(length)
+        values[r["model"]] = float("nan") if r["per_bucket"][i] is None else float(r["per_bucket"][i])
+        count = r["count"][i] if count is None else min(count, r["count"][i])
+        metric, lower, by_model[r["model"]], index = r["metric"], not r["higher_is_better"], r, i
+    if not values:
+        return ""
+    if not count:
+        return "no examples"
+    if count < min_examples:
+        return f"too few examples ({count} < {min_examples})"
+    ranked = _ranked(values, lower)
+    if not ranked:
+        return "—"
+    best, value = ranked[0]
+    if len(ranked) == 1:
+        return f"{best} {fmt_metric(value)} (only model)"
+    runner, second = ranked[1]
+    sign = "−" if lower else "+"
+    margin = f"{sign}{fmt_metric(abs(value - second), like=value)} vs {runner}"
+    verdict = significance.in_bucket(by_model[best], by_model[runner], index) if "_path" in by_model[best] \
+        else "not paired"
+    if verdict == "tied":
+        return f"{best} ≈ {runner}: tied ({fmt_metric(value)}, {margin}; paired bootstrap)"
+    return f"{best} {fmt_metric(value)} ({margin}{'' if verdict == 'better' else ', not paired'})"
+
+
+def _bench_cell(bench: list[dict], length: int, key: str, lower_is_better: bool, unit: str) -> str:
+    values = {}
+    for r in bench:
+        if key == "decode_latency_ms":
+            cell = next((c for c in r["decode"].get("cells", []) if c["context"] == length), None)
+            if cell and cell["status"] == "ok":
+                values[r["model"]] = cell["latency_ms"]
+            continue
+        cell = next((c for c in r["cells"] if c["length"] == length), None)
+        if cell and cell["status"] == "ok" and cell.get(key) is not None:
+            values[r["model"]] = cell[key]
+    ranked = _ranked(values, lower_is_better)
+    if not ranked:
+        return ""
+    fmt = fmt_mb if unit == "MB" else (lambda v: f"{v:.2f}") if unit == "ms" else fmt_si
+    best, value = ranked[0]
+    if len(ranked) == 1:
+        return f"{best} {fmt(value)} {unit} (only model)"
+    runner, second = ranked[1]
+    if lower_is_better:
+        return f"{best} {fmt(value)} {unit} ({runner} {second / value:.2f}× that)"
+    return f"{best} {fmt(value)} {unit} ({value / second:.2f}× {runner})"
+
+
+def _train_speed(bench: list[dict], length: int) -> dict[str, float]:
+    """{model: benchmark train tokens/s at `length`} where that cell ran."""
+    out = {}
+    for r in bench:
+        cell = next((c for c in r["cells"] if c["length"] == length), None)
+        if cell and cell["status"] == "ok" and cell.get("train_tokens_per_s"):
+            out[r["model"]] = cell["train_tokens_per_s"]
+    return out
+
+
+def _recommend_cell(task_results: list[dict], bench: list[dict], length: int, min_examples: int) -> str:
+    """Quality and cost joined at one length for one task's models: the models statistically tied with the
+    most accurate (paired bootstrap on the bucket's examples), and among the task's models the fastest to
+    train at that length (benchmark, same budget). "use X" when one model is both; otherwise X for quality,
+    Y for speed with what Y loses."""
+    by_model, index, lower = {}, None, False
+    for r in task_results:
+        edges = r["buckets"]["edges"]
+        if length in edges and r["count"][edges.index(length)] >= min_examples \
+                and r["per_bucket"][edges.index(length)] is not None:
+            by_model[r["model"]], index, lower = r, edges.index(length), not r["higher_is_better"]
+    speed = {m: v for m, v in _train_speed(bench, length).items() if m in by_model}
+    if len(by_model) < 2 or not speed:
+        return ""
+    ranked = _ranked({m: float(r["per_bucket"][index]) for m, r in by_model.items()}, lower)
+    best, best_value = ranked[0]
+    tied = [best] + [m for m, _ in ranked[1:] if "_path" in by_model[best]  # unpaired: not shown to be tied
+                     and significance.in_bucket(by_model[best], by_model[m], index) == "tied"]
+    fastest = max(speed, key=speed.get)
+    fastest_tied = max((m for m in tied if m in speed), key=speed.get, default=None)
+    if fastest_tied == fastest:
+        alone = " (tied with " + ", ".join(m for m in tied if m != fastest) + ")" if len(tied) > 1 else ""
+        return f"use {fastest}: most accurate{alone} and fastest to train"
+    quality = fastest_tied or best
+    loses = abs(float(by_model[fastest]["per_bucket"][index]) - best_value)
+    ratio = speed[fastest] / speed[quality] if quality in speed else None
+    return (f"{quality} for quality; {fastest} for speed ({'+' if lower else '−'}{fmt_metric(loses, like=best_value)} "
+            f"{by_model[best]['metric']}" + (f", {ratio:.1f}× the train tokens/s)" if ratio else ")"))
+
+
+def verdict_rows(results: list[dict], bench: list[dict], min_examples: int = MIN_BUCKET_EXAMPLES) -> pd.DataFrame:
+    """One row per length (every task bucket edge and every benchmarked length)."""
+    tasks = sorted({r["task"] for r in results})
+    lengths = sorted({e for r in results for e in r["buckets"]["edges"]} |
+                     {c["length"] for r in bench for c in r["cells"]})
+    rows = []
+    for n in lengths:
+        row: dict[str, Any] = {"length": n}
+        for task in tasks:
+            mine = [r for r in results if r["task"] == task]
+            row[f"most accurate: {task}"] = _quality_cell(mine, n, min_examples)
+            row[f"use for {task}"] = _recommend_cell(mine, bench, n, min_examples)
+        for column, key, lower, unit in SPEED_COLUMNS[:2]:
+            row[column] = _bench_cell(bench, n, key, lower, unit)
+        row["lowest decode latency"] = _bench_cell(bench, n, "decode_latency_ms", True, "ms")
+        column, key, lower, unit = SPEED_COLUMNS[2]
+        row[column] = _bench_cell(bench, n, key, lower, unit)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def bucket_label(n: int, lengths: list[int]) -> str:
+    i = lengths.index(n)
+    return f"{1 if i == 0 else lengths[i - 1] + 1}–{n}"
+
+
