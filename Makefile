@@ -61,6 +61,7 @@ test: install
 bench: install
 	$(PY) -m bench.recurrence_vs_parallel
 	$(PY) -m bench.train_throughput
+	$(PY) -m bench.mamba_speed
 
 clean:
 	rm -rf runs reports data/raw data/tokenized data/downloads wandb

@@ -9,10 +9,19 @@ from pipeline.config import load
 from pipeline.models.linear_attention import LinearAttention, causal_linear_attention, feature_map
 from pipeline.models.rwkv import TimeMix, wkv_chunked
 from pipeline.models import ssm
-from pipeline.models.ssm import S4D, Mamba, selective_scan, sequential_scan
+from pipeline.models.ssm import S4D, Mamba, selective_scan
 
 L, CHUNK = 37, 8  # a length that is not a multiple of the chunk
 TOL = dict(rtol=1e-4, atol=1e-5)
+
+
+def sequential_scan(log_decay: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Reference: h_t = exp(log_decay_t) * h_{t-1} + u_t, one position at a time."""
+    h, out = torch.zeros_like(u[:, 0]), []
+    for a_t, u_t in zip(log_decay.unbind(1), u.unbind(1)):
+        h = torch.exp(a_t) * h + u_t
+        out.append(h)
+    return torch.stack(out, 1)
 
 
 def cfg():
@@ -59,9 +68,10 @@ def test_selective_scan_equals_sequential_scan_even_with_fast_decay():
     x, Bm, Cm = torch.randn(B, L, E, dtype=torch.float64), *torch.randn(2, B, L, N, dtype=torch.float64)
     log_decay, u = dt.unsqueeze(-1) * A, (dt * x).unsqueeze(-1) * Bm.unsqueeze(2)  # the (B, L, E, N) form
     reference = (sequential_scan(log_decay, u) @ Cm.unsqueeze(-1)).squeeze(-1)
-    torch.testing.assert_close(selective_scan(dt, A, x, Bm, Cm, CHUNK), reference, **TOL)
-    args32 = [t.float() for t in (dt, A, x, Bm, Cm)]
-    torch.testing.assert_close(selective_scan(*args32, CHUNK), reference.float(), **TOL)
+    for form in ("recurrent", "chunked"):
+        torch.testing.assert_close(selective_scan(dt, A, x, Bm, Cm, CHUNK, form=form), reference, **TOL)
+        args32 = [t.float() for t in (dt, A, x, Bm, Cm)]
+        torch.testing.assert_close(selective_scan(*args32, CHUNK, form=form), reference.float(), **TOL)
 
 
 def scan_inputs(B=2, E=5, N=3):
@@ -77,25 +87,26 @@ def reference_scan(dt, A, x, Bm, Cm):
     return (sequential_scan(dt.unsqueeze(-1) * A, u) @ Cm.unsqueeze(-1)).squeeze(-1)
 
 
-# 15 = N·E: one segment for the whole batch; one chunk per segment; 2 chunks per segment
+# 15 = N·E: one segment for the whole batch; one chunk (or position) per segment; 2 chunks per segment
 @pytest.mark.parametrize("segment_elements", [ssm.SEGMENT_ELEMENTS, 1, 15 * CHUNK * 2 * 2])
-@pytest.mark.parametrize("chunk", [1, CHUNK, 64])
-def test_selective_scan_gradients_equal_autograd_through_sequential_scan(monkeypatch, segment_elements, chunk):
+@pytest.mark.parametrize("form,chunk", [("recurrent", CHUNK), ("chunked", 1), ("chunked", CHUNK), ("chunked", 64)])
+def test_selective_scan_gradients_equal_autograd_through_sequential_scan(monkeypatch, segment_elements, form, chunk):
     monkeypatch.setattr(ssm, "SEGMENT_ELEMENTS", segment_elements)
     torch.manual_seed(0)
     inputs = [t.requires_grad_() for t in scan_inputs()]
     gy = torch.randn(2, L, 5, dtype=torch.float64)
-    y = selective_scan(*inputs, chunk)
+    y = selective_scan(*inputs, chunk, form=form)
     reference = reference_scan(*inputs)
     torch.testing.assert_close(y, reference, **TOL)
     for g, g_ref in zip(torch.autograd.grad(y, inputs, gy), torch.autograd.grad(reference, inputs, gy)):
         torch.testing.assert_close(g, g_ref, **TOL)
 
 
-def test_selective_scan_gradcheck():
+@pytest.mark.parametrize("form", ["recurrent", "chunked"])
+def test_selective_scan_gradcheck(form):
     torch.manual_seed(0)
     inputs = [t[:, :20].clone() if t.dim() == 3 else t for t in scan_inputs(E=3, N=2)]
-    assert torch.autograd.gradcheck(lambda *t: selective_scan(*t, CHUNK), [t.requires_grad_() for t in inputs])
+    assert torch.autograd.gradcheck(lambda *t: selective_scan(*t, CHUNK, form=form), [t.requires_grad_() for t in inputs])
 
 
 @pytest.mark.parametrize("block_cls", [Mamba, S4D, LinearAttention, TimeMix])

@@ -1,8 +1,8 @@
 """State-space blocks: `mamba` (selective SSM, Gu & Dao 2023) and `s4d` (diagonal S4, Gu et al. 2022).
 
-Both are linear recurrences h_t = Ā_t h_{t-1} + B̄_t x_t with a diagonal Ā, so they train in a
-parallel form (a chunked scan for Mamba, whose Ā depends on the input; an FFT convolution for S4D,
-whose Ā does not) and generate with an O(1) `step`.
+Both are linear recurrences h_t = Ā_t h_{t-1} + B̄_t x_t with a diagonal Ā, so they train on whole
+sequences (a scan for Mamba, whose Ā depends on the input; an FFT convolution for S4D, whose Ā does
+not) and generate with an O(1) `step`.
 """
 from __future__ import annotations
 
@@ -19,23 +19,23 @@ from pipeline.models.registry import register_block
 
 
 # ----------------------------------------------------------------------------- selective scan
-#
 # Mamba-2's SSD form (Dao & Gu 2024, "Transformers are SSMs") turns a chunk into a masked (c × c)
 # matmul because its decay is one scalar per head. Mamba-1's decay exp(Δ_t A) differs per (state n,
 # channel e): the (c × c) kernel would be needed for every (n, e), c times the exps and the work of
 # the scan itself, and exps of non-positive numbers only rule out factoring it as
 # exp(A S_t)·exp(-A S_s). So the scan stays a recurrence, one exp and a few multiply-adds per
-# (t, n, e), and what is tuned is memory traffic, which is what dominates on a CPU:
-# - the (N, E) states exist only for one *segment* of the sequence at a time (about a hundred
-#   (position, batch) rows, SEGMENT_ELEMENTS per buffer), so each segment's decays and states stay
-#   in cache and their memory is reused segment after segment; nothing (B, L, N, E) is formed;
-# - inside a segment, its chunks of `chunk_size` positions advance together, one position per op;
-# - the backward is written out and recomputes the states (`_SelectiveScan`), instead of autograd
-#   keeping every intermediate of the recurrence;
-# - states are laid out (N, E), E innermost, so that the read-out Σ_n C_n h_n is a batched
-#   (1 × N)(N × E) matmul.
+# (t, n, e), and what is tuned is memory traffic and the passes over the states. The (N, E) states
+# exist for one *segment* of positions × batch rows at a time, in buffers of about SEGMENT_ELEMENTS
+# reused segment after segment (in cache); nothing (B, L, N, E) is formed. A segment's k chunks advance
+# together, one position per op (`_scan_`), at the cost of a second pass over the states when k > 1:
+# on a CPU, where an op on several thousand floats costs little more than its arithmetic, a segment is
+# one chunk (form "recurrent"), and a large batch is split into groups of rows so that a segment spans
+# MIN_SEGMENT positions still. States are laid out (N, E), E innermost, so that the read-out
+# Σ_n C_n h_n is a batched (1 × N)(N × E) matmul.
 
 SEGMENT_ELEMENTS = 2 ** 19  # per (rows, N, E) segment buffer: 2 MB fp32; the fastest of 2^17 .. 2^23
+MIN_SEGMENT = 8  # recurrent form: positions per segment at least, when the batch is split into groups
+MIN_STEP_ELEMENTS = 2 ** 13  # recurrent form on CPUs from this many floats per position op: below, chunks
 
 
 def _time_major(t: torch.Tensor, length: int) -> torch.Tensor:
@@ -47,9 +47,10 @@ def _time_major(t: torch.Tensor, length: int) -> torch.Tensor:
     return t.contiguous()
 
 
-def _decay(dt: torch.Tensor, At: torch.Tensor) -> torch.Tensor:
-    """exp(Δ A) (..., N, E) for Δ (..., E) >= 0 and At = Aᵀ (N, E) <= 0: factors in (0, 1], no overflow."""
-    return (dt.unsqueeze(-2) * At).exp_()
+def _decay(dt: torch.Tensor, At2: torch.Tensor, out=None) -> torch.Tensor:
+    """exp(Δ A) (..., N, E) for Δ (..., E) >= 0 and A <= 0: factors in (0, 1], no overflow. As
+    exp2(Δ · Aᵀ log2 e), At2 = Aᵀ log2 e (N, E): on CPUs exp2 costs about half of exp."""
+    return torch.mul(dt.unsqueeze(-2), At2, out=out).exp2_()
 
 
 def _outer(v: torch.Tensor, w: torch.Tensor, out=None) -> torch.Tensor:
@@ -58,15 +59,13 @@ def _outer(v: torch.Tensor, w: torch.Tensor, out=None) -> torch.Tensor:
 
 
 def _scan_(a, s, h0=None, totals=None, incoming=None, reverse=False):
-    """The linear recurrence s_i <- a_i ⊙ s_{i-1} + s_i in place on chunked (k, c, ...) tensors, the
-    k chunks back to back, starting from h0 (None: zero) before the first (reverse: s_i <- a_i ⊙
-    s_{i+1} + s_i, right to left, h0 after the last). Returns the state entering each chunk (k, ...).
-
-    All chunks advance together, one position per step: (1) each chunk's own final state from zero,
-    (2) a loop over chunks carries the state into each, decayed across a whole chunk by `totals`
-    (k, ...), the product of a over it, (3) every chunk is rerun from its incoming state. 2c + k
-    steps, only products of decays <= 1. `incoming` from an earlier call skips (1) and (2).
-    """
+    """The linear recurrence s_i <- a_i ⊙ s_{i-1} + s_i in place on chunked (k, c, ...) tensors, the k
+    chunks back to back, from h0 (None: zero) before the first (reverse: s_i <- a_i ⊙ s_{i+1} + s_i,
+    right to left, h0 after the last). Returns the state entering each chunk (k, ...). All chunks
+    advance together, one position per step: (1) each chunk's own final state from zero, (2) a loop
+    over chunks carries the state into each, decayed across a whole chunk by `totals` (k, ...), the
+    product of a over it, (3) every chunk is rerun from its incoming state: 2c + k steps, only products
+    of decays <= 1. `incoming` from an earlier call skips (1) and (2)."""
     pos = range(s.shape[1] - 1, -1, -1) if reverse else range(s.shape[1])
     if incoming is None:
         incoming = _incoming(a, s, pos, totals, h0, reverse)
@@ -96,16 +95,29 @@ def _incoming(a, s, pos, totals, h0, reverse):
     return torch.stack(states[::-1] if reverse else states)
 
 
-def _segments(length: int, batch: int, chunk: int, state_size: int):
-    """(start, stop) positions of the segments: whole chunks, about SEGMENT_ELEMENTS / state_size
-    (position, batch) rows each."""
-    step = chunk * max(1, SEGMENT_ELEMENTS // (state_size * chunk * batch))
-    return [(i, min(i + step, length)) for i in range(0, length, step)]
-
-
 def _chunked(t: torch.Tensor, chunk: int) -> torch.Tensor:
     """(rows, ...) -> (rows / chunk, chunk, ...)."""
     return t.view(-1, chunk, *t.shape[1:])
+
+
+def _plan(batch: int, length: int, state_size: int, chunk: int | None):
+    """Batch groups [(b0, b1)], positions per chunk and per segment. chunk None (recurrent form): groups
+    and segments of about equal size, one chunk per segment; else the whole batch, whole chunks."""
+    rows = max(1, SEGMENT_ELEMENTS // state_size)  # (position, batch row) pairs per segment buffer
+    if chunk is not None:
+        chunk = max(1, min(chunk, length))
+        return [(0, batch)], chunk, chunk * max(1, rows // (chunk * batch))
+    n_groups = -(-batch // max(1, min(batch, rows // min(length, MIN_SEGMENT))))
+    bounds = [round(i * batch / n_groups) for i in range(n_groups + 1)]
+    groups = list(zip(bounds[:-1], bounds[1:]))
+    n_segments = -(-length // max(1, rows // max(b - a for a, b in groups)))
+    chunk = -(-length // n_segments)
+    return groups, chunk, chunk
+
+
+def _view(flat: torch.Tensor, *shape: int) -> torch.Tensor:
+    """A view of a flat buffer that every segment reuses: it stays in cache, where a fresh one is cold."""
+    return flat[:math.prod(shape)].view(shape)
 
 
 def _read_out(h: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -114,84 +126,91 @@ def _read_out(h: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -> torch.Tens
     return torch.bmm(v.reshape(-1, 1, v.shape[-1]), h.reshape(-1, *h.shape[-2:]), out=out.view(-1, 1, E))
 
 
-def _states_again(d, u, Bt, At, entering, chunk):
-    """A segment's decays and states, recomputed from the state entering each of its chunks. Both
-    have one position more, so that shifted views replace copies: for d (G + 1, B, E) and u, Bt
-    (G, B, ·), a_all[:-1] = a_t and a_all[1:] = a_{t+1}; h_all[:-1] = h_{t-1} and h_all[1:] = h_t."""
-    a_all = _decay(d, At)
-    h_all = torch.empty_like(a_all)
-    h_all[0] = entering[0]
-    _outer(Bt, u, out=h_all[1:])
-    _scan_(_chunked(a_all[:-1], chunk), _chunked(h_all[1:], chunk), incoming=entering)
-    return a_all, h_all
-
-
 class _SelectiveScan(torch.autograd.Function):
-    """`selective_scan`, segment by segment, with a hand-written backward that recomputes the
-    states rather than keeping them, as Mamba's fused kernel does (Gu & Dao 2023, §3.3.2): saved
-    are the inputs and the state entering each chunk, O(L (E + N) + (L / c) N E) memory."""
+    """`selective_scan` with a hand-written backward that recomputes the states rather than keeping them,
+    as Mamba's fused kernel does (Gu & Dao 2023, §3.3.2): it saves the inputs and each chunk's entering
+    state, O(L (E + N) + (L / c) N E)."""
 
     @staticmethod
     def forward(ctx, dt, A, x, Bm, Cm, chunk):
-        B, L, E = x.shape
-        c = max(1, min(chunk, L))
+        (B, L, E), N = x.shape, A.shape[1]
+        At2 = A.t().contiguous() * math.log2(math.e)
+        groups, c, seg = _plan(B, L, N * E, chunk)
         Lp = -(-L // c) * c
-        d, u, Bt, Ct = (_time_major(t, Lp) for t in (dt, dt * x, Bm, Cm))
-        At = A.t().contiguous()
-        y, entering, h = d.new_empty(Lp, B, E), d.new_empty(Lp // c, B, *At.shape), None
-        for start, stop in _segments(Lp, B, c, At.numel()):
-            dc = _chunked(d[start:stop], c)
-            s = _outer(_chunked(Bt[start:stop], c), _chunked(u[start:stop], c))  # Δ x B, becomes h
-            entering[start // c:stop // c] = _scan_(_decay(dc, At), s, h0=h, totals=_decay(dc.sum(1), At))
-            h = s[-1, -1].clone()
-            _read_out(s, Ct[start:stop], out=y[start:stop])
+        buf_a, buf_h = x.new_empty(2, min(seg, Lp) * max(b - a for a, b in groups) * N * E)
+        y, entering = x.new_empty(B, L, E), x.new_empty(Lp // c, B, N, E)
+        u_all = dt * x
+        for b0, b1 in groups:
+            d, u, Bt, Ct = (_time_major(t[b0:b1], Lp) for t in (dt, u_all, Bm, Cm))
+            y_g, h = d.new_empty(Lp, b1 - b0, E), None
+            for start in range(0, Lp, seg):
+                rows, shape = slice(start, min(start + seg, Lp)), (min(seg, Lp - start), b1 - b0, N, E)
+                totals = _decay(_chunked(d[rows], c).sum(1), At2) if seg > c else None
+                a = _decay(d[rows], At2, out=_view(buf_a, *shape))
+                s = _outer(Bt[rows], u[rows], out=_view(buf_h, *shape))  # Δ x B, becomes h
+                entering[start // c:rows.stop // c, b0:b1] = _scan_(_chunked(a, c), _chunked(s, c), h, totals)
+                h = s[-1].clone()
+                _read_out(s, Ct[rows], out=y_g[rows])
+            y[b0:b1] = y_g[:L].transpose(0, 1)
         ctx.save_for_backward(dt, A, x, Bm, Cm, entering)
-        ctx.chunk = c
-        return y[:L].transpose(0, 1)
+        ctx.plan = groups, c, seg, Lp
+        return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy):
         dt, A, x, Bm, Cm, entering = ctx.saved_tensors
-        (B, L, E), N, c = x.shape, A.shape[1], ctx.chunk
-        Lp = entering.shape[0] * c
-        d = _time_major(dt, Lp + 1)  # Δ_Lp = 0: a_{t+1} exists for every t
-        u, Bt, Ct, g_y = (_time_major(t, Lp) for t in (dt * x, Bm, Cm, gy))
+        (B, L, E), N, (groups, c, seg, Lp) = x.shape, A.shape[1], ctx.plan
         At = A.t().contiguous()
-        gd, gu, gB, gC = d.new_empty(Lp, B, E), d.new_empty(Lp, B, E), d.new_empty(Lp, B, N), d.new_empty(Lp, B, N)
-        gA, g = torch.zeros_like(At), None  # g: ∂loss/∂h at the position after the segment
-        for start, stop in reversed(_segments(Lp, B, c, At.numel())):
-            rows = slice(start, stop)
-            a_all, h_all = _states_again(d[start:stop + 1], u[rows], Bt[rows], At, entering[start // c:stop // c], c)
-            # ∂loss/∂h_t = C_t gy_t + a_{t+1} ⊙ ∂loss/∂h_{t+1}: the same recurrence, right to left
-            gh = _outer(Ct[rows], g_y[rows])
-            totals = _decay(_chunked(d[start + 1:stop + 1], c).sum(1), At)
-            _scan_(_chunked(a_all[1:], c), _chunked(gh, c), h0=g, totals=totals, reverse=True)
-            g = gh[0].clone()
-            torch.linalg.vecdot(h_all[1:], g_y[rows].unsqueeze(-2), out=gC[rows])  # y_t = C_t · h_t
-            torch.linalg.vecdot(gh, u[rows].unsqueeze(-2), out=gB[rows])  # Δ_t x_t B_t enters h_t
-            _read_out(gh, Bt[rows], out=gu[rows])
-            gz = gh.mul_(a_all[:-1]).mul_(h_all[:-1])  # ∂loss/∂(Δ_t A): the decay a_t met h_{t-1}
-            gA += torch.mul(gz, d[rows].unsqueeze(-2), out=h_all[1:]).sum((0, 1))  # h is spent: reuse it
-            torch.sum(gz.mul_(At), -2, out=gd[rows])
-        gd, gu, gB, gC = (t[:L].transpose(0, 1) for t in (gd, gu, gB, gC))
+        At2 = At * math.log2(math.e)
+        buf_a, buf_h, buf_gh, buf_tmp = x.new_empty(4, (min(seg, Lp) + 1) * max(b - a for a, b in groups) * N * E)
+        u_all = dt * x
+        gd, gu, gB, gC = x.new_empty(B, L, E), x.new_empty(B, L, E), x.new_empty(B, L, N), x.new_empty(B, L, N)
+        gA = torch.zeros_like(At)
+        for b0, b1 in groups:
+            d = _time_major(dt[b0:b1], Lp + 1)  # Δ_Lp = 0: a_{t+1} exists for every t
+            u, Bt, Ct, g_y = (_time_major(t[b0:b1], Lp) for t in (u_all, Bm, Cm, gy))
+            g_d, g_u, g_B, g_C = parts = [d.new_empty(Lp, b1 - b0, n) for n in (E, E, N, N)]
+            g = None  # ∂loss/∂h at the position after the segment
+            for start in reversed(range(0, Lp, seg)):
+                rows, n = slice(start, min(start + seg, Lp)), min(seg, Lp - start)
+                # decays and states again, one position longer: [:-1] holds a_t, h_{t-1}; [1:] a_{t+1}, h_t
+                a_all = _decay(d[start:rows.stop + 1], At2, out=_view(buf_a, n + 1, b1 - b0, N, E))
+                h_all = _view(buf_h, n + 1, b1 - b0, N, E)
+                h_all[0] = entering[start // c, b0:b1]
+                _outer(Bt[rows], u[rows], out=h_all[1:])
+                incoming = entering[start // c:rows.stop // c, b0:b1]
+                _scan_(_chunked(a_all[:-1], c), _chunked(h_all[1:], c), incoming=incoming)
+                # ∂loss/∂h_t = C_t gy_t + a_{t+1} ⊙ ∂loss/∂h_{t+1}: the same recurrence, right to left
+                gh = _outer(Ct[rows], g_y[rows], out=_view(buf_gh, n, b1 - b0, N, E))
+                totals = _decay(_chunked(d[start + 1:rows.stop + 1], c).sum(1), At2) if seg > c else None
+                _scan_(_chunked(a_all[1:], c), _chunked(gh, c), h0=g, totals=totals, reverse=True)
+                g = gh[0].clone()
+                tmp = _view(buf_tmp, n, b1 - b0, N, E)  # products to sum (vecdot would allocate them)
+                torch.sum(torch.mul(h_all[1:], g_y[rows].unsqueeze(-2), out=tmp), -1, out=g_C[rows])  # y = C · h
+                torch.sum(torch.mul(gh, u[rows].unsqueeze(-2), out=tmp), -1, out=g_B[rows])  # Δ x B enters h
+                _read_out(gh, Bt[rows], out=g_u[rows])
+                gz = gh.mul_(a_all[:-1]).mul_(h_all[:-1])  # ∂loss/∂(Δ_t A): the decay a_t met h_{t-1}
+                gA += torch.mul(gz, d[rows].unsqueeze(-2), out=tmp).sum((0, 1))
+                torch.sum(gz.mul_(At), -2, out=g_d[rows])
+            for full, part in zip((gd, gu, gB, gC), parts):
+                full[b0:b1] = part[:L].transpose(0, 1)
         return gd + gu * x, gA.t(), gu * dt, gB, gC, None
 
 
 def selective_scan(dt: torch.Tensor, A: torch.Tensor, x: torch.Tensor, Bm: torch.Tensor, Cm: torch.Tensor,
-                   chunk: int) -> torch.Tensor:
+                   chunk: int, form: str | None = None) -> torch.Tensor:
     """y_t = C_t · h_t with h_t = exp(Δ_t A) h_{t-1} + Δ_t x_t B_t, h_{-1} = 0 (Mamba's SSM, ZOH for A,
-    Euler for B). Δ, x: (B, L, E); A: (E, N), <= 0; B, C: (B, L, N) -> y: (B, L, E)."""
-    return _SelectiveScan.apply(dt, A, x, Bm, Cm, chunk)
+    Euler for B). Δ, x: (B, L, E); A: (E, N), <= 0; B, C: (B, L, N) -> y: (B, L, E).
 
-
-def sequential_scan(log_decay: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Reference for tests: h_t = exp(log_decay_t) * h_{t-1} + u_t, one position at a time."""
-    h, out = torch.zeros_like(u[:, 0]), []
-    for a_t, u_t in zip(log_decay.unbind(1), u.unbind(1)):
-        h = torch.exp(a_t) * h + u_t
-        out.append(h)
-    return torch.stack(out, 1)
+    form: "recurrent" (one chunk per segment, batch groups) or "chunked" (`chunk` positions per chunk).
+    None: recurrent on a CPU when a position's states are MIN_STEP_ELEMENTS floats (forward + backward,
+    4096 tokens, vs chunks of 16: 2.1x at n = 64, 1.1x at batch 2; 0.87x at batch 1), else chunked."""
+    steps = x.device.type == "cpu" and x.shape[0] * x.shape[2] * A.shape[1] >= MIN_STEP_ELEMENTS
+    form = form or ("recurrent" if steps else "chunked")
+    if form not in ("recurrent", "chunked"):
+        raise ValueError(f"selective_scan: form must be 'recurrent' or 'chunked', not {form!r}")
+    return _SelectiveScan.apply(dt, A, x, Bm, Cm, chunk if form == "chunked" else None)
 
 
 class SelectiveSSM(nn.Module):
@@ -217,13 +236,22 @@ class SelectiveSSM(nn.Module):
         dt, Bm, Cm = self.x_proj(xc).split([self.dt_rank, self.d_state, self.d_state], -1)
         return F.softplus(self.dt_proj(dt)), Bm, Cm, -torch.exp(self.A_log)
 
+    def causal_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The depthwise causal conv of (B, L, E) as K shifted multiply-adds. As fast as Conv1d, but with
+        no (B, E, L) transposes its output is contiguous for the ops after it (train step 7-13% faster)."""
+        K, L = self.kernel, x.shape[1]
+        xp, w = F.pad(x, (0, 0, K - 1, 0)), self.conv.weight[:, 0]  # (B, K - 1 + L, E), (E, K)
+        y = self.conv.bias
+        for k in range(K):
+            y = torch.addcmul(y, xp[:, k:k + L], w[:, k])
+        return y
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, chunk: int) -> torch.Tensor:
-        x = zero_padding(x, mask)  # pads enter the conv as the zeros it pads with
-        xc = F.silu(self.conv(F.pad(x.transpose(1, 2), (self.kernel - 1, 0))).transpose(1, 2))
+        xc = F.silu(self.causal_conv(zero_padding(x, mask)))  # pads enter the conv as the zeros it pads with
         dt, Bm, Cm, A = self.inputs(xc)
         if mask is not None:  # Δ = 0 makes a pad an identity step: no decay, no input
             dt = dt * mask.unsqueeze(-1).to(dt.dtype)
-        return selective_scan(dt, A, xc, Bm, Cm, chunk) + self.D * xc
+        return torch.addcmul(selective_scan(dt, A, xc, Bm, Cm, chunk), self.D, xc)
 
     def step(self, x_t, state):
         window = torch.cat([state["conv"], x_t.unsqueeze(1)], 1)  # (B, K, E): the last K inputs
@@ -239,7 +267,7 @@ class MambaSettings:
     d_state: int = 16  # N: state size per channel
     expand: int = 2  # inner width = expand * d_model
     conv_kernel: int = 4  # short causal convolution before the scan
-    chunk_size: int = 64  # positions per chunk of the selective scan
+    chunk_size: int = 64  # positions per chunk of the chunked selective scan (off-CPU; selective_scan)
 
 
 @register_block("mamba", MambaSettings)
