@@ -111,7 +111,12 @@ def markdown(task: str, table) -> list[str]:
     for model in models:
         rows = mine[mine["model"] == model]
         used = rows["used_up_to"].iloc[0]
-        used = f"all {int(rows['max_position'].iloc[0])} (still helping)" if used != used or used is None else str(int(used))
+        if used != used or used is None:
+            used = f"all {int(rows['max_position'].iloc[0])} (still helping)"
+        elif int(used) == edges[0]:  # not even the first step is resolved: no finding, not "uses 16 tokens"
+            used = "no gain resolved (intervals too wide)"
+        else:
+            used = str(int(used))
         cells = [f"{p:.1f}" if p == p and p is not None else "—" for p in rows["ppl"]]
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {used} |")
     steps = [f"{lo - 1}→{hi}" for lo, hi in zip(lows[1:], edges[1:])]
