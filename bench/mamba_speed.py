@@ -14,7 +14,6 @@ loaded under another module name, with this revision's weights): the before and 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ from unittest import mock
 
 import torch
 
+from bench import write_results
 from bench.train_throughput import train_step
 from pipeline.config import load
 from pipeline.measure.env import fingerprint
@@ -152,11 +152,7 @@ def main(argv=None) -> dict:
               + "  " + ratios, flush=True)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     report["load_avg_1min"]["end"] = os.getloadavg()[0]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    args.out.with_suffix(".md").write_text(table)
-    print("\n" + table + f"\n{report['wall_s']} s; wrote {args.out} and {args.out.with_suffix('.md')}")
+    write_results(report, args.out, markdown(report))
     return report
 
 

@@ -13,7 +13,6 @@ out of memory, or when one step exceeds --max-step-seconds (then the longer leng
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench import write_results
 from pipeline.config import choices, load, model_backbone
 from pipeline.measure.env import fingerprint
 from pipeline.measure.speed import median_seconds
@@ -153,11 +153,7 @@ def main(argv=None) -> dict:
         report["models"][name] = measure_model(name, args, device)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     report["load_avg_1min"]["end"] = os.getloadavg()[0]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    args.out.with_suffix(".md").write_text(table)
-    print("\n" + table + f"\n{report['wall_s']} s; wrote {args.out} and {args.out.with_suffix('.md')}")
+    write_results(report, args.out, markdown(report))
     return report
 
 
