@@ -213,8 +213,9 @@ def test_a_learning_rate_swept_over_a_queue_on_a_narrowed_grid(smoke_repo):
     assert "Success" in status, status + run(["dvc", "queue", "logs", "lr-4e-3"], repo, env)
     logs = run(["dvc", "queue", "logs", "lr-4e-3"], repo, env)
     assert "train@lstm-rt" in logs and "train@tcn-rt" not in logs and "@lstm-ptb" not in logs
-    shown = run(["dvc", "exp", "show", "--csv"], repo, env).splitlines()
-    header, rows = shown[0].split(","), [line.split(",") for line in shown[1:]]
+    import csv
+
+    header, *rows = list(csv.reader(run(["dvc", "exp", "show", "--csv"], repo, env).splitlines()))  # quoted lists
     row = next(r for r in rows if "lr-4e-3" in r)
     column = next(i for i, name in enumerate(header) if name in ("optim.lr", "params.yaml:optim.lr"))
     assert float(row[column]) == 0.004
