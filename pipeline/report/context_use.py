@@ -1,18 +1,16 @@
-"""How much context does each language model use? Perplexity by context position, and the position
-after which more context stops helping.
+"""How much context does each language model use? Perplexity by context length, and the length after
+which more context stops helping.
 
 After Khandelwal et al. (2018, "Sharp nearby, fuzzy far away"), who found that LSTM language models on
-PTB and Wikitext-2 use about 200 tokens of context. Here the question is asked of the test set as
-evaluated: every test window scores its tokens at context positions 1..max_len, bucketed on the
-shared log-spaced edges (pipeline/buckets.py). Between consecutive buckets b and b+1 the gain is the
-drop in mean NLL (nats per token); its 95% interval comes from a cluster bootstrap over test windows
-(and seeds), pairing both buckets within each resampled window. The gains stop by the upper edge of the
-last bucket that is significantly better than the one before it; beyond it the interval of the gain
-includes 0 (or the gain is negative), so more context is not shown to help. That edge is an upper
-bound at bucket resolution: a model whose gains end at position h still has (h, 2h] beat (h/2, h],
-whose tokens had less context on average, so it reads 2h. Positions
-differ only in how much history precedes them, not in which tokens they are: every window covers
-every position, and windows tile the corpus.
+PTB and Wikitext-2 use about 200 tokens of context. The evaluate stage scores the *same* test tokens once
+per context bucket (lo, hi] of the shared log-spaced edges (pipeline/measure/context_probe.py:
+examples/seed<k>.context.npz), so a difference between buckets is the context's, not the token mix's.
+Between consecutive buckets b and b+1 the gain is the drop in mean NLL (nats per token); its 95%
+interval comes from a cluster bootstrap over blocks of consecutive targets (and seeds), pairing both
+buckets token by token. The gains stop by the upper edge of the last bucket that is significantly
+better than the one before it; beyond it the interval of the gain includes 0 (or the gain is negative),
+so more context is not shown to help: an upper bound at bucket resolution. Runs evaluated before the
+probe existed fall back to position within the test windows (different tokens per position).
 """
 from __future__ import annotations
 
@@ -73,16 +71,18 @@ def rows(results: list[dict]) -> list[dict]:
     for r in results:
         if r.get("task_kind") != "lm" or r.get("metric") != "ppl":
             continue
-        o = outcomes_of(r)
+        paired = outcomes_of(r, "context")
+        o = paired if paired is not None else outcomes_of(r)
         if o is None:
             continue
         edges = list(r["buckets"]["edges"])
-        out.append({"task": r["task"], "model": r["model"], "edges": edges, **context_use(o, edges)})
+        out.append({"task": r["task"], "model": r["model"], "edges": edges, "paired": paired is not None,
+                    **context_use(o, edges)})
     return out
 
 
 COLUMNS = ["task", "model", "position_hi", "ppl", "gain_from_previous", "gain_lo", "gain_hi", "used_up_to",
-           "max_position"]
+           "max_position", "paired"]
 
 
 def _fmt_gain(row) -> str:
@@ -101,12 +101,17 @@ def markdown(task: str, table) -> list[str]:
     edges = [int(e) for e in mine[mine["model"] == models[0]]["position_hi"]]
     lows = [1] + [e + 1 for e in edges[:-1]]
     header = ["model", *[f"{lo}–{hi}" for lo, hi in zip(lows, edges)], "gains from context stop by"]
+    paired = bool(mine["paired"].all())
+    how = ("Test perplexity of the same test tokens predicted from each amount of context (tokens of history, "
+           "log-spaced buckets), and the context length by which gains stop: the upper edge of the last bucket "
+           "significantly better than the one before it (95% cluster bootstrap over blocks of consecutive tokens, "
+           "paired token by token; an upper bound at bucket resolution)." if paired else
+           "Test perplexity by context position (how many tokens precede the scored one in its window; different "
+           "tokens at each position), and the position by which gains from more context stop: the upper edge of "
+           "the last bucket significantly better than the one before it (95% cluster bootstrap over test windows; "
+           "an upper bound at bucket resolution).")
     lines = ["### How much context does each model use?", "",
-             "Test perplexity by context position (how many tokens precede the scored one in its window, the plot "
-             "above), and the position by which gains from more context stop: the upper edge of the last bucket "
-             "significantly better than the one before it (95% cluster bootstrap over test windows, pairing both "
-             "buckets within each window; an upper bound at bucket resolution). Khandelwal et al. (2018) found LSTM "
-             "language models use about 200 tokens of context on PTB.", "",
+             how + " Khandelwal et al. (2018) found LSTM language models use about 200 tokens of context on PTB.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in models:
         rows = mine[mine["model"] == model]
@@ -114,7 +119,8 @@ def markdown(task: str, table) -> list[str]:
         if used != used or used is None:
             used = f"all {int(rows['max_position'].iloc[0])} (still helping)"
         elif int(used) == edges[0]:  # not even the first step is resolved: no finding, not "uses 16 tokens"
-            used = "no gain resolved (intervals too wide)"
+            used = (f"≤ {edges[0]} (no gain resolved beyond)" if paired else
+                    "no gain resolved (intervals too wide)")
         else:
             used = str(int(used))
         cells = [f"{p:.1f}" if p == p and p is not None else "—" for p in rows["ppl"]]
@@ -137,6 +143,6 @@ def csv_rows(context_rows: list[dict]) -> list[dict]:
             s: Optional[dict] = steps.get(edge)
             out.append({"task": r["task"], "model": r["model"], "position_hi": edge, "ppl": ppl,
                         "gain_from_previous": s["gain"] if s else None, "gain_lo": s["lo"] if s else None,
-                        "gain_hi": s["hi"] if s else None, "used_up_to": r["used_up_to"],
+                        "gain_hi": s["hi"] if s else None, "used_up_to": r["used_up_to"], "paired": r.get("paired", False),
                         "max_position": r["max_position"]})
     return out

@@ -23,7 +23,7 @@ from pipeline import buckets, kinds, outcomes, paths, stats
 from pipeline.artifacts import EvalResult, SpeedResult, run_folder_lock, write_json
 from pipeline.data.datamodule import SequenceDataModule, read_meta
 from pipeline.eval_tracking import log_eval
-from pipeline.measure import flops, receptive_field
+from pipeline.measure import context_probe, flops, receptive_field
 from pipeline.measure.task_batch import task_batch, test_stream
 from pipeline.models.base import Backbone
 from pipeline.schema import Config, to_dict
@@ -181,6 +181,11 @@ def evaluate_run(cfg: Config) -> None:
         tested, scored = score(module, cfg, seed)  # the metric and every scored unit, in one pass
         seed_result = kind.evaluate(module, cfg, seed, scored_once(tested))
         outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.npz", scored)
+        if cfg.task.kind == "lm":  # the same tokens at every context length: the report's context use
+            probed = context_probe.probe(module, context_probe.test_stream(cfg), module.bucket_edges, cfg.task.max_len,
+                                          cfg.data.eval_batch_size * cfg.task.max_len)
+            if probed is not None:
+                outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.context.npz", probed)
         if "interval" not in seed_result:  # translation: sacreBLEU's own bootstrap of BLEU
             found = outcomes.intervals(scored, module.metric_name, len(module.bucket_edges), seed=seed)
             seed_result["interval"], seed_result["per_bucket_interval"] = found["overall"], found["per_bucket"]
