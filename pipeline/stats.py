@@ -5,7 +5,8 @@ another test set of the same kind, and whether two systems' difference is more t
 
     bootstrap_interval   percentile bootstrap interval of a (weighted) mean over test examples,
                          optionally resampling whole groups (e.g. all tokens of one LM sequence)
-                         and optionally of a transformed mean (mean NLL -> perplexity)
+                         and optionally of a transformed mean (mean NLL -> perplexity); with
+                         several seeds two-stage: test examples, then seeds (Student t)
     paired_bootstrap     A vs B on the same examples: the difference, its interval, a verdict
                          (with several seeds per system, the seeds are resampled too)
     rank_with_ties       systems sorted by value, each marked better than / tied with the next
@@ -127,7 +128,8 @@ def _percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
 
 def bootstrap_interval(values, weights=None, groups=None, statistic: str = "mean", n_boot: int = 1000,
                        level: float = 0.95, seed: int = 0, transform: Transform = None) -> dict:
-    """Percentile bootstrap interval of transform(weighted mean of `values`) over the test examples.
+    """Percentile bootstrap interval of transform(weighted mean of `values`) over the test examples,
+    and over training seeds when `values` is [seeds, n] (one row per seed, same examples).
 
     values     per-example metric terms: 0/1 correctness for accuracy, per-token NLL for an LM
     weights    optional per-example weights (default 1); the mean is sum(w*v) / sum(w)
@@ -137,19 +139,28 @@ def bootstrap_interval(values, weights=None, groups=None, statistic: str = "mean
     statistic  only "mean" (the metrics here are all means of per-example terms)
     transform  vectorised function applied to each resampled mean, e.g. np.exp for perplexity, so
                the interval is of the metric that is reported
-    Returns {"value", "lo", "hi", "n", "n_boot", "level", "method"}; value is the full-sample
-    statistic, n the number of examples (see "n_units" for the number of resampled units).
-    Cost: O(n + n_boot * units), units = groups or examples.
+    Several seeds: the value is the mean over seeds of transform(mean), and the interval is
+    two-stage (_seed_stage): test examples resampled, one draw shared by every seed as the test set
+    is, then the seed mean's deviation drawn from Student t on the seeds' spread. One seed: the
+    interval covers test sampling only ("seed_variation": False).
+    Returns {"value", "lo", "hi", "n", "n_units", "seeds", "seed_variation", "n_boot", "level",
+    "method"}; n is the number of examples. Cost: O(n + seeds * n_boot * units).
     """
     if statistic != "mean":
         raise ValueError(f"only statistic='mean' is supported, got {statistic!r}")
     _check_level(level)
-    v = np.asarray(values, dtype=float).ravel()
-    sums, totals, kind = _units([v], weights, groups)
-    value = _apply(transform, sums[0].sum() / totals.sum())
-    lo, hi = _percentiles(_apply(transform, _resampled_means(sums, totals, n_boot, seed)[0]), level)
-    return {"value": float(value), "lo": lo, "hi": hi, "n": int(v.size), "n_units": int(totals.size),
-            "n_boot": int(n_boot), "level": float(level), "method": f"bootstrap (percentile, {kind})"}
+    x = _per_seed(values)
+    sums, totals, kind = _units(list(x), weights, groups)
+    points = _apply(transform, sums.sum(axis=1) / totals.sum())
+    boot = _apply(transform, _resampled_means(sums, totals, n_boot, seed)).mean(axis=0)
+    k = len(x)
+    if k > 1:
+        boot = boot + _seed_stage(points.var(ddof=1) / k, k - 1, n_boot, seed)
+    lo, hi = _percentiles(boot, level)
+    method = f"bootstrap (percentile, {kind})" if k == 1 else \
+        f"two-stage bootstrap (percentile; {kind} resampled, then {k} seeds: Student t on their spread)"
+    return {"value": float(points.mean()), "lo": lo, "hi": hi, "n": int(x.shape[1]), "n_units": int(totals.size),
+            "seeds": k, "seed_variation": k > 1, "n_boot": int(n_boot), "level": float(level), "method": method}
 
 
 def _per_seed(values) -> np.ndarray:
@@ -158,6 +169,39 @@ def _per_seed(values) -> np.ndarray:
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
         raise ValueError(f"values must be [n] or [seeds, n] with n > 0, got shape {x.shape}")
     return x.reshape(1, -1) if x.ndim == 1 else x
+
+
+def _seed_stage(var_of_mean: float, df: float, n_boot: int, seed: int) -> np.ndarray:
+    """[n_boot] draws of the seed mean's deviation: sqrt(var_of_mean) * Student t(df).
+
+    The seed stage of a two-stage bootstrap (Davison & Hinkley 1997, sec. 3.8), drawn from the t
+    distribution rather than by resampling seeds: 3 seeds redrawn with replacement give only 10
+    distinct means and a spread (k-1)/k of the true one, which called identical systems different
+    in 6-14% of simulated cases at 5%. The t draw is the interval over seeds a Student/Welch test
+    uses; the test-sampling part is added on top, so with a large seed spread the interval is the
+    t-interval over seeds and with a tiny one the bootstrap over examples."""
+    if not var_of_mean > 0:
+        return np.zeros(n_boot)
+    return math.sqrt(var_of_mean) * np.random.default_rng([seed, 2]).standard_t(df, n_boot)
+
+
+def interval_over_seeds(values: Sequence[float], intervals: Sequence[Optional[dict]], n_boot: int = 1000,
+                        level: float = 0.95, seed: int = 0) -> dict:
+    """bootstrap_interval's two-stage estimand for a corpus metric (BLEU, chrF) whose test-set bootstrap
+    sacreBLEU ran on each seed apart: the test-sampling part is normal with the seeds' mean standard
+    error (half-width / 1.96: one test set serves every seed, so the errors do not average out), the
+    seed part Student t on the seeds' spread. One seed: that seed's interval as it is."""
+    x = np.asarray(values, dtype=float).ravel()
+    found = [iv for iv in intervals if iv and iv.get("lo") is not None and iv.get("hi") is not None]
+    if x.size == 1 or len(found) != x.size:
+        iv = found[0] if x.size == 1 and found else {}
+        return {"value": float(x.mean()), "lo": iv.get("lo"), "hi": iv.get("hi"), "seeds": int(x.size),
+                "seed_variation": False, "method": "bootstrap over test examples (one seed)"}
+    se = float(np.mean([(iv["hi"] - iv["lo"]) / 3.92 for iv in found]))
+    draws = x.mean() + se * np.random.default_rng([seed, 3]).standard_normal(n_boot)
+    lo, hi = _percentiles(draws + _seed_stage(x.var(ddof=1) / x.size, x.size - 1, n_boot, seed), level)
+    return {"value": float(x.mean()), "lo": lo, "hi": hi, "seeds": int(x.size), "seed_variation": True,
+            "method": f"two-stage (sacreBLEU bootstrap over test sentences, then {x.size} seeds: Student t)"}
 
 
 def _seed_means(boot: np.ndarray, n_seeds: int, rng: np.random.Generator) -> np.ndarray:

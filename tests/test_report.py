@@ -548,3 +548,35 @@ def test_small_buckets_are_drawn_apart_from_the_findings(tmp_path: Path):
     assert len(hollow) == 2 and all(list(line.get_xdata()) == [7.0] for line in hollow)
     assert [t.get_text() for t in ax.get_xticklabels()][-1] == f"65-128\nn={MIN_BUCKET_EXAMPLES - 1}"
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_every_interval_covers_seeds_and_test_examples(tmp_path: Path):
+    """The RT case of the review: three seeds at 0.781 / 0.782 / 0.783 on 1,275 reviews. evaluate's t-interval
+    over the seeds alone is [0.780, 0.784]; the report's interval also covers the test set (binomial half-width
+    about 0.023), overall and per bucket, and a one-seed run says its interval is test sampling only."""
+    import numpy as np
+
+    from pipeline import outcomes
+    from pipeline.report import significance
+
+    n, rng = 1275, np.random.default_rng(7)
+    acc = dict(kind="classify", metric="acc", higher=True, baseline=("majority class", 0.5), count=[n, 0, 0, 0])
+    seeds = [(p, [p, None, None, None]) for p in (0.781, 0.782, 0.783)]
+    three, one = make_eval("rt", "lstm", seeds, **acc), make_eval("rt", "tcn", seeds[:1], **acc)
+    three["overall_interval"] = {"lo": 0.7805, "hi": 0.7835, "method": "t-interval over 3 seeds"}
+    runs = write_runs(tmp_path, [three, one])
+    correct = rng.random(n) < 0.782
+    for model, k in (("lstm", 3), ("tcn", 1)):
+        for seed in range(k):
+            flip = rng.random(n) < 0.01  # seeds differ on a few reviews
+            outcomes.save(runs / "rt" / model / "examples" / f"seed{seed}.npz",
+                          {"values": (correct ^ flip).astype(np.float32), "weights": np.ones(n, np.float32),
+                           "bucket": np.zeros(n, np.int16), "group": np.arange(n, dtype=np.int32)})
+    results = {r["model"]: r for r in collect(runs)}
+    for r in results.values():
+        significance.one_estimand(r)
+    lstm, tcn = results["lstm"]["overall_interval"], results["tcn"]["overall_interval"]
+    assert lstm["method"].startswith("two-stage bootstrap") and lstm["seed_variation"]
+    assert lstm["hi"] - lstm["lo"] > 0.04  # test sampling included: about ±0.023, not ±0.002
+    assert results["lstm"]["per_bucket_interval"][0]["seeds"] == 3 and results["lstm"]["per_bucket_interval"][1] is None
+    assert not tcn["seed_variation"] and tcn["seeds"] == 1

@@ -299,3 +299,40 @@ def test_chrf_interval_is_sacrebleus():
     assert res["value"] == pytest.approx(sacrebleu.corpus_chrf(HYPS, [REFS]).score)
     assert res["lo"] <= res["value"] <= res["hi"]
     assert res["method"] == "sacreBLEU bootstrap (n=500)"
+
+
+# --- intervals over seeds and test sets: planted systems, seed spread in logits --------------------------
+
+def planted_seeds(rng, spread, shift=0.0, k=3, n=300):
+    """[k, n] 0/1 outcomes: one test set (example logits N(0.5, 1.5)), each seed moving every example's
+    logit by its own N(0, spread) draw; `shift` moves the system's logits."""
+    difficulty = rng.normal(0.5, 1.5, n)
+    offsets = rng.normal(0.0, spread, (k, 1))
+    return (rng.random((k, n)) < 1 / (1 + np.exp(-(difficulty + shift + offsets)))).astype(float), difficulty
+
+
+@pytest.mark.parametrize("k,spread", [(3, 0.3), (3, 0.6), (1, 0.0)])
+def test_two_stage_interval_covers_the_value_over_seeds_and_test_sets(k, spread):
+    """The estimand: expected accuracy over new seeds and new test sets. Covered in >= 90% of 200
+    replicates (95% nominal); one seed without seed spread is the plain bootstrap."""
+    rng = np.random.default_rng(3)
+    big = rng.normal(0.5, 1.5, 400_000) + rng.normal(0.0, spread, 400_000) if spread else rng.normal(0.5, 1.5, 400_000)
+    truth = float(np.mean(1 / (1 + np.exp(-big))))
+    covered = 0
+    for r in range(200):
+        x, _ = planted_seeds(rng, spread, k=k)
+        res = stats.bootstrap_interval(x if k > 1 else x[0], n_boot=200, seed=r)
+        covered += res["lo"] <= truth <= res["hi"]
+        assert res["seed_variation"] == (k > 1)
+    assert covered / 200 >= 0.9
+
+
+def test_interval_over_seeds_adds_the_seed_spread_to_each_seeds_test_interval():
+    """BLEU: sacreBLEU's bootstrap per seed (here ±1.0 around each seed) and the spread of 3 seeds."""
+    one = stats.interval_over_seeds([20.0], [{"lo": 19.0, "hi": 21.0}])
+    assert (one["lo"], one["hi"], one["seed_variation"]) == (19.0, 21.0, False)
+    res = stats.interval_over_seeds([19.0, 20.0, 21.0], [{"lo": v - 1.0, "hi": v + 1.0} for v in (19.0, 20.0, 21.0)])
+    t_only = stats.seed_interval([19.0, 20.0, 21.0])
+    assert res["seed_variation"] and res["value"] == 20.0
+    assert res["lo"] < t_only["lo"] < 19.0 and res["hi"] > t_only["hi"] > 21.0  # wider than either part
+    assert stats.interval_over_seeds([19.0, 21.0], [{"lo": 18.0, "hi": 20.0}, None])["lo"] is None

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from pipeline.report import context_use
+from pipeline.report.significance import ESTIMAND
 from pipeline.report.format import (SAMPLES_PER_MODEL, _is_nan, _num, fmt_mb, fmt_metric, fmt_receptive_field, fmt_si,
                                     md_table, md_text)
 from pipeline.report.tables import AT_CHANCE, CHANCE_ABS_MARGIN, CHANCE_REL_MARGIN
@@ -50,6 +51,7 @@ def _how_to_read(tables: dict[str, pd.DataFrame]) -> str:
     return (
         "## How to read this\n\n"
         "Metrics are on the test split, mean ± sample std over training seeds (n = number of seeds). "
+        f"{ESTIMAND} "
         "**Buckets** split the test set by length: for language modelling a bucket is a range of "
         "*context positions* (how many tokens the model has seen before predicting), for classification "
         "it is the number of *document tokens the model saw* (after truncation to the task's length: the table "
@@ -166,9 +168,13 @@ def _summary_md(summary: pd.DataFrame) -> str:
             f"{fmt_si(r.infer_tokens_per_s)} ({int(r.infer_length)})"
         rf = fmt_receptive_field(r.receptive_field, r.receptive_field_measured_at, r.receptive_field_full)
         rows.append([r.model, fmt_si(r.params_backbone), fmt_si(r.params_total), fmt_si(r.flops_per_token), rf,
-                     value, *([_with_interval(r.chrf, r.chrf_lo, r.chrf_hi)] if with_chrf else []), str(r.n_seeds), fmt_metric(r.baseline),
+                     value, *([_with_interval(r.chrf, r.chrf_lo, r.chrf_hi)] if with_chrf else []), _seeds(r.n_seeds), fmt_metric(r.baseline),
                      AT_CHANCE if r.at_chance else "", fmt_si(r.train_tokens_per_s), infer, r.vs_next or ""])
     return md_table(header, rows, align="lrrrrr" + "r" * with_chrf + "rrlrrl")
+
+
+def _seeds(n: int) -> str:
+    return f"{n} (test sampling only)" if n == 1 else str(n)
 
 
 def _with_interval(value: Any, lo: Any, hi: Any) -> str:

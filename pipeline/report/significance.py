@@ -1,5 +1,9 @@
-"""Which differences between models are real: a paired bootstrap on the same test examples
-(pipeline/stats.py, Koehn 2004), read from each run's per-example outcomes (pipeline/outcomes.py).
+"""Every interval and every "better" of the report, from each run's per-example outcomes
+(pipeline/outcomes.py) and pipeline/stats.py.
+
+One estimand for every quality number (one_estimand): how far the metric, averaged over the run's
+seeds, would move with other seeds and another test set of the same kind: a two-stage bootstrap
+(test examples, then seeds). With one seed only test sampling is measured, and the interval says so.
 
 For each task, models are ranked by their test metric and each is compared with the next one:
 "better" only when the 95% interval of the difference excludes zero, else "tied". A model whose
@@ -20,11 +24,13 @@ from pipeline import outcomes, stats
 N_BOOT = 1000
 
 
-def outcomes_of(result: dict) -> dict | None:
-    """Every seed's per-example outcomes of a run, found beside its eval.json, with `values` stacked
-    [seeds, n] (None if a seed's file is missing or the seeds were scored on different examples)."""
+def outcomes_of(result: dict, split: str = "") -> dict | None:
+    """Every seed's per-example outcomes of a run (of an extra test `split`), found beside its eval.json,
+    with `values` stacked [seeds, n] (None if a seed's file is missing or the seeds differ in examples)."""
+    if "_path" not in result:
+        return None
     directory = Path(result["_path"]).parent / "examples"
-    found = [directory / f"seed{s['seed']}.npz" for s in result["seeds"]]
+    found = [directory / f"seed{s['seed']}{'.' + split if split else ''}.npz" for s in result["seeds"]]
     if not found or not all(p.exists() for p in found):
         return None
     loaded = [_load(str(p)) for p in found]
@@ -43,6 +49,59 @@ def _load(path: str) -> dict:
 def _pairs(a: dict | None, b: dict | None) -> bool:
     return a is not None and b is not None and a["values"].shape[-1] == b["values"].shape[-1] \
         and np.array_equal(a["group"], b["group"]) and np.array_equal(a["weights"], b["weights"])
+
+
+ESTIMAND = ("95% intervals are of the metric averaged over a run's seeds, as it would vary with other training "
+            "seeds and another test set of the same size: a two-stage bootstrap (test examples resampled, whole "
+            "sequences where tokens are scored; then the seeds' spread as a Student t draw). With one seed the "
+            "interval covers test sampling only and the seeds column says so: seed variation is not measured. For BLEU "
+            "and chrF, and for runs whose per-example outcomes are not on disk, each seed's own bootstrap interval "
+            "over the test set stands in for the first stage.")
+
+
+def _interval(o: dict, metric: str, keep=None) -> dict | None:
+    values, weights, group = o["values"], o["weights"], o["group"]
+    if keep is not None:
+        if not keep.any():
+            return None
+        values, weights, group = values[:, keep], weights[keep], group[keep]
+    r = stats.bootstrap_interval(values, weights, group, n_boot=N_BOOT, transform=outcomes.transform_for(metric))
+    return {k: r[k] for k in ("lo", "hi", "value", "n", "seeds", "seed_variation", "method")}
+
+
+def one_estimand(result: dict) -> None:
+    """Replace the run's overall, per-bucket and extra-split intervals (evaluate's: a bootstrap over test
+    examples with one seed, a t-interval over seeds with several) by ESTIMAND's, computed from the
+    outcomes. Without outcomes (BLEU and chrF, or a run whose examples/ are not on disk) each seed's own
+    test-sampling interval in eval.json is combined with the seeds' spread (stats.interval_over_seeds)."""
+    metric = result["metric"]
+    found = None if metric == "bleu" else outcomes_of(result)
+    if found is None:
+        _from_seed_intervals(result)
+        return
+    result["overall_interval"] = _interval(found, metric)
+    result["per_bucket_interval"] = [_interval(found, metric, found["bucket"] == b)
+                                     for b in range(len(result["buckets"]["edges"]))]
+    for split, entry in (result.get("extrapolation") or {}).items():
+        extra = outcomes_of(result, split)
+        if extra is not None:
+            entry["interval"] = _interval(extra, metric)
+
+
+def _from_seed_intervals(result: dict) -> None:
+    seeds = result["seeds"]
+    if len(seeds) < 2:  # one seed: evaluate's interval is that seed's bootstrap over test examples already
+        return
+    keys = [("overall_interval", "overall", "interval")] + \
+        ([("chrf_interval", "chrf", "chrf_interval")] if result["metric"] == "bleu" else [])
+    for key, value, interval in keys:
+        if all(s.get(value) is not None and s.get(interval) for s in seeds):
+            result[key] = stats.interval_over_seeds([s[value] for s in seeds], [s[interval] for s in seeds])
+    if all(s.get("per_bucket_interval") for s in seeds):
+        result["per_bucket_interval"] = [
+            None if any(s["per_bucket"][i] is None for s in seeds) else
+            stats.interval_over_seeds([s["per_bucket"][i] for s in seeds], [s["per_bucket_interval"][i] for s in seeds])
+            for i in range(len(result["buckets"]["edges"]))]
 
 
 def in_bucket(a: dict, b: dict, bucket: int) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from pipeline.report.files import write_text
-from pipeline.report import verdict, verdict_plots
+from pipeline.report import significance, verdict, verdict_plots
 from pipeline.report.markdown import render_markdown
 from pipeline.report.plots import plot_task
 from pipeline.report.tables import build_tables, flat_metrics
@@ -39,6 +39,8 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
     disabled. `bench`: the benchmark stage's results (the verdict section). Returns {artifact name: path}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for r in results:  # every interval of the report is of one estimand (significance.ESTIMAND)
+        significance.one_estimand(r)
     tables = build_tables(results)
     plots = {task: plot_task(task, tables, out_dir / "plots") for task in tables["summary"]["task"].unique()}
     bench = bench or []
