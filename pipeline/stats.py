@@ -8,7 +8,7 @@ another test set of the same kind, and whether two systems' difference is more t
                          and optionally of a transformed mean (mean NLL -> perplexity); with
                          several seeds two-stage: test examples, then seeds (Student t)
     paired_bootstrap     A vs B on the same examples: the difference, its interval, a verdict
-                         (with several seeds per system, the seeds are resampled too)
+                         (with several seeds per system: Welch t on the seed means on top)
     rank_with_ties       systems sorted by value, each marked better than / tied with the next
     seed_interval        mean and Student-t interval across training seeds
     bleu_interval        sacreBLEU's own bootstrap interval of corpus BLEU
@@ -204,30 +204,32 @@ def interval_over_seeds(values: Sequence[float], intervals: Sequence[Optional[di
             "method": f"two-stage (sacreBLEU bootstrap over test sentences, then {x.size} seeds: Student t)"}
 
 
-def _seed_means(boot: np.ndarray, n_seeds: int, rng: np.random.Generator) -> np.ndarray:
-    """[n_seeds, n_boot] replicates of one system -> [n_boot]: the mean over seeds drawn with
-    replacement (the second stage of a two-stage bootstrap: Davison & Hinkley 1997, sec. 3.8)."""
-    if n_seeds == 1:
-        return boot[0]
-    pick = rng.integers(0, n_seeds, size=(boot.shape[1], n_seeds))
-    return boot[pick, np.arange(boot.shape[1])[:, None]].mean(axis=1)
+def welch_df(var_a: float, var_b: float, k_a: int, k_b: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of a difference of two seed means, var_x the variance of
+    each mean (sd^2 / k); infinite when neither varies (the t draw is then zero anyway)."""
+    den = var_a ** 2 / (k_a - 1) + var_b ** 2 / (k_b - 1)
+    return math.inf if den <= 0 else (var_a + var_b) ** 2 / den
 
 
 def paired_bootstrap(values_a, values_b, weights=None, groups=None, higher_is_better: bool = True,
                      transform: Transform = None, n_boot: int = 1000, level: float = 0.95,
                      seed: int = 0) -> dict:
-    """Paired bootstrap of system A vs system B on the same test examples (Koehn 2004).
+    """System A vs system B on the same test examples (Koehn 2004), and over seeds when they have them.
 
     Each replicate draws one resample of examples (or of groups) and scores both systems on it, so
     the difference's variation excludes example difficulty, which both systems share. `values_a` and
     `values_b` are per-example terms aligned to the same examples; weights and groups are shared.
     Either may be [seeds, n], one row per training seed: a system's value is then the mean over its
-    seeds of transform(mean), and each replicate also redraws each system's seeds with replacement,
-    so a difference that one lucky seed carries is not called significant.
+    seeds of transform(mean). With at least two seeds each, the seed stage is Welch's t on the seed
+    means (Welch 1947) added to the paired example draws, the same estimand as bootstrap_interval;
+    in simulation with 3 seeds a side it calls identical systems different in under 5% of cases
+    (tests/test_stats.py), where redrawing seeds with replacement did in 6-14%. With one seed on
+    either side the test covers test sampling only: "seed_aware" is False and a caller may at most
+    suggest a difference.
 
-    Returns {"value_a", "value_b", "diff", "lo", "hi", "p_a_better", "verdict", "n", "seeds",
-    "n_boot", "level", "method"}: diff = value A - value B on the full test set, [lo, hi] its
-    percentile interval, p_a_better the fraction of replicates in which A is strictly better.
+    Returns {"value_a", "value_b", "diff", "lo", "hi", "p_a_better", "verdict", "seed_aware", "n",
+    "seeds", "n_boot", "level", "method"}: diff = value A - value B on the full test set, [lo, hi]
+    its percentile interval, p_a_better the fraction of replicates in which A is strictly better.
     verdict is "A better" or "B better" only when the interval excludes 0, else "tied" (identical
     systems give a zero-width interval at 0: "tied").
     """
@@ -237,18 +239,23 @@ def paired_bootstrap(values_a, values_b, weights=None, groups=None, higher_is_be
         raise ValueError(f"A and B are scored on different examples: {a.shape[1]} vs {b.shape[1]}")
     sums, totals, kind = _units(list(a) + list(b), weights, groups)
     points = _apply(transform, sums.sum(axis=1) / totals.sum())
-    value_a, value_b = float(points[:len(a)].mean()), float(points[len(a):].mean())
+    pa, pb = points[:len(a)], points[len(a):]
     boot = _apply(transform, _resampled_means(sums, totals, n_boot, seed))
-    seed_rng = np.random.default_rng([seed, 1])  # its own stream: one seed per system draws nothing
-    diffs = _seed_means(boot[:len(a)], len(a), seed_rng) - _seed_means(boot[len(a):], len(b), seed_rng)
+    diffs = boot[:len(a)].mean(axis=0) - boot[len(a):].mean(axis=0)
+    seed_aware = min(len(a), len(b)) >= 2
+    if seed_aware:
+        var_a, var_b = pa.var(ddof=1) / len(a), pb.var(ddof=1) / len(b)
+        diffs = diffs + _seed_stage(var_a + var_b, welch_df(var_a, var_b, len(a), len(b)), n_boot, seed)
     lo, hi = _percentiles(diffs, level)
     sign = 1.0 if higher_is_better else -1.0
     better_lo, better_hi = sorted((sign * lo, sign * hi))  # the interval of "how much A is better"
     verdict = "A better" if better_lo > 0 else "B better" if better_hi < 0 else "tied"
-    over = kind if len(a) == len(b) == 1 else f"{kind} and seeds, {len(a)} vs {len(b)}"
+    over = kind if len(a) == len(b) == 1 else f"{kind} + Welch t over seeds, {len(a)} vs {len(b)}" if seed_aware \
+        else f"{kind}; seeds {len(a)} vs {len(b)}, seed variation not measured"
+    value_a, value_b = float(pa.mean()), float(pb.mean())
     return {"value_a": value_a, "value_b": value_b, "diff": value_a - value_b, "lo": lo, "hi": hi,
-            "p_a_better": float(np.mean(sign * diffs > 0)), "verdict": verdict, "n": int(a.shape[1]),
-            "seeds": (len(a), len(b)), "n_boot": int(n_boot), "level": float(level),
+            "p_a_better": float(np.mean(sign * diffs > 0)), "verdict": verdict, "seed_aware": seed_aware,
+            "n": int(a.shape[1]), "seeds": (len(a), len(b)), "n_boot": int(n_boot), "level": float(level),
             "method": f"paired bootstrap (percentile, {over})"}
 
 

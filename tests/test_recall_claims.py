@@ -117,13 +117,14 @@ def test_claim_rules_learned_above_floor_and_evidence():
 
 
 def test_selective_copying_claim_resamples_seeds(report):
-    """Mamba's seeds (0.95 / 0.70 / 0.85) against S4D's (~0.58): better by 0.25 on average, paired
-    over sequences and seeds; against the transformer's (0.90 / 0.80 / 0.95) a tie."""
+    """Mamba's seeds (0.95 / 0.70 / 0.85) against S4D's (~0.58): better by 0.25 on average, but with a seed
+    spread of 0.13 on three seeds Welch's t leaves 0 inside the interval: inconclusive, not reproduced (nor
+    refuted); against the transformer's (0.90 / 0.80 / 0.95) a tie."""
     md, _ = report
     table = claims(md)
     mamba = next(v for k, v in table.items() if k.startswith("selcopy: selection (Mamba)"))
     assert "mamba 0.833" in mamba[0] and "(seeds 0.950 / 0.700 / 0.850)" in mamba[0]
-    assert mamba[1] in ("reproduced", "direction reproduced, margin smaller")
+    assert mamba[1].startswith("inconclusive (the interval -0.")
     versus = next(v for k, v in table.items() if k.startswith("selcopy: selection against attention"))
     assert versus[1] == "tied"
 

@@ -527,7 +527,8 @@ def test_ranking_says_tied_unless_a_paired_bootstrap_separates_two_models(tmp_pa
                        "group": np.arange(1000, dtype=np.int32)})
     summary = build_tables(collect(runs))["summary"]
     verdicts = dict(zip(summary["model"], summary["vs_next"]))
-    assert verdicts["lstm"] == "better" and "tied" in (verdicts["tcn"], verdicts["transformer"])
+    # one seed: a difference the paired bootstrap finds is only suggested (seed variation not measured)
+    assert verdicts["lstm"] == "suggested (one seed)" and "tied" in (verdicts["tcn"], verdicts["transformer"])
 
 
 def test_small_buckets_are_drawn_apart_from_the_findings(tmp_path: Path):

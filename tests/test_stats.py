@@ -177,7 +177,8 @@ def test_consistent_gain_over_seeds_stays_significant():
     rng = np.random.default_rng(6)
     a, b = seeds_of(rng, [0.80, 0.82, 0.81]), seeds_of(rng, [0.70, 0.71, 0.69])
     res = stats.paired_bootstrap(a, b)
-    assert res["verdict"] == "A better" and 0.05 < res["lo"] < res["diff"] < res["hi"] < 0.16
+    # the seed stage (Welch t, df about 4) widens it beyond the test-sampling interval
+    assert res["verdict"] == "A better" and 0.02 < res["lo"] < res["diff"] < res["hi"] < 0.18
 
 
 def test_one_seed_rows_match_the_plain_paired_bootstrap():
@@ -301,7 +302,7 @@ def test_chrf_interval_is_sacrebleus():
     assert res["method"] == "sacreBLEU bootstrap (n=500)"
 
 
-# --- intervals over seeds and test sets: planted systems, seed spread in logits --------------------------
+# --- calibration with seeds: planted systems, 3 seeds, seed spread in logits --------------------------
 
 def planted_seeds(rng, spread, shift=0.0, k=3, n=300):
     """[k, n] 0/1 outcomes: one test set (example logits N(0.5, 1.5)), each seed moving every example's
@@ -309,6 +310,29 @@ def planted_seeds(rng, spread, shift=0.0, k=3, n=300):
     difficulty = rng.normal(0.5, 1.5, n)
     offsets = rng.normal(0.0, spread, (k, 1))
     return (rng.random((k, n)) < 1 / (1 + np.exp(-(difficulty + shift + offsets)))).astype(float), difficulty
+
+
+def called_different(spread, shift, replicates):
+    rng = np.random.default_rng(2)
+    hits = 0
+    for r in range(replicates):
+        a, difficulty = planted_seeds(rng, spread, shift)
+        offsets = rng.normal(0.0, spread, (3, 1))  # B: same test set, its own seeds
+        b = (rng.random(a.shape) < 1 / (1 + np.exp(-(difficulty + offsets)))).astype(float)
+        hits += stats.paired_bootstrap(a, b, n_boot=200, seed=r)["verdict"] != "tied"
+    return hits / replicates
+
+
+@pytest.mark.parametrize("spread", [0.3, 0.6])
+def test_identical_systems_with_three_seeds_are_rarely_called_different(spread):
+    """Two systems identical in distribution, 3 seeds each: at most 7% false 'better' in 300 replicates
+    (2.6% and 3.0% in 1,000; redrawing seeds with replacement gave 7.5% and 14.9%)."""
+    assert called_different(spread, 0.0, 300) <= 0.07
+
+
+def test_a_real_difference_over_three_seeds_is_found():
+    """A one-logit gain at a seed spread of 0.3: found in 67% of 1,000 replicates."""
+    assert called_different(0.3, 1.0, 200) > 0.5
 
 
 @pytest.mark.parametrize("k,spread", [(3, 0.3), (3, 0.6), (1, 0.0)])

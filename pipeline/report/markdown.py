@@ -51,7 +51,11 @@ def _how_to_read(tables: dict[str, pd.DataFrame]) -> str:
     return (
         "## How to read this\n\n"
         "Metrics are on the test split, mean ± sample std over training seeds (n = number of seeds). "
-        f"{ESTIMAND} "
+        f"{ESTIMAND} **vs next** compares a model with the next one on the same test examples: a paired bootstrap, "
+        "with Welch's t on the seed means on top when both have two or more seeds; `better` when the 95% interval "
+        "of the difference excludes 0, `suggested (one seed)` when it does so on one seed (seed variation not "
+        "measured), `unresolved` when the test does not separate them although their intervals are apart, "
+        "else `tied`. "
         "**Buckets** split the test set by length: for language modelling a bucket is a range of "
         "*context positions* (how many tokens the model has seen before predicting), for classification "
         "it is the number of *document tokens the model saw* (after truncation to the task's length: the table "

@@ -8,8 +8,8 @@ selective copying: input-dependent selection (S6) solves it, a time-invariant SS
 
 A model's family comes from the claim its backbone states (eval.json `claim`, models/base.Complexity):
 decoding from a KV cache is attention, from a "fixed state" a recurrence. Differences between two
-models are paired bootstraps over the same test examples, and over seeds when there are several
-(report/significance.compare). The thresholds are written into the table's text.
+models are paired bootstraps over the same test examples, with Welch's t on the seed means when
+both have several seeds (report/significance.compare). The thresholds are written into the table's text.
 """
 from __future__ import annotations
 
@@ -46,6 +46,19 @@ def _diff(c: Optional[dict]) -> str:
     if c is None:
         return "not paired"
     return f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]"
+
+
+def _margin(c: dict, direction: int, far: str, near: str, unresolved: str, opposite: str) -> str:
+    """A difference claimed to be at least FAR_BELOW in `direction` (+1: A above B, -1: A below B), judged on
+    its interval: `far` when the whole interval is beyond FAR_BELOW, `near` when it is significant but the whole
+    interval falls short of FAR_BELOW, `unresolved` when FAR_BELOW is inside it, `opposite` when the other way
+    round is significant, and 'inconclusive' when the test finds no difference."""
+    lo, hi = sorted((direction * c["lo"], direction * c["hi"]))
+    if c["verdict"] == "tied":
+        return f"inconclusive (the interval {c['lo']:+.3f} to {c['hi']:+.3f} holds 0)"
+    if c["verdict"] != ("A better" if direction > 0 else "B better"):
+        return opposite
+    return far if lo >= FAR_BELOW else near if hi < FAR_BELOW else unresolved
 
 
 def _holds(lo: Optional[float], hi: Optional[float], value: float, threshold: float) -> str:
@@ -113,9 +126,8 @@ def mqar_rows(task: str, runs: list[dict]) -> list[list[str]]:
                              f"not tested: {r['model']} did not learn the task (within {LEARNED_MARGIN} of the floor)"])
                 continue
             c = significance.compare(r, best)
-            verdict = "not paired" if c is None else \
-                "holds" if c["verdict"] == "B better" and c["diff"] <= -FAR_BELOW else \
-                "below, not far" if c["verdict"] == "B better" else "does not hold (tied or better)"
+            verdict = "not paired" if c is None else _margin(c, -1, "holds", "below, not far", "below, margin unresolved",
+                                                             f"does not hold ({r['model']} better)")
             rows.append([f"{task}: a fixed-state recurrence stays far below attention at equal size "
                          f"(≥ {FAR_BELOW} lower, paired)",
                          f"{r['model']} {_value(r)}; vs {best['model']}: {_diff(c)}", evidence(verdict, [r, best])])
@@ -145,9 +157,8 @@ def selcopy_rows(task: str, runs: list[dict]) -> list[list[str]]:
     paper = MAMBA_TABLE1["mamba"] - MAMBA_TABLE1["s4"]
     if selective and lti:
         c = significance.compare(selective, lti)
-        verdict = "not paired" if c is None else \
-            "reproduced" if c["verdict"] == "A better" and c["diff"] >= FAR_BELOW else \
-            "direction reproduced, margin smaller" if c["verdict"] == "A better" else "refuted (tied or worse)"
+        verdict = "not paired" if c is None else _margin(c, 1, "reproduced", "direction reproduced, margin smaller",
+                                                         "direction reproduced, margin unresolved", "refuted (s4d better)")
         rows.append([f"{task}: selection (Mamba) solves selective copying, a time-invariant SSM (S4D) does not "
                      f"(Mamba Table 1 at L = 4096: S6 {MAMBA_TABLE1['mamba']:.1%} vs S4 {MAMBA_TABLE1['s4']:.1%}, "
                      f"margin {paper:+.3f}; reproduced when Mamba is better, paired, by ≥ {FAR_BELOW})",
@@ -156,10 +167,12 @@ def selcopy_rows(task: str, runs: list[dict]) -> list[list[str]]:
     for r in runs:
         if selective and r is not selective and _family(r) == "attention":
             c = significance.compare(selective, r)
+            word = "not paired" if c is None else {"A better": "holds: mamba better",
+                                                   "B better": f"holds: {r['model']} better"}.get(c["verdict"], "tied")
+            if word == "tied" and significance.apart(selective.get("overall_interval"), r.get("overall_interval")):
+                word = "unresolved (intervals apart, paired test not significant)"
             rows.append([f"{task}: selection against attention (no claim in the paper's table; for scale)",
-                         f"{r['model']} {_value(r)}; mamba − {r['model']}: {_diff(c)}",
-                         "not paired" if c is None else {"A better": "mamba better", "B better":
-                                                         f"{r['model']} better"}.get(c["verdict"], "tied")])
+                         f"{r['model']} {_value(r)}; mamba − {r['model']}: {_diff(c)}", evidence(word, [selective, r])])
     return rows
 
 
@@ -176,8 +189,10 @@ def recall_claims_md(results: list[dict]) -> list[str]:
     if not rows:
         return []
     return ["### The seeds' claims, measured: recall and selection", "",
-            "Test accuracy with its 95% interval (over test sequences with one seed, across seeds with several); "
-            "differences are paired bootstraps over the same test sequences (and seeds). A model's family is "
+            "Test accuracy with its 95% interval (over test sequences and seeds, as in the summary; with one seed "
+            "over test sequences only, and a positive verdict is at most 'suggested'); differences are paired "
+            "bootstraps over the same test sequences, with Welch's t on the seed means when both models have "
+            "several seeds. A model's family is "
             "the decoding its backbone claims: a KV cache (attention) or a fixed-size state (recurrences: "
             "LSTM/GRU, SSMs, linear attention, RWKV).", "",
             md_table(["claim (source; rule)", "measured", "verdict"], rows, align="lll"), ""]

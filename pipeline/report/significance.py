@@ -5,12 +5,12 @@ One estimand for every quality number (one_estimand): how far the metric, averag
 seeds, would move with other seeds and another test set of the same kind: a two-stage bootstrap
 (test examples, then seeds). With one seed only test sampling is measured, and the interval says so.
 
-For each task, models are ranked by their test metric and each is compared with the next one:
-"better" only when the 95% interval of the difference excludes zero, else "tied". A model whose
-outcomes are missing or do not pair example by example with the others (another test set) gets
-"not paired"; corpus-level metrics (BLEU) are compared by their sacreBLEU intervals instead.
-With several training seeds every seed's outcomes take part: the bootstrap redraws the seeds as
-well as the examples (stats.paired_bootstrap), so the verdict covers seed-to-seed variation too.
+For each task, models are ranked by their test metric and each is compared with the next one: a
+paired bootstrap on the same test examples (Koehn 2004) with Welch's t on the seed means on top
+when both have two or more seeds ("better" only when the 95% interval of the difference excludes
+zero, else "tied"); with one seed a significant difference is only "suggested (one seed)". A model
+whose outcomes are missing or do not pair example by example with the others (another test set)
+gets "not paired"; corpus-level metrics (BLEU) are not paired.
 """
 from __future__ import annotations
 
@@ -105,8 +105,9 @@ def _from_seed_intervals(result: dict) -> None:
 
 
 def in_bucket(a: dict, b: dict, bucket: int) -> str:
-    """"better" | "tied" | "worse" | "not paired": run `a` against run `b` on the test examples of one
-    length bucket (a paired bootstrap restricted to that bucket), for the verdict's per-bucket winner."""
+    """"better" | "suggested" | "tied" | "worse" | "not paired": run `a` against run `b` on the test examples
+    of one length bucket (paired, with Welch t over seeds), for the verdict's per-bucket winner; a difference
+    found with one seed on either side is only "suggested"."""
     if a["metric"] == "bleu":
         return "not paired"
     oa, ob = outcomes_of(a), outcomes_of(b)
@@ -118,12 +119,17 @@ def in_bucket(a: dict, b: dict, bucket: int) -> str:
     r = stats.paired_bootstrap(oa["values"][:, keep], ob["values"][:, keep], weights=oa["weights"][keep],
                                groups=oa["group"][keep], higher_is_better=bool(a["higher_is_better"]),
                                transform=outcomes.transform_for(a["metric"]), n_boot=N_BOOT)
-    return {"A better": "better", "B better": "worse"}.get(r["verdict"], "tied")
+    return _word(r)
+
+
+def _word(r: dict) -> str:
+    word = {"A better": "better", "B better": "worse"}.get(r["verdict"], "tied")
+    return "suggested" if word == "better" and not r["seed_aware"] else word
 
 
 def compare(a: dict, b: dict) -> dict | None:
     """stats.paired_bootstrap of run `a` against run `b` over their test examples (and seeds): diff,
-    [lo, hi], verdict; None where the outcomes do not pair (missing, another test set, BLEU)."""
+    [lo, hi], verdict, seed_aware; None where the outcomes do not pair (missing, another test set, BLEU)."""
     if a["metric"] == "bleu":
         return None
     oa, ob = outcomes_of(a), outcomes_of(b)
@@ -135,7 +141,9 @@ def compare(a: dict, b: dict) -> dict | None:
 
 
 def vs_next(task_results: list[dict]) -> dict[str, str]:
-    """{model: "better" | "tied" | "not paired" | ""} against the next model in the ranking ("" for the last)."""
+    """{model: verdict} against the next model in the ranking ("" for the last): "better", "suggested (one
+    seed)", "tied", "unresolved" (the test finds no difference but the two intervals do not overlap: the
+    report never prints "tied" beside intervals that are apart) or "not paired"."""
     if not task_results:
         return {}
     first = task_results[0]
@@ -144,12 +152,23 @@ def vs_next(task_results: list[dict]) -> dict[str, str]:
     loaded = {r["model"]: outcomes_of(r) for r in task_results}
     ok = {m: o for m, o in loaded.items() if o is not None}
     ref = next(iter(ok.values()), None)
-    paired = {m: o for m, o in ok.items() if _pairs(o, ref)}
-    out = {m: "not paired" for m in loaded if m not in paired}
-    if len(paired) < 2:
-        return {**out, **{m: "" for m in paired}}
-    ranked = stats.rank_with_ties({m: o["values"] for m, o in paired.items()}, bool(first["higher_is_better"]),
-                                  weights=ref["weights"], groups=ref["group"],
-                                  transform=outcomes.transform_for(first["metric"]), n_boot=N_BOOT)
-    out.update({name: verdict or "" for name, _, verdict in ranked})
+    paired = [r for r in task_results if r["model"] in ok and _pairs(ok[r["model"]], ref)]
+    out = {m: "not paired" for m in loaded if m not in {r["model"] for r in paired}}
+    sign = 1.0 if first["higher_is_better"] else -1.0
+    paired.sort(key=lambda r: (-sign * stats.bootstrap_value(ok[r["model"]]["values"], ref["weights"],
+                                                             outcomes.transform_for(first["metric"])), r["model"]))
+    for r, nxt in zip(paired, paired[1:]):
+        word = _word(compare(r, nxt))
+        out[r["model"]] = {"suggested": "suggested (one seed)"}.get(word, word)
+        if word == "tied" and apart(r.get("overall_interval"), nxt.get("overall_interval")):
+            out[r["model"]] = "unresolved"
+    if paired:
+        out[paired[-1]["model"]] = ""
     return out
+
+
+def apart(a: dict | None, b: dict | None) -> bool:
+    """True when two intervals are known and do not overlap."""
+    if not a or not b or None in (a.get("lo"), a.get("hi"), b.get("lo"), b.get("hi")):
+        return False
+    return a["hi"] < b["lo"] or b["hi"] < a["lo"]

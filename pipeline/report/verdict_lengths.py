@@ -53,9 +53,13 @@ def _quality_cell(task_results: list[dict], length: int, min_examples: int) -> s
     margin = f"{sign}{fmt_metric(abs(value - second), like=value)} vs {runner}"
     verdict = significance.in_bucket(by_model[best], by_model[runner], index) if "_path" in by_model[best] \
         else "not paired"
+    intervals = [(by_model[m].get("per_bucket_interval") or [None] * (index + 1))[index] for m in (best, runner)]
+    if verdict in ("tied", "worse") and significance.apart(*intervals):  # "tied" is never printed beside these
+        return f"{best} {fmt_metric(value)} ({margin}; unresolved: intervals apart, paired test not significant)"
     if verdict == "tied":
         return f"{best} ≈ {runner}: tied ({fmt_metric(value)}, {margin}; paired bootstrap)"
-    return f"{best} {fmt_metric(value)} ({margin}{'' if verdict == 'better' else ', not paired'})"
+    note = {"better": "", "suggested": "; suggested, one seed"}.get(verdict, ", not paired")
+    return f"{best} {fmt_metric(value)} ({margin}{note})"
 
 
 def _bench_cell(bench: list[dict], length: int, key: str, lower_is_better: bool, unit: str) -> str:
