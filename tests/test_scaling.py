@@ -93,3 +93,32 @@ def test_a_verdict_is_never_stronger_than_its_interval():
     assert scaling.verdict(fit(-0.15, -1.54, 1.25), 0).startswith("inconclusive")  # LSTM decode
     assert scaling.verdict(fit(1.17, 0.65, 1.69), 1).startswith("inconclusive")  # Kim CNN train
     assert scaling.verdict(fit(1.98, 1.95, 2.01), 1) == "does not hold"
+
+
+def test_few_points_or_the_alternative_inside_the_interval_decide_nothing():
+    three = scaling.fit_exponent([2048, 4096, 8192], [1.0, 1.01, 0.99])  # a decode fit on 3 contexts
+    assert three["points"] == 3 and scaling.verdict(three, 0) == "inconclusive (3 points)"
+    two = scaling.fit_exponent([4096, 8192], [1.0, 1.0])  # no interval at all: never "holds"
+    assert scaling.verdict(two, 0, min_points=2) == "inconclusive (2 points)"
+    wide = {"exponent": 0.1, "lo": -0.9, "hi": 1.1, "points": 5}
+    # inside a generous band, but it does not rule out a KV cache's 1 per token
+    assert scaling.verdict(wide, 0, tolerance=1.2).startswith("inconclusive")
+    assert scaling.verdict({**wide, "hi": 0.9}, 0, tolerance=1.2) == "holds"
+
+
+def test_a_transformer_below_12d_is_judged_against_its_flop_count():
+    """Per sequence a causal layer of width d costs ~24·n·d² + 2·n²·d FLOPs: at d = 144 attention overtakes
+    the rest near n = 1.7K, so over 1K-8K the FLOP count predicts a slope of about 1.6, not 2."""
+    d, lengths = 144, [1024, 2048, 4096, 8192]
+    per_token = [24 * d * d + 2 * n * d for n in lengths]
+    predicted = scaling.flop_exponent(lengths, per_token, 1024, 8192)
+    assert predicted["exponent"] == pytest.approx(1.60, abs=0.02)
+    assert predicted["local"][0] < 1.5 and predicted["local"][1] > 1.7  # 1K->2K and 4K->8K
+    measured = {"exponent": 1.61, "lo": 1.50, "hi": 1.72, "points": 4}
+    assert scaling.cost_model_verdict(measured, predicted).startswith("matches its FLOP count's 1.6")
+    assert scaling.verdict(measured, 2) == "does not hold"  # against n² it fails; the FLOP count explains why
+    wide = {**measured, "lo": 0.86, "hi": 2.32}
+    assert scaling.cost_model_verdict(wide, predicted).startswith("consistent with its FLOP count's 1.6")
+    assert scaling.cost_model_verdict({**measured, "lo": 1.9, "hi": 2.1}, predicted).startswith("differs from")
+    assert scaling.cost_model_verdict({**measured, "points": 3}, predicted).startswith("inconclusive (3 points)")
+    assert scaling.cost_model_verdict(measured, None) == "—"

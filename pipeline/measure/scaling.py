@@ -6,10 +6,18 @@ degrees of freedom (the usual interval of a regression slope). Fitted over the u
 sweep, where the asymptotic term dominates fixed costs (kernel launch, Python overhead, weights).
 
 A claim holds when the whole 95% interval of the fitted exponent lies within `CLAIM_TOLERANCE` of it
-(fixed costs bend a curve below its asymptotic slope even at n = 8K); it does not hold when the whole
-interval lies outside that band; otherwise the measurement cannot tell ("inconclusive", or
-"approaching" when the local slopes move toward the claim). A verdict is never stronger than its
-interval: S4D's decode exponent −0.01 [−4.63, 4.60] neither holds nor fails a claim of 0.
+(fixed costs bend a curve below its asymptotic slope even at n = 8K) and excludes the exponent the
+claim is meant to rule out (`ALTERNATIVE`: a fixed state's 0 per decoded token against a KV cache's
+1); it does not hold when the whole interval lies outside that band; otherwise the measurement
+cannot tell ("inconclusive", or "approaching" when the local slopes move toward the claim). A fit
+on fewer than `MIN_POINTS` lengths decides nothing. A verdict is never stronger than its interval:
+S4D's decode exponent −0.01 [−4.63, 4.60] neither holds nor fails a claim of 0.
+
+An exponent can also be set against the model's own FLOP count over the same lengths
+(flop_exponent): a causal Transformer layer of width d spends about 2·n²·d FLOPs on attention per
+sequence (4·n²·d without the mask) beside about 24·n·d² on projections and MLP, so its cost is not
+yet n² below n ≈ 12·d, and a slope between 1 and 2 there is what its FLOP count predicts, not a
+shortfall of the claim (cost_model_verdict).
 """
 from __future__ import annotations
 
@@ -22,6 +30,10 @@ import numpy as np
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
          10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
 CLAIM_TOLERANCE = 0.2
+MIN_POINTS = 4  # a slope with its interval from fewer lengths is no evidence either way
+# The exponent each claimed one is meant to rule out: constant vs linear (decode per token: fixed state vs
+# KV cache), linear vs quadratic (time and memory per sequence), quadratic vs linear.
+ALTERNATIVE = {0: 1, 1: 2, 2: 1}
 
 
 def t975(dof: int) -> float:
@@ -68,19 +80,23 @@ def local_exponents(lengths: Sequence[float], costs: Sequence[Optional[float]]) 
 
 
 def verdict(fit: Optional[dict], claimed: Optional[float], tolerance: float = CLAIM_TOLERANCE,
-            local: Optional[list[dict]] = None) -> str:
+            local: Optional[list[dict]] = None, min_points: int = MIN_POINTS) -> str:
     """'holds' / 'approaching' / 'inconclusive' / 'does not hold' / 'not measurable here'.
 
-    Holds: the fit's whole 95% interval is within `tolerance` of the claim. Approaching: the fit is not, but
+    Holds: the fit's whole 95% interval is within `tolerance` of the claim and excludes ALTERNATIVE[claim];
+    a fit on fewer than `min_points` lengths: 'inconclusive (n points)'. Approaching: the fit is not, but
     the local exponents trend toward the claim as n grows (least-squares slope over the sweep) and the
     last one is closer to it than the fit (lower-order terms still dominate at these lengths). Does not
     hold: the whole interval is outside the band. Otherwise inconclusive."""
     if fit is None or claimed is None:
         return "not measurable here"
-    lo = fit["exponent"] if fit["lo"] is None else fit["lo"]
-    hi = fit["exponent"] if fit["hi"] is None else fit["hi"]
+    if fit["points"] < min_points or fit["lo"] is None:
+        return f"inconclusive ({fit['points']} points)"
+    lo, hi = fit["lo"], fit["hi"]
     band = (claimed - tolerance, claimed + tolerance)
-    if band[0] <= lo and hi <= band[1]:  # the whole interval inside the band, not only the point estimate
+    alternative = ALTERNATIVE.get(claimed)
+    excluded = alternative is None or hi < alternative or lo > alternative
+    if band[0] <= lo and hi <= band[1] and excluded:  # the whole interval, not only the point estimate
         return "holds"
     local = local or []
     if len(local) >= 3 and abs(fit["exponent"] - claimed) > tolerance:
@@ -95,6 +111,36 @@ def verdict(fit: Optional[dict], claimed: Optional[float], tolerance: float = CL
     if hi < band[0] or lo > band[1]:  # the whole interval outside it, and not moving toward it
         return "does not hold"
     return f"inconclusive (interval {lo:.2f}–{hi:.2f} reaches past ±{tolerance} of {claimed:g})"
+
+
+def flop_exponent(lengths: Sequence[float], flops_per_token: Sequence[Optional[float]], first: float,
+                  last: float) -> Optional[dict]:
+    """The exponent a model's FLOP count predicts for its cost per sequence (flops per token x n) over
+    the lengths first..last of a fit, with the local slopes at the two ends; None without counts."""
+    pts = [(n, f) for n, f in zip(lengths, flops_per_token) if f and first <= n <= last]
+    if len(pts) < 2:
+        return None
+    n, cost = [p[0] for p in pts], [p[0] * p[1] for p in pts]
+    local = local_exponents(n, cost)
+    return {"exponent": fit_exponent(n, cost)["exponent"], "local": [local[0]["exponent"], local[-1]["exponent"]]}
+
+
+def cost_model_verdict(fit: Optional[dict], predicted: Optional[dict], tolerance: float = CLAIM_TOLERANCE,
+                       min_points: int = MIN_POINTS) -> str:
+    """The measured exponent against its FLOP count's: 'matches its FLOP count's 1.60 (local 1.28 → 1.76)'
+    when the interval holds the prediction and is no wider than ±tolerance, 'consistent with' when it
+    holds it but is wider, 'differs from' when it excludes it; '—' without a fit or a FLOP count."""
+    if not fit or not predicted:
+        return "—"
+    p, (first, last) = predicted["exponent"], predicted["local"]
+    notes = [f"local {first:.2f} → {last:.2f}"] if abs(last - first) >= 0.05 else []
+    if fit["points"] < min_points or fit["lo"] is None:
+        return f"inconclusive ({fit['points']} points) against its FLOP count's {p:.2f}"
+    interval = f"interval {fit['lo']:.2f}–{fit['hi']:.2f}"
+    word = "differs from" if not fit["lo"] <= p <= fit["hi"] else \
+        "matches" if fit["hi"] - fit["lo"] <= 2 * tolerance else "consistent with"
+    notes += [] if word == "matches" else [interval]
+    return f"{word} its FLOP count's {p:.2f}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def crossover(lengths: Sequence[int], model: Sequence[Optional[float]], reference: Sequence[Optional[float]]) -> dict:

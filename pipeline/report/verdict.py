@@ -125,10 +125,31 @@ def _memory_at(r: dict, n: int) -> str:
     return fmt_mb(cell["infer_backbone_peak_mb"] / cell["batch"])
 
 
+def _rejudge(r: dict) -> None:
+    """Every fit's verdict by this code's rules (scaling.verdict), not by those the benchmark ran with."""
+    for entry in r["fits"].values():
+        if entry and "claimed" in entry:
+            entry["verdict"] = scaling.verdict(entry.get("fit"), entry["claimed"], local=entry.get("local"))
+
+
+def _vs_flops(r: dict) -> str:
+    """Train and inference time exponents against what the model's FLOP count predicts over the same lengths."""
+    ok = [c for c in r["cells"] if c["status"] == "ok"]
+    parts = []
+    for key, label in (("train_time", "train"), ("infer_time", "infer")):
+        fit = (r["fits"].get(key) or {}).get("fit")
+        if fit:
+            predicted = scaling.flop_exponent([c["length"] for c in ok], [c.get("forward_flops_per_token") for c in ok],
+                                              *fit["lengths"])
+            parts.append(f"{label}: {scaling.cost_model_verdict(fit, predicted)}")
+    return "; ".join(parts) or "—"
+
+
 def complexity_rows(bench: list[dict], results: list[dict]) -> pd.DataFrame:
     rf = _receptive_fields(results)
     rows = []
     for r in bench:
+        _rejudge(r)
         claim = r.get("claim") or {}
         fits = r["fits"]
         ok = [c for c in r["cells"] if c["status"] == "ok"]
@@ -140,6 +161,7 @@ def complexity_rows(bench: list[dict], results: list[dict]) -> pd.DataFrame:
             "train time exponent (batch 1)": _fmt_fit(fits.get("train_time_fixed_batch")),
             "infer time exponent": _fmt_fit(fits.get("infer_time")),
             "time claim": _time_claim(r),
+            "time vs FLOP count": _vs_flops(r),
             "claimed memory": _fmt_claim(claim.get("memory"), claim.get("memory_exponent")),
             "memory exponent (infer, backbone)": _fmt_fit(fits.get("infer_memory")),
             "memory exponent (train step)": _fmt_fit(fits.get("train_memory")),
@@ -264,10 +286,15 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
                 f"(n ≥ {(bench[0].get('config') or {}).get('bench', {}).get('fit_min_len', '?')}) with a 95% interval; "
                 "time and memory are per sequence of length n (a linear-time model: k ≈ 1, quadratic: k ≈ 2), "
                 "decode is the latency of one token at context n (KV cache: k ≈ 1, fixed state: k ≈ 0). "
-                f"A claim holds when the fitted exponent is within {scaling.CLAIM_TOLERANCE} of it; "
-                "'approaching' when the local slopes move toward it as n grows; 'inconclusive' when it "
-                f"does not hold but the interval (± {scaling.CLAIM_TOLERANCE}) still reaches it; else "
-                "it does not hold. "
+                f"A claim holds when the whole 95% interval lies within ± {scaling.CLAIM_TOLERANCE} of it and "
+                "excludes the exponent it is meant to rule out (decode: 1 against a fixed state's 0; time and "
+                "memory: 2 against a linear 1, 1 against a quadratic 2); it does not hold when the whole interval "
+                f"lies outside that band; a fit on fewer than {scaling.MIN_POINTS} lengths is "
+                "'inconclusive (n points)'; 'approaching' when the local slopes move toward the claim as n grows; "
+                "otherwise 'inconclusive'. 'time vs FLOP count' sets the train and inference exponents beside "
+                "the exponent the model's own forward FLOP count (per token, times n) has over the same lengths: "
+                "a Transformer whose attention (about 2·n²·d FLOPs per causal layer) has not yet overtaken its "
+                "projections and MLP (about 24·n·d²) should measure between 1 and 2, not 2. "
                 "Every cell holds the same number of tokens, so the batch shrinks as n grows: a model that "
                 "reads a sequence token by token (LSTM, GRU) cannot use the time axis for parallelism and "
                 "loses the batch axis too, so its wall-clock exponent exceeds its FLOP exponent of 1. "
