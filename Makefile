@@ -47,9 +47,13 @@ stage: install
 	dvc repro $(S)
 	$(if $(FORCE),dvc repro --force --single-item $(S))
 
-# Experiments side by side: the settings that differ and each run's test metric (dvc exp show has every column)
+# Experiments side by side: the settings that differ and each run's test metric, without dependency hashes (dvc exp
+# show has every column). A table wider than the terminal scrolls sideways in the pager; RUN keeps the runs whose
+# <task>/<model> match it: make exps RUN=ptb/lstm, RUN='ptb/.*'.
+RUN ?= [^:]+
 exps: install
-	dvc exp show --only-changed --drop 'Created|State|Executor|.*:(params|flops_per_token|metric|test_lo|test_hi)$$'
+	dvc exp show --only-changed \
+	  --drop '(Created|State|Executor)$$|(?!Experiment$$|runs/$(RUN)/metrics\.json:test$$|[^/:]+$$|[^:]+\.yaml:)'
 
 # Upload this experiment's offline W&B runs (not every stale run in wandb/); needs `wandb login`
 sync: install
