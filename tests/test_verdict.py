@@ -196,3 +196,7 @@ def test_a_bucket_winner_needs_a_paired_bootstrap(tmp_path: Path):
     # one seed each: the paired bootstrap finds it, but seed variation is not measured
     assert _quality_cell(results, 16, 30) == "a 0.950 (+0.350 vs b; suggested, one seed)"
     assert _quality_cell(results, 32, 30).startswith("a ≈ b: tied")
+    # "tied" is never printed beside intervals that do not overlap (intervals set by hand: ours overlap here)
+    results[0]["per_bucket_interval"] = [None, {"lo": 0.70, "hi": 0.75}, None, None]
+    results[1]["per_bucket_interval"] = [None, {"lo": 0.60, "hi": 0.65}, None, None]
+    assert "unresolved: intervals apart" in _quality_cell(results, 32, 30)

@@ -269,8 +269,10 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
                 f"{b.get('tokens_per_batch', '?')} tokens per batch at every length n, fp32, "
                 f"{env.get('device', '?')} ({env.get('cpu', '?')}, {env.get('threads', '?')} threads). "
                 f"Margins: quality as the difference to the runner-up, speed and memory as the ratio. "
-                f"A quality winner is named only when a paired bootstrap on that bucket's test examples "
-                f"(95%) says it beats the runner-up; otherwise the cell reads `A ≈ B: tied`. "
+                f"A quality winner is named only when a paired bootstrap on that bucket's test examples, with "
+                f"Welch's t on the seed means when both have several seeds (95%), says it beats the runner-up "
+                f"('suggested, one seed' when only one seed was trained); otherwise the cell reads `A ≈ B: tied`, "
+                f"or 'unresolved' where the test finds no difference but the two intervals are apart. "
                 f"A bucket with fewer than {min_examples} test examples names no winner.", ""]
     if missing:
         out += [f"No benchmark result for: {', '.join(missing)} (run `dvc repro benchmark@<model>`).", ""]

@@ -53,7 +53,7 @@ def _quality_cell(task_results: list[dict], length: int, min_examples: int) -> s
     margin = f"{sign}{fmt_metric(abs(value - second), like=value)} vs {runner}"
     verdict = significance.in_bucket(by_model[best], by_model[runner], index) if "_path" in by_model[best] \
         else "not paired"
-    intervals = [(by_model[m].get("per_bucket_interval") or [None] * (index + 1))[index] for m in (best, runner)]
+    intervals = [_bucket_interval(by_model[m], index) for m in (best, runner)]
     if verdict in ("tied", "worse") and significance.apart(*intervals):  # "tied" is never printed beside these
         return f"{best} {fmt_metric(value)} ({margin}; unresolved: intervals apart, paired test not significant)"
     if verdict == "tied":
@@ -96,6 +96,10 @@ def _train_speed(bench: list[dict], length: int) -> dict[str, float]:
     return out
 
 
+def _bucket_interval(r: dict, index: int) -> dict | None:
+    return (r.get("per_bucket_interval") or [None] * (index + 1))[index]
+
+
 def _recommend_cell(task_results: list[dict], bench: list[dict], length: int, min_examples: int) -> str:
     """Quality and cost joined at one length for one task's models: the models statistically tied with the
     most accurate (paired bootstrap on the bucket's examples), and among the task's models the fastest to
@@ -113,7 +117,9 @@ def _recommend_cell(task_results: list[dict], bench: list[dict], length: int, mi
     ranked = _ranked({m: float(r["per_bucket"][index]) for m, r in by_model.items()}, lower)
     best, best_value = ranked[0]
     tied = [best] + [m for m, _ in ranked[1:] if "_path" in by_model[best]  # unpaired: not shown to be tied
-                     and significance.in_bucket(by_model[best], by_model[m], index) == "tied"]
+                     and significance.in_bucket(by_model[best], by_model[m], index) == "tied"
+                     and not significance.apart(_bucket_interval(by_model[best], index),
+                                                _bucket_interval(by_model[m], index))]
     fastest = max(speed, key=speed.get)
     fastest_tied = max((m for m in tied if m in speed), key=speed.get, default=None)
     if fastest_tied == fastest:
