@@ -581,3 +581,22 @@ def test_every_interval_covers_seeds_and_test_examples(tmp_path: Path):
     assert lstm["hi"] - lstm["lo"] > 0.04  # test sampling included: about ±0.023, not ±0.002
     assert results["lstm"]["per_bucket_interval"][0]["seeds"] == 3 and results["lstm"]["per_bucket_interval"][1] is None
     assert not tcn["seed_variation"] and tcn["seeds"] == 1
+
+
+def test_tied_is_never_printed_beside_intervals_that_are_apart(tmp_path: Path):
+    import numpy as np
+
+    from pipeline import outcomes
+    from pipeline.report import significance
+
+    acc = dict(kind="classify", metric="acc", higher=True, baseline=("majority class", 0.5), count=[400, 0, 0, 0])
+    results = [make_eval("rt", m, [(0.7, [0.7, None, None, None])], **acc) for m in ("a", "b")]
+    runs = write_runs(tmp_path, results)
+    same = (np.random.default_rng(1).random(400) < 0.7).astype(np.float32)
+    for m in ("a", "b"):
+        outcomes.save(runs / "rt" / m / "examples" / "seed0.npz", {"values": same, "weights": np.ones(400, np.float32),
+                      "bucket": np.zeros(400, np.int16), "group": np.arange(400, dtype=np.int32)})
+    a, b = collect(runs)
+    assert significance.vs_next([a, b]) == {"a": "tied", "b": ""}
+    a["overall_interval"], b["overall_interval"] = {"lo": 0.72, "hi": 0.75}, {"lo": 0.66, "hi": 0.69}  # by hand
+    assert significance.vs_next([a, b]) == {"a": "unresolved", "b": ""}

@@ -141,9 +141,10 @@ def compare(a: dict, b: dict) -> dict | None:
 
 
 def vs_next(task_results: list[dict]) -> dict[str, str]:
-    """{model: verdict} against the next model in the ranking ("" for the last): "better", "suggested (one
-    seed)", "tied", "unresolved" (the test finds no difference but the two intervals do not overlap: the
-    report never prints "tied" beside intervals that are apart) or "not paired"."""
+    """{model: verdict} against the next model of `task_results`, which come in the summary's ranking ("" for
+    the last): "better", "suggested (one seed)", "tied", "unresolved" (the test finds no difference but the
+    two intervals do not overlap: "tied" is never printed beside intervals that are apart), "worse" (the
+    test contradicts the ranking's point values) or "not paired"."""
     if not task_results:
         return {}
     first = task_results[0]
@@ -154,9 +155,6 @@ def vs_next(task_results: list[dict]) -> dict[str, str]:
     ref = next(iter(ok.values()), None)
     paired = [r for r in task_results if r["model"] in ok and _pairs(ok[r["model"]], ref)]
     out = {m: "not paired" for m in loaded if m not in {r["model"] for r in paired}}
-    sign = 1.0 if first["higher_is_better"] else -1.0
-    paired.sort(key=lambda r: (-sign * stats.bootstrap_value(ok[r["model"]]["values"], ref["weights"],
-                                                             outcomes.transform_for(first["metric"])), r["model"]))
     for r, nxt in zip(paired, paired[1:]):
         word = _word(compare(r, nxt))
         out[r["model"]] = {"suggested": "suggested (one seed)"}.get(word, word)
