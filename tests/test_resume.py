@@ -1,6 +1,7 @@
 """A killed training run loses nothing: SIGKILL after its first last.ckpt, the same command again
 continues from there (optimizer, scheduler, sampler position, RNG) in the same W&B run, and ends
-with exactly the numbers of a run that was never interrupted. SIGTERM (timeouts, preemption), Ctrl-C
+with exactly the numbers of a run that was never interrupted, and the stage's DVC outputs with exactly
+its bytes (dvc.lock does not change). SIGTERM (timeouts, preemption), Ctrl-C
 and the death of the process that started the trainer (dvc killed) exit non-zero with a resumable
 checkpoint and say so in one line. A seed that finished is kept, not trained again; a second train
 or evaluate of a run folder in use stops at once; evaluate refuses a training that did not finish;
@@ -52,11 +53,17 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 def weights(run: Path) -> dict:
-    return torch.load(run / "ckpt" / "seed0" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    return torch.load(run / "ckpt" / "seed0" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def last_ckpt(run: Path, seed: int = 0) -> Path:
+    """A run folder's resumable state: <runs>-logs/<task>/<model>/seed<k>/last.ckpt (not a DVC output)."""
+    runs = run.parent.parent
+    return runs.parent / f"{runs.name}-logs" / run.parent.name / run.name / f"seed{seed}" / "last.ckpt"
 
 
 def training_state(last: Path) -> dict:
-    """The LastCheckpoint state of a last.ckpt (fingerprint, finished, RNG) and its step."""
+    """The LastCheckpoint state of a last.ckpt (fingerprint, RNG) and its step."""
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     state = next(v for k, v in checkpoint["callbacks"].items() if k.startswith("LastCheckpoint"))
     return {**state, "global_step": checkpoint["global_step"]}
@@ -99,7 +106,7 @@ def test_sigkill_then_rerun_continues_the_same_run_to_the_same_numbers(tmp_path,
     cmd = command(tmp_path, "killed", tokenized_root)
     run = tmp_path / "killed" / "rt" / "lstm"
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(run / "ckpt" / "seed0" / "last.ckpt", proc)
+    wait_for(last_ckpt(run), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run / "train.json").exists()
@@ -115,41 +122,62 @@ def test_sigkill_then_rerun_continues_the_same_run_to_the_same_numbers(tmp_path,
     assert resumed["train_tokens"] == full["train_tokens"]  # the sampler skipped exactly what was trained
     assert provenance(run)["wandb_run_id"] == first_id  # the same W&B run continued, no duplicate
     a, b = weights(run), weights(uninterrupted)
-    assert all(torch.equal(a[k], b[k]) for k in b)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
+    assert not last_ckpt(run).exists()  # the resumable state goes once the seed finished
     assert {k: v for k, v in resumed.items() if k != "best_ckpt"} == \
         {k: v for k, v in full.items() if k != "best_ckpt"}  # train.json holds no time, id or "resumed"
 
 
-def test_sigterm_exits_nonzero_with_a_resumable_checkpoint(tmp_path, tokenized_root):
-    cmd = command(tmp_path, "termed", tokenized_root)
-    run = tmp_path / "termed" / "rt" / "lstm"
+def train_outputs(run: Path) -> dict[str, str]:
+    """sha256 of every file of the train stage's DVC outputs (as dvc_file.py declares them) in `run`."""
+    from pipeline.dvc_file import DVC_YAML
+
+    stage = __import__("yaml").safe_load(DVC_YAML.read_text())["stages"]["train"]["do"]
+    declared = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
+    outs = [run / o.removeprefix("runs/${item.task}/${item.model}/") for o in declared]
+    files = [f for o in outs for f in (sorted(p for p in o.rglob("*") if p.is_file()) if o.is_dir() else [o])]
+    return {str(f.relative_to(run)): digest(f) for f in files}
+
+
+def test_sigterm_then_resume_gives_the_uninterrupted_runs_bytes(tmp_path, tokenized_root):
+    """SIGTERM at a step exits 143 with one resumable checkpoint; the same command again ends with every
+    DVC output of the train stage byte for byte an uninterrupted run's, in the same folder (paths are in
+    the checkpoints' config), so dvc.lock is unchanged and evaluate/measure are not re-run."""
+    cmd = cli("train", tmp_path, "bytes", tokenized_root)
+    run = tmp_path / "bytes" / "rt" / "lstm"
+    subprocess.run(cmd, cwd=ROOT, env=env(), check=True, capture_output=True)
+    full = train_outputs(run)
+    assert {"ckpt/seed0/best.ckpt", "ckpt/seed0/result.json", "train.json", "curve.csv"} <= full.keys(), full
+    shutil.rmtree(tmp_path / "bytes")
+    shutil.rmtree(tmp_path / "bytes-logs")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(run / "ckpt" / "seed0" / "last.ckpt", proc)
+    wait_for(last_ckpt(run), proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, (out[-1000:], err[-2000:])
-    assert "terminated (SIGTERM) at step" in err and "to continue from there" in err
-    assert not (run / "train.json").exists()
+    line = one_line(err)
+    assert "terminated (SIGTERM) at step" in line and "to continue from there" in line
+    assert 0 < stopped_at(line) < 40 and not (run / "train.json").exists()
     again = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True)
     assert again.returncode == 0 and "resuming from" in again.stdout, again.stderr[-2000:]
-    assert json.loads((run / "train.json").read_text())["seeds"][0]["steps"] == 40
+    assert train_outputs(run) == full
 
 
 def test_a_finished_run_is_kept_and_a_reconfigured_one_starts_over(tmp_path, tokenized_root, uninterrupted):
     run = tmp_path / "copy" / "rt" / "lstm"
     shutil.copytree(uninterrupted, run)
-    last = run / "ckpt" / "seed0" / "last.ckpt"
-    before = digest(last)
+    best = run / "ckpt" / "seed0" / "best.ckpt"
+    before = digest(best)
     again = subprocess.run(command(tmp_path, "copy", tokenized_root), cwd=ROOT, env=env(), capture_output=True, text=True)
     assert again.returncode == 0 and "kept: trained to the end earlier" in again.stdout, again.stderr[-2000:]
-    assert digest(last) == before  # not trained again
+    assert digest(best) == before  # not trained again
     assert seed_entries(run) == seed_entries(uninterrupted)  # its result, as it was
     assert (run / "curve.csv").read_bytes() == (uninterrupted / "curve.csv").read_bytes()
     other = subprocess.run([*command(tmp_path, "copy", tokenized_root), "optim.lr=0.002"], cwd=ROOT, env=env(),
                            capture_output=True, text=True)
     assert other.returncode == 0 and "resuming" not in other.stdout and "kept:" not in other.stdout
     assert "is from another config; training from step 0" in other.stdout
-    assert digest(last) != before
+    assert digest(best) != before
 
 
 def test_a_diverged_run_fails_the_stage_with_a_message(tmp_path, tokenized_root):
@@ -216,14 +244,14 @@ def test_ctrl_c_saves_last_ckpt_says_so_and_the_run_continues_to_the_same_number
     # SIGINT acts as in a terminal: a child of a background job would start with it ignored
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    wait_for(run / "ckpt" / "seed0" / "last.ckpt", proc)
+    wait_for(last_ckpt(run), proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out[-1000:], err[-2000:])
     line = one_line(err)
     assert "seed0: interrupted (Ctrl-C) at step" in line and "to continue from there" in line
-    state = training_state(run / "ckpt" / "seed0" / "last.ckpt")
-    assert not state["finished"] and state["global_step"] == stopped_at(line)  # saved where it stopped
+    state = training_state(last_ckpt(run))
+    assert state["global_step"] == stopped_at(line)  # saved where it stopped
     again = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True)
     assert again.returncode == 0 and "resuming from" in again.stdout, again.stderr[-2000:]
     assert seed_entries(run) == seed_entries(uninterrupted)  # the saved state was whole: a run never stopped
@@ -283,7 +311,7 @@ def orphaned(tmp_path_factory, tokenized_root):
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                    for name in ("train", "evaluate")}  # side by side: each takes seconds to import torch
         second = {name: finished(proc) for name, proc in started.items()}
-        wait_for(run / "ckpt" / "seed0" / "last.ckpt", parent)  # training, not starting up
+        wait_for(last_ckpt(run), parent)  # training, not starting up
         assert process_state(trainer) not in (None, "Z"), "the trainer ended before it was orphaned"
         parent.kill()
         parent.wait()
@@ -312,8 +340,8 @@ def test_a_trainer_whose_parent_dies_stops_and_saves_last_ckpt(orphaned):
 
     line = one_line(orphaned.err)
     assert "seed0: terminated (its parent process ended) at step" in line and "to continue from there" in line
-    state = training_state(orphaned.run / "ckpt" / "seed0" / "last.ckpt")
-    assert not state["finished"] and state["global_step"] == stopped_at(line)
+    state = training_state(last_ckpt(orphaned.run))
+    assert state["global_step"] == stopped_at(line)
     with run_folder_lock(orphaned.run):  # its lock went with it
         pass
 
@@ -322,7 +350,7 @@ def test_evaluate_refuses_a_training_that_did_not_finish(orphaned, tmp_path, tok
     done = stage("evaluate", orphaned.tmp, "orphan", tokenized_root, *UNTIL_STOPPED)
     assert done.returncode == 2
     line = one_line(done.stderr)
-    assert f"{orphaned.run}/ckpt/seed0/last.ckpt is from a training that did not finish" in line
+    assert f"{orphaned.run}/ckpt/seed0/result.json is missing: seed 0's training did not finish" in line
     assert "run `dvc repro train@lstm-rt` to finish it" in line
     run = tmp_path / "unlisted" / "rt" / "lstm"
     shutil.copytree(uninterrupted, run)
@@ -339,15 +367,15 @@ def test_a_finished_seed_is_kept_when_a_seed_is_added_and_when_a_later_seed_was_
                                                                                        uninterrupted):
     run = tmp_path / "seeds" / "rt" / "lstm"
     shutil.copytree(uninterrupted, run)  # seed 0, trained to the end
-    seed0 = digest(run / "ckpt" / "seed0" / "last.ckpt")
+    seed0 = {name: digest(run / "ckpt" / "seed0" / name) for name in ("best.ckpt", "result.json")}
     proc = subprocess.Popen(cli("train", tmp_path, "seeds", tokenized_root, "seeds=[0,1]"), cwd=ROOT, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(run / "ckpt" / "seed1" / "last.ckpt", proc)
+    wait_for(last_ckpt(run, seed=1), proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "seed1: terminated (SIGTERM) at step" in err, err[-2000:]
     refused = stage("evaluate", tmp_path, "seeds", tokenized_root, "seeds=[0,1]")
-    assert refused.returncode == 2 and "ckpt/seed1/last.ckpt is from a training that did not finish" in \
+    assert refused.returncode == 2 and "ckpt/seed1/result.json is missing: seed 1's training did not finish" in \
         one_line(refused.stderr)
     again = stage("train", tmp_path, "seeds", tokenized_root, "seeds=[0,1]")
     assert again.returncode == 0, again.stderr[-2000:]
@@ -355,7 +383,7 @@ def test_a_finished_seed_is_kept_when_a_seed_is_added_and_when_a_later_seed_was_
     assert "seed0: resuming" not in again.stdout and "training from step 0" not in again.stdout
     assert "kept: trained to the end earlier with this config" in \
         next(line for line in again.stdout.splitlines() if "seed0: best val" in line)
-    assert digest(run / "ckpt" / "seed0" / "last.ckpt") == seed0  # seed 0 was never trained again
+    assert {name: digest(run / "ckpt" / "seed0" / name) for name in seed0} == seed0  # never trained again
     entries = seed_entries(run)
     assert entries[0] == seed_entries(uninterrupted)[0] and entries[1]["seed"] == 1 and entries[1]["steps"] == 40
 
@@ -404,9 +432,7 @@ def test_a_crafted_checkpoint_is_refused_in_one_line_and_never_unpickled(tmp_pat
     assert one_line(done.stderr) == (f"evaluate: {seed0}/best.ckpt cannot be read (not a plain-tensor checkpoint: it "
                                      f"holds other Python objects, which are not unpickled): re-run "
                                      f"`dvc repro train@lstm-rt`")
-    shutil.copy(crafted, seed0 / "last.ckpt")
-    with pytest.raises(ArtifactError, match="last.ckpt cannot be read \\(not a plain-tensor checkpoint"):
-        require_finished_training(cfg)
+    assert require_finished_training(cfg)["seeds"][0]["seed"] == 0  # finished: result.json and train.json
     (seed0 / "best.ckpt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ArtifactError, match="best.ckpt cannot be read .*re-run `dvc repro train@lstm-rt`"):
         load_best(cfg, 0)

@@ -132,14 +132,14 @@ def test_corrupt_intermediates_give_one_line_naming_the_file_and_the_stage(tmp_p
     meta.write_text(meta.read_text()[:100])
     done = evaluate_rt()
     assert done.returncode == 2 and "meta.json is corrupt" in done.stderr and "tokenize@rt" in done.stderr
-    ckpt = tmp_path / "runs" / "rt" / "lstm" / "ckpt" / "seed0" / "last.ckpt"  # read first: did training finish?
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    ckpt.write_bytes(b"PK\x03\x04 truncated")
+    done_marker = tmp_path / "runs" / "rt" / "lstm" / "ckpt" / "seed0" / "result.json"  # read first: finished?
+    done_marker.parent.mkdir(parents=True, exist_ok=True)
+    done_marker.write_text('{"seed": 0, "steps"')
     shutil.rmtree(tok / "rt")
     shutil.copytree(tokenized_root / "rt", tok / "rt")
     done = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "model=lstm", "task=rt", "profile=smoke",
                            "logger.mode=disabled", f"paths.tokenized={tok}", f"paths.runs={tmp_path / 'runs'}"],
                           cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 2 and "last.ckpt cannot be read" in done.stderr and "train@lstm-rt" in done.stderr, \
+    assert done.returncode == 2 and "result.json is corrupt" in done.stderr and "train@lstm-rt" in done.stderr, \
         done.stderr[-2000:]
     assert len(done.stderr.strip().splitlines()) == 1

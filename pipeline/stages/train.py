@@ -1,21 +1,23 @@
 """train stage: fit one (task, model) for every seed with the Lightning Trainer.
 
-Writes runs/<task>/<model>/ckpt/seed<k>/{best,last}.ckpt, config.yaml and result.json (the seed's
-entry of train.json and its curve rows), runs/<task>/<model>/train.json (per seed: steps, tokens,
-best validation metric) and curve.csv (training loss and validation metric by step,
-pipeline/tasks/curves.py). These are DVC
-outputs and deterministic: the same inputs give the same bytes (no time, path or W&B id in them),
-so a fresh clone's `dvc repro` reproduces dvc.lock. What differs from run to run (wall time,
+Writes runs/<task>/<model>/ckpt/seed<k>/{best.ckpt, config.yaml, result.json} (result.json: the
+seed's entry of train.json, its curve rows and the config fingerprint; written last, it marks the seed
+as finished), runs/<task>/<model>/train.json (per seed: steps, tokens, best validation metric) and
+curve.csv (training loss and validation metric by step, pipeline/tasks/curves.py). These are DVC
+outputs and deterministic: the same inputs give the same bytes (no time, path, W&B id or loop counter
+in them), whether or not the training was interrupted and resumed, so a fresh clone's `dvc repro`
+reproduces dvc.lock and a resume does not change it. What differs from run to run (wall time,
 tokens/s, host, git revision, the W&B run id) goes to logs/<task>/<model>/seed<k>/ (git-ignored,
 not a DVC output) and to W&B.
 
-best.ckpt holds the weights of the best validation step (what evaluate reads); last.ckpt the whole
-training state after the latest step (optimizer, scheduler, loop and sampler position, RNG), written
-every `trainer.last_ckpt_every_n_steps` steps, at the end and on SIGTERM, Ctrl-C (exit 130) or the
-death of the process that started it (dvc). A run that stopped before its end (killed, preempted)
-continues from last.ckpt when its command runs again with the same config, in the same W&B run; a
-seed that finished with the same config is kept (its result.json), so adding a seed trains only that
-one; a reconfigured run starts over. Checkpoints are read with weights_only=True (no code runs on
+best.ckpt holds the weights of the best validation step (what evaluate reads), nothing else of the
+training state; logs/<task>/<model>/seed<k>/last.ckpt the whole training state after the latest step
+(optimizer, scheduler, loop and sampler position, RNG), written every
+`trainer.last_ckpt_every_n_steps` steps and on SIGTERM, Ctrl-C (exit 130) or the death of the process
+that started it (dvc), and deleted once the seed finished. A run that stopped before its end (killed,
+preempted) continues from last.ckpt when its command runs again with the same config, in the same W&B
+run; a seed that finished with the same config is kept (its result.json), so adding a seed trains only
+that one; a reconfigured run starts over. Checkpoints are read with weights_only=True (no code runs on
 load), and the run folder is locked (pipeline/artifacts.py run_folder_lock) while training.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
@@ -41,26 +43,23 @@ from pipeline.data.datamodule import SequenceDataModule, read_meta
 from pipeline.measure import env
 from pipeline.schema import Config, ConfigError, to_dict
 from pipeline.tasks.base import NonFiniteLossError
-from pipeline.tasks.callbacks import GracefulStop, LastCheckpoint, ProgressLines, TokenThroughput, save_checkpoint
+from pipeline.tasks.callbacks import (BestWeights, GracefulStop, LastCheckpoint, ProgressLines, TokenThroughput,
+                                      save_weights)
+from pipeline.tasks.checkpoint import SEED_RESULT, training_fingerprint
 from pipeline.tasks.curves import LearningCurve, write_curve
 from pipeline.wandb_mode import resolve_mode, run_group, run_tags
 
-SEED_RESULT = "result.json"  # ckpt/seed<k>/: a finished seed's result and curve, kept when its command runs again
+LAST = "last.ckpt"
 
 
-def training_fingerprint(cfg: Config, seed: int) -> dict:
-    """What must be equal for last.ckpt to continue this run, or for a finished seed to be kept: the
-    config (minus where things are written, how they are shown and which other seeds run) and the seed."""
-    config = to_dict(cfg)
-    for key in ("paths", "logger", "eval", "bench", "seeds"):
-        config.pop(key, None)
-    config["trainer"].pop("enable_progress_bar", None)
-    return {"config": config, "seed": seed}
+def last_ckpt(cfg: Config, seed: int) -> Path:
+    """The seed's resumable training state: in logs/ (git-ignored, not a DVC output) beside its W&B id."""
+    return paths.log_dir(cfg, seed) / LAST
 
 
 def previous_training(cfg: Config, seed: int, last: Path) -> str | None:
-    """What last.ckpt holds for this config and seed: "unfinished" (training continues from it),
-    "finished" (its result is kept), or None: training starts from step 0 (why, printed). Read with
+    """Whether training continues from last.ckpt: "unfinished" where it holds this config and seed's
+    training, else None: training starts from step 0 (why, printed). Read with
     weights_only=True, as Lightning then reads it: a checkpoint holding anything but tensors and plain
     containers is refused rather than unpickled, which could run code."""
     if not cfg.trainer.resume or not last.exists():
@@ -80,28 +79,33 @@ def previous_training(cfg: Config, seed: int, last: Path) -> str | None:
     if mine is None or mine["fingerprint"] != training_fingerprint(cfg, seed):
         print(f"[train] {paths.relative(last)} is from another config; training from step 0")
         return None
-    return "finished" if mine["finished"] else "unfinished"
+    return "unfinished"
 
 
-def kept_result(out: Path) -> dict | None:
-    """A finished seed's result (with its curve rows) from its result.json, where its best.ckpt is
-    there too; None if either is missing or unreadable (the seed is trained again)."""
+def kept_result(cfg: Config, seed: int, out: Path) -> dict | None:
+    """A seed that finished with this config and seed: its result (with its curve rows) from its
+    result.json, where its best.ckpt is there too; None if either is missing, unreadable or from another
+    config (said): the seed is trained."""
     saved, best = out / SEED_RESULT, out / "best.ckpt"
-    if not (saved.exists() and best.exists()):
+    if not (cfg.trainer.resume and saved.exists() and best.exists()):
         return None
     try:
         result = read_json(saved, "train")
     except ArtifactError:
         return None
+    if not isinstance(result, dict) or result.pop("fingerprint", None) != training_fingerprint(cfg, seed):
+        print(f"[train] {paths.relative(saved)} is from another config; training from step 0")
+        return None
     return {**result, "best_ckpt": paths.relative(best), "provenance": {"kept": True}}
 
 
-def clear_seed(out: Path, keep_last: bool) -> None:
-    """Temp files of killed writers go; before training from step 0, so do last.ckpt and result.json
-    (another config's, or unreadable): until this training finishes, nothing in the folder says that a
-    training of it did, and evaluate refuses it. This process holds the run folder's lock."""
-    for stale in [*out.glob(".*.tmp"), *([] if keep_last else [out / "last.ckpt", out / SEED_RESULT])]:
-        stale.unlink(missing_ok=True)
+def clear_seed(out: Path, last: Path, resume: bool) -> None:
+    """Temp files of killed writers go, and result.json: until this training finishes, nothing in the
+    folder says that a training of it did, and evaluate refuses it. Before training from step 0, so do
+    last.ckpt and best.ckpt (another config's, or unreadable). This process holds the run folder's lock."""
+    stale = [*out.glob(".*.tmp"), *last.parent.glob(".*.tmp"), out / SEED_RESULT]
+    for path in stale + ([] if resume else [last, out / "best.ckpt"]):
+        path.unlink(missing_ok=True)
 
 
 def make_logger(cfg: Config, seed: int, run_id: str | None, d_model: int) -> WandbLogger | None:
@@ -175,25 +179,24 @@ def build_trainer(cfg: Config, callbacks: list, logger, **overrides) -> L.Traine
 
 
 def train_seed(cfg: Config, seed: int) -> dict:
-    out = paths.ckpt_dir(cfg, seed)
-    last = out / "last.ckpt"
-    previous = previous_training(cfg, seed, last)
-    if previous == "finished" and (kept := kept_result(out)) is not None:
+    out, last = paths.ckpt_dir(cfg, seed), last_ckpt(cfg, seed)
+    if (kept := kept_result(cfg, seed, out)) is not None:
         return kept  # trained to the end with this very config: not again (another seed was added, or killed)
-    resume = last if previous == "unfinished" else None
+    resume = last if previous_training(cfg, seed, last) == "unfinished" else None
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = SequenceDataModule(cfg, seed=seed)
     kind = kinds.get(cfg.task.kind)
     module = kind.lightning_module()(to_dict(cfg), datamodule.meta)
     out.mkdir(parents=True, exist_ok=True)
-    clear_seed(out, keep_last=resume is not None)
+    last.parent.mkdir(parents=True, exist_ok=True)
+    clear_seed(out, last, resume=resume is not None)
     wandb_file = paths.wandb_ref(cfg, seed)
     run_id = read_json(wandb_file, "train").get("run_id") if resume and wandb_file.exists() else None
-    checkpoint = ModelCheckpoint(dirpath=out, filename="best", monitor=f"val/{module.metric_name}",
-                                 mode="max" if module.higher_is_better else "min", save_weights_only=True,
-                                 enable_version_counter=False)
+    checkpoint = BestWeights(dirpath=out, filename="best", monitor=f"val/{module.metric_name}",
+                             mode="max" if module.higher_is_better else "min", save_weights_only=True,
+                             enable_version_counter=False)
     throughput = TokenThroughput()
-    last_ckpt = LastCheckpoint(last, cfg.trainer.last_ckpt_every_n_steps, training_fingerprint(cfg, seed))
+    saver = LastCheckpoint(last, cfg.trainer.last_ckpt_every_n_steps, training_fingerprint(cfg, seed))
     curve = LearningCurve(seed, module.metric_name)
     logger = make_logger(cfg, seed, run_id, module.backbone.d_model)
     if logger is not None and int(os.environ.get("LOCAL_RANK", 0)) == 0:
@@ -206,7 +209,7 @@ def train_seed(cfg: Config, seed: int) -> dict:
     monitors = [LearningRateMonitor(logging_interval="step")]  # tokens/s: TokenThroughput
     stop = GracefulStop()
     progress = ProgressLines(f"{cfg.task.name}/{cfg.model.name} seed{seed}", throughput)
-    trainer = build_trainer(cfg, [checkpoint, throughput, last_ckpt, curve, stop, progress, *monitors], loggers)
+    trainer = build_trainer(cfg, [checkpoint, throughput, saver, curve, stop, progress, *monitors], loggers)
     if resume:
         print(f"[train] {cfg.task.name}/{cfg.model.name} seed{seed}: resuming from {paths.relative(resume)}")
     t0 = time.perf_counter()
@@ -227,13 +230,13 @@ def train_seed(cfg: Config, seed: int) -> dict:
         # Training stopped before any validation (max_steps inside the first epoch): validate the
         # final weights so there is always a best.ckpt and a best_val.
         metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-        save_checkpoint(trainer, out / "best.ckpt", weights_only=True)
+        save_weights(trainer, out / "best.ckpt")
         checkpoint.best_model_path = str(out / "best.ckpt")
         checkpoint.best_model_score = torch.tensor(metrics[f"val/{module.metric_name}"])
     best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     problem = kind.diverged(best, module.metric_name, datamodule.meta)
     if problem:
-        last.unlink(missing_ok=True)  # it says `finished`: a diverged training is none, evaluate refuses it
+        last.unlink(missing_ok=True)  # run again, it trains from step 0 (and diverges again) rather than resume
         raise ConfigError(f"{cfg.task.name}/{cfg.model.name} seed{seed} diverged: {problem}; lower optim.lr "
                           f"(now {cfg.optim.lr}) or raise optim.warmup_steps (checkpoints kept in {paths.relative(out)})")
 
@@ -261,8 +264,10 @@ def train_seed(cfg: Config, seed: int) -> dict:
         run.finish()
     if trainer.is_global_zero:
         atomic_write(out / "config.yaml", lambda tmp: OmegaConf.save(cfg, tmp))
-        write_json(out / SEED_RESULT, {**result, "curve": curve.rows})  # last: it marks the seed as done
+        write_json(out / SEED_RESULT, {**result, "curve": curve.rows,  # last: it marks the seed as done
+                                       "fingerprint": training_fingerprint(cfg, seed)})
         write_json(paths.log_dir(cfg, seed) / paths.TRAIN_RESULT, {**result, **provenance})
+        last.unlink(missing_ok=True)  # the resumable state of a training that has ended
     return {**result, "provenance": provenance, "curve": curve.rows}
 
 

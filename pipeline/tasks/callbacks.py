@@ -1,5 +1,6 @@
-"""The train stage's Lightning callbacks: real-token throughput, progress lines for log files, the atomic
-last.ckpt with the RNG state, and stopping cleanly (checkpoint saved) on SIGTERM, Ctrl-C or a dead parent.
+"""The train stage's Lightning callbacks: real-token throughput, progress lines for log files, best.ckpt as
+weights only, the atomic last.ckpt with the RNG state, and stopping cleanly (checkpoint saved) on SIGTERM,
+Ctrl-C or a dead parent.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from pipeline import paths
@@ -79,7 +80,8 @@ class ProgressLines(Callback):
 class LastCheckpoint(Callback):
     """Writes last.ckpt (atomically: temp file + rename) at the start of every n-th step, when the
     previous step and any validation after it are complete, so the loop counters, the sampler
-    position and the RNG state agree; and at the end of training.
+    position and the RNG state agree. It is the resumable state only (logs/, not a DVC output): a
+    resumed run's loop counters differ from an uninterrupted run's, so nothing DVC hashes holds them.
 
     It carries the RNG state (dropout masks) and puts it back at the first step of a resumed run,
     not when the checkpoint is loaded: creating the epoch's DataLoader iterator draws from the
@@ -87,7 +89,6 @@ class LastCheckpoint(Callback):
 
     def __init__(self, path: Path, every_n_steps: int, fingerprint: dict):
         self.path, self.every, self.fingerprint = path, every_n_steps, fingerprint
-        self.finished = False
         self.pending_rng = None
 
     def save(self, trainer: L.Trainer) -> None:
@@ -100,40 +101,70 @@ class LastCheckpoint(Callback):
         if trainer.global_step and trainer.global_step % self.every == 0:
             self.save(trainer)
 
-    def on_train_end(self, trainer, pl_module):
-        self.finished = True
-        self.save(trainer)
-
     def on_exception(self, trainer, pl_module, exception):
         # SIGTERM, or Ctrl-C / a dead parent (GracefulStop): before teardown, the state is still whole
         if isinstance(exception, SIGTERMException):
             self.save(trainer)
 
     def state_dict(self) -> dict:
-        return {"fingerprint": self.fingerprint, "finished": self.finished, "rng": rng_state()}
+        return {"fingerprint": self.fingerprint, "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.pending_rng = state.get("rng")
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-        # ModelCheckpoint keeps absolute paths: stored relative to the project, last.ckpt has the same
-        # bytes in every clone (its hash is in dvc.lock); made absolute again before it is restored
+        # ModelCheckpoint keeps absolute paths: stored relative to the project, a moved or copied
+        # project resumes too; made absolute again before it is restored
         _map_checkpoint_paths(checkpoint, paths.relative)
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
         _map_checkpoint_paths(checkpoint, lambda p: str(paths.ROOT / p))
 
 
-def save_checkpoint(trainer: L.Trainer, path: Path, weights_only: bool = False) -> None:
-    """trainer.save_checkpoint into a temp file of this process, renamed onto path once on disk: a
-    killed or concurrent writer never leaves half a checkpoint. Every rank takes part; rank 0 writes."""
+def save_checkpoint(trainer: L.Trainer, path: Path) -> None:
+    """trainer.save_checkpoint (the whole training state) into a temp file of this process, renamed onto
+    path once on disk: a killed or concurrent writer never leaves half a checkpoint. Every rank takes
+    part; rank 0 writes."""
     tmp = temp_path(path)
     try:
-        trainer.save_checkpoint(tmp, weights_only=weights_only)
+        trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
             replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# What evaluate and measure load from best.ckpt (LightningModule.load_from_checkpoint): the weights,
+# the hyperparameters that rebuild the module, Lightning's version (its checkpoint migration) and the
+# epoch and step of the weights. Not the loop counters or the data module's position, which differ
+# between a resumed run and one that never stopped.
+WEIGHTS_KEYS = ("epoch", "global_step", "pytorch-lightning_version", "state_dict", "hparams_name",
+                "hyper_parameters", "hparams_type")
+
+
+def save_weights(trainer: L.Trainer, path: Path) -> None:
+    """best.ckpt: WEIGHTS_KEYS of a weights-only checkpoint, atomically. The same weights and config give
+    the same bytes, whether or not the run was interrupted (its hash is in dvc.lock)."""
+    checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
+    checkpoint = {k: checkpoint[k] for k in WEIGHTS_KEYS if k in checkpoint}
+    tmp = temp_path(path)
+    try:
+        trainer.strategy.save_checkpoint(checkpoint, tmp)  # rank 0 writes
+        trainer.strategy.barrier("save_weights")
+        if trainer.is_global_zero:
+            replace_durably(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class BestWeights(ModelCheckpoint):
+    """ModelCheckpoint (the best validation step's file, tracked through a resume) writing with
+    save_weights: weights and plain metadata only."""
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        save_weights(trainer, Path(filepath))
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
 
 
 class GracefulStop(Callback):
@@ -200,7 +231,7 @@ CHECKPOINT_PATH_KEYS = ("dirpath", "best_model_path", "kth_best_model_path", "la
 def _map_checkpoint_paths(checkpoint: dict, fn) -> None:
     """fn over the paths in every ModelCheckpoint state of a Lightning checkpoint (empty ones stay)."""
     for key, state in checkpoint.get("callbacks", {}).items():
-        if not key.startswith("ModelCheckpoint"):
+        if not key.startswith(("ModelCheckpoint", "BestWeights")):
             continue
         for field in CHECKPOINT_PATH_KEYS:
             if state.get(field):

@@ -1,4 +1,5 @@
-"""Loading a trained run's checkpoints (evaluate and measure read them).
+"""Loading a trained run's checkpoints (evaluate and measure read them), and what says that a seed's
+training finished: its result.json, written last by the train stage.
 
 Every load is torch.load(weights_only=True): tensors and plain containers only. A checkpoint is a
 pickle, and unpickling anything else can run code, so a crafted file is refused, not executed.
@@ -6,14 +7,24 @@ pickle, and unpickling anything else can run code, so a crafted file is refused,
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
-
-import torch
 
 from pipeline import kinds, paths
-from pipeline.artifacts import ArtifactError, TrainResult
-from pipeline.schema import Config, ConfigError
+from pipeline.artifacts import ArtifactError, TrainResult, read_json
+from pipeline.schema import Config, ConfigError, to_dict
 from pipeline.tasks.base import TaskModule
+
+SEED_RESULT = "result.json"  # ckpt/seed<k>/: a finished seed's result, curve and config fingerprint
+
+
+def training_fingerprint(cfg: Config, seed: int) -> dict:
+    """What must be equal for last.ckpt to continue this run, or for a finished seed to be kept: the
+    config (minus where things are written, how they are shown and which other seeds run) and the seed."""
+    config = to_dict(cfg)
+    for key in ("paths", "logger", "eval", "bench", "seeds"):
+        config.pop(key, None)
+    config["trainer"].pop("enable_progress_bar", None)
+    return {"config": config, "seed": seed}
+
 
 # what a checkpoint that cannot be read raises: truncated / foreign file, or objects weights_only refuses
 UNREADABLE = (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError)
@@ -42,28 +53,17 @@ def load_best(cfg: Config, seed: int) -> TaskModule:
     return module.eval()
 
 
-def training_state(path: Path) -> dict | None:
-    """The LastCheckpoint state (fingerprint, finished, RNG) of a last.ckpt, read with weights_only=True
-    (mmap: the weights are not read); None if it has none."""
-    callbacks = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("callbacks", {})
-    return next((v for k, v in callbacks.items() if k.startswith("LastCheckpoint")), None)
-
-
 def require_finished_training(cfg: Config) -> dict:
-    """train.json, once every seed of cfg.seeds finished training (its last.ckpt says `finished` and
-    train.json lists it); else an error naming the file and the command that finishes the training.
-    A killed (or still running) training leaves a best.ckpt that must not be reported as the result."""
+    """train.json, once every seed of cfg.seeds finished training (its ckpt/seed<k>/result.json, written
+    last, is there and train.json lists it); else an error naming the file and the command that finishes
+    the training. A killed (or still running) training leaves a best.ckpt that must not be reported as
+    the result."""
     for seed in cfg.seeds:
-        last = paths.ckpt_dir(cfg, seed) / "last.ckpt"
-        if not last.exists():
-            raise ArtifactError(f"{last} is missing: seed {seed}'s training did not finish; run {retrain(cfg)}")
-        try:
-            state = training_state(last)
-        except UNREADABLE as e:
-            raise ArtifactError(f"{last} cannot be read ({why_unreadable(e)}): re-run {retrain(cfg)}") from None
-        if not (state or {}).get("finished"):
-            raise ArtifactError(f"{last} is from a training that did not finish (killed, or still running): "
-                                f"run {retrain(cfg)} to finish it")
+        done = paths.ckpt_dir(cfg, seed) / SEED_RESULT
+        if not done.exists():
+            raise ArtifactError(f"{done} is missing: seed {seed}'s training did not finish (killed, or still "
+                                f"running); run {retrain(cfg)} to finish it")
+        read_json(done, retrain(cfg))  # a truncated one: one line naming it
     path = paths.run_dir(cfg) / paths.TRAIN_RESULT
     if not path.exists():
         raise ArtifactError(f"{path} is missing: the training did not finish; run {retrain(cfg)}")
