@@ -1,6 +1,7 @@
 """`dvc plots show` and `dvc plots diff` with the plots dvc.yaml declares work offline: the HTML embeds
 the report's titled PNGs as images and refers to nothing outside the page's own folder (DVC's vega
-charts load vega from a CDN, so they are not declared). Run by real DVC in a scratch git repository."""
+charts load vega from a CDN, so they are not declared). Run by real DVC in a scratch git repository.
+The learning curves, once vega plots, are one of those PNGs."""
 import os
 import re
 import subprocess
@@ -69,3 +70,21 @@ def test_dvc_plots_show_and_diff_need_no_network(tmp_path):
     run(dvc("plots", "diff", "HEAD", "-o", str(tmp_path / "diff")), repo)
     html = offline_page(tmp_path / "diff")
     assert html.count("<img ") == 2 and "<p>HEAD</p>" in html and "<p>workspace</p>" in html
+
+
+def test_the_learning_curves_are_a_titled_png_per_task(tmp_path):
+    import pandas as pd
+
+    from pipeline.report.plots import _plot_learning_curve
+
+    rows = [{"task": "ptb", "model": model, "seed": seed, "step": step, "split": split,
+             "metric": "loss" if split == "train" else "ppl", "value": 300.0 / step + seed + (model == "tcn")}
+            for model in ("lstm", "tcn") for seed in (0, 1) for step in (10, 20, 30) for split in ("train", "val")]
+    path = tmp_path / "ptb_learning_curve.png"
+    fig = _plot_learning_curve("ptb", pd.DataFrame(rows), ["lstm", "tcn"], path)
+    loss, val = fig.axes
+    assert loss.get_title() == "ptb: training loss (mean over seeds)" and loss.get_ylabel() == "training loss"
+    assert val.get_title() == "ptb: validation ppl (mean over seeds)" and val.get_ylabel() == "validation ppl"
+    lstm = val.get_lines()[0]
+    assert list(lstm.get_xdata()) == [10, 20, 30] and list(lstm.get_ydata()) == [30.5, 15.5, 10.5]  # seed mean
+    assert path.read_bytes().startswith(b"\x89PNG")

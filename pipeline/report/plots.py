@@ -1,4 +1,5 @@
-"""The report's per-task matplotlib plots: metric by length bucket, speed and memory by length.
+"""The report's per-task matplotlib plots: metric by length bucket, speed and memory by length, and the
+learning curves (where the runs have curve.csv). `dvc plots show/diff` shows these PNGs (dvc.yaml).
 
 Drawn on a Figure with an Agg canvas (no pyplot global state, no display needed), one PNG per
 kind in PLOT_KINDS under <reports>/plots/.
@@ -38,7 +39,39 @@ def plot_task(task: str, tables: dict[str, pd.DataFrame], plots_dir: Path) -> di
     if len(pairs):
         paths["recall_vs_pairs"] = plots_dir / f"{task}_recall_vs_pairs.png"
         _plot_recall_vs_pairs(task, metric, pairs, models, paths["recall_vs_pairs"])
+    curves = tables["curves"]
+    curves = curves[curves["task"] == task] if "task" in curves else curves.iloc[:0]
+    if len(curves):
+        paths["learning_curve"] = plots_dir / f"{task}_learning_curve.png"
+        _plot_learning_curve(task, curves, models, paths["learning_curve"])
     return paths
+
+
+def _plot_learning_curve(task: str, curves: pd.DataFrame, models: list[str], path: Path):
+    """Training loss and validation metric by step, one line per model (the mean over seeds), side by side;
+    the figure comes back for tests."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    for ax, split in zip(fig.subplots(1, 2), ("train", "val")):
+        rows = curves[curves["split"] == split]
+        name = rows["metric"].iloc[0] if len(rows) else ""
+        for model in models:
+            mean = rows[rows["model"] == model].groupby("step")["value"].mean()
+            if len(mean):
+                ax.plot(mean.index, mean.to_numpy(), marker="o" if split == "val" else None, label=model)
+        label = "training loss" if split == "train" else f"validation {name}"
+        ax.set_xlabel("training step")
+        ax.set_ylabel(label)
+        ax.set_title(f"{task}: {label} (mean over seeds)")
+        ax.grid(alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
 
 
 def _plot_recall_vs_pairs(task: str, metric: str, pairs: pd.DataFrame, models: list[str], path: Path):
