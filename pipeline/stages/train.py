@@ -102,8 +102,10 @@ def kept_result(cfg: Config, seed: int, out: Path) -> dict | None:
 def clear_seed(out: Path, last: Path, resume: bool) -> None:
     """Temp files of killed writers go, and result.json: until this training finishes, nothing in the
     folder says that a training of it did, and evaluate refuses it. Before training from step 0, so do
-    last.ckpt and best.ckpt (another config's, or unreadable). This process holds the run folder's lock."""
-    stale = [*out.glob(".*.tmp"), *last.parent.glob(".*.tmp"), out / SEED_RESULT]
+    last.ckpt and best.ckpt (another config's, or unreadable). A last.ckpt inside ckpt/ (where it was
+    kept before it moved to logs/) goes too: it would make the DVC output differ from run to run. This
+    process holds the run folder's lock."""
+    stale = [*out.glob(".*.tmp"), *last.parent.glob(".*.tmp"), out / SEED_RESULT, out / LAST]
     for path in stale + ([] if resume else [last, out / "best.ckpt"]):
         path.unlink(missing_ok=True)
 
