@@ -1,6 +1,8 @@
-"""Mamba's CPU fast path against the path it replaced and against an external implementation.
+"""Mamba's CPU fast paths against the paths they replaced and against an external implementation.
 
-- old vs new: the recurrent form of the scan and the shift-and-add causal conv (pipeline/models/ssm.py)
+- fused vs recurrent: the C++ scan (pipeline/models/ssm_cpu.py) against the PyTorch one, outputs and
+  every gradient, at widths and lengths that exercise its channel blocks, padding and chunk checkpoints;
+- old vs new: the fused and the recurrent form of the scan and the shift-and-add causal conv (pipeline/models/ssm.py)
   against the chunked form and Conv1d that the block used before, outputs and every gradient, in fp32,
   with padding masks, causal and bidirectional;
 - mambapy (Torres-Leguet's mamba.py, the pure-PyTorch Mamba of the `transformers` library): our block
@@ -15,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import load
-from pipeline.models import ssm
+from pipeline.models import ssm, ssm_cpu
 from pipeline.models.base import zero_padding
 from pipeline.models.ssm import Mamba, selective_scan
 
@@ -79,10 +81,95 @@ def max_relative_error(got: dict, want: dict, where=None) -> float:
     return max(errors)
 
 
+needs_fused = pytest.mark.skipif(not ssm_cpu.available(), reason="the fused scan did not build (no C++ compiler?)")
+
+
+def use_form(monkeypatch, form: str) -> None:
+    """selective_scan's default picks `form`: fused where it builds, else recurrent or chunked on a CPU."""
+    if form == "fused" and not ssm_cpu.available():
+        pytest.skip("the fused scan did not build (no C++ compiler?)")
+    monkeypatch.setenv("SEQARENA_FUSED_SCAN", "1" if form == "fused" else "0")
+    monkeypatch.setattr(ssm, "MIN_STEP_ELEMENTS", 10 ** 9 if form == "chunked" else 0)
+
+
+def scan_inputs(Bz, Lz, E, N, seed=0):
+    """fp32 scan inputs as a trained model makes them: Δ over 4 decades, a reset, pads with Δ = 0."""
+    torch.manual_seed(seed)
+    dt = torch.exp(torch.rand(Bz, Lz, E) * 9 - 7)  # e^-7 .. e^2
+    dt[:, Lz // 3] = 50.0
+    dt[-1, Lz // 2:] = 0.0
+    inputs = [dt, -torch.exp(torch.randn(E, N)), torch.randn(Bz, Lz, E), torch.randn(Bz, Lz, N), torch.randn(Bz, Lz, N)]
+    return [t.requires_grad_() for t in inputs], torch.randn(Bz, Lz, E)
+
+
+def scan_results(inputs, gy, form, D=None, raw=False):
+    """raw: Δ goes in before its softplus, the rows' tails masked as pads."""
+    mask = torch.arange(inputs[0].shape[1]) < torch.tensor([inputs[0].shape[1] - i for i in range(len(inputs[0]))])[:, None]
+    extra = dict(softplus=True, mask=mask) if raw else {}
+    y = selective_scan(*inputs, 8, form=form, D=D, **extra)
+    wrt = inputs if D is None else [*inputs, D]
+    return dict(zip("yΔAxBCD", (y.detach(), *torch.autograd.grad(y, wrt, gy))))
+
+
+@needs_fused
+@pytest.mark.parametrize("width", [1, 2, 3, 4])  # vectors of 8 channels per task: every block template
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(5, 50, 16, 8), (3, 45, 20, 8), (2, 17, 40, 16), (1, 100, 13, 5), (2, 3, 8, 4)])
+@pytest.mark.parametrize("block_inputs", [False, True])  # D x, softplus and mask in the kernel, as the block has them
+def test_fused_scan_matches_recurrent_scan(monkeypatch, width, threads, shape, block_inputs):
+    """E not a multiple of 8 (padded channels), L not a multiple of the checkpoint chunk and under it."""
+    monkeypatch.setattr(ssm_cpu, "WIDTH", width)
+    inputs, gy = scan_inputs(*shape)
+    D = torch.randn(shape[2], requires_grad=True) if block_inputs else None
+    if block_inputs:  # Δ before its softplus: about as often below 0 as above
+        inputs[0] = (torch.randn(*shape[:3]) * 4).requires_grad_()
+    want = scan_results(inputs, gy, "recurrent", D, raw=block_inputs)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the kernel splits its tasks over torch's thread count
+    try:
+        got = scan_results(inputs, gy, "fused", D, raw=block_inputs)
+    finally:
+        torch.set_num_threads(old)
+    assert max_relative_error(got, want) < 1e-6  # measured: 3e-7
+
+
+@needs_fused
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(3, 45, 16, 4), (2, 3, 40, 4), (2, 10, 8, 2)])  # L under K too
+def test_fused_conv_silu_matches_conv1d(threads, shape):
+    Bz, Lz, E, K = shape
+    torch.manual_seed(0)
+    x, w, bias = torch.randn(Bz, Lz, E), torch.randn(E, K), torch.randn(E)
+    x, w, bias = (t.requires_grad_() for t in (x, w, bias))
+    gy = torch.randn(Bz, Lz, E)
+    want = F.silu(F.conv1d(F.pad(x.transpose(1, 2), (K - 1, 0)), w.unsqueeze(1), bias, groups=E).transpose(1, 2))
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = ssm_cpu.ConvSiLU.apply(x, w, bias)
+    finally:
+        torch.set_num_threads(old)
+    got, want = ((y, *torch.autograd.grad(y, (x, w, bias), gy)) for y in (got, want))
+    assert max(((g - r).abs().max() / r.abs().max()).item() for g, r in zip(got, want)) < 1e-6  # measured: 4e-7
+
+
+@needs_fused
+def test_cpu_fp32_runs_the_fused_scan_unless_switched_off(monkeypatch):
+    inputs, _ = scan_inputs(2, 20, 16, 8)
+    fused, chunked = (selective_scan(*inputs, 8, form=f) for f in ("fused", "chunked"))  # chunked: at these sizes
+    assert torch.equal(selective_scan(*inputs, 8), fused) and not torch.equal(fused, chunked)
+    monkeypatch.setenv("SEQARENA_FUSED_SCAN", "0")
+    assert not ssm_cpu.available() and torch.equal(selective_scan(*inputs, 8), chunked)
+    double = [t.detach().double() for t in inputs]  # not fp32: the PyTorch scan
+    monkeypatch.delenv("SEQARENA_FUSED_SCAN")
+    assert torch.equal(selective_scan(*double, 8), selective_scan(*double, 8, form="chunked"))
+
+
+@pytest.mark.parametrize("form", ["fused", "recurrent"])  # the cpu profile's sizes take either
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("masked", [False, True])
-def test_fast_path_matches_the_old_path(monkeypatch, causal, masked):
-    monkeypatch.setattr(ssm, "MIN_STEP_ELEMENTS", 0)  # the recurrent form, as for the cpu profile's sizes
+def test_fast_path_matches_the_old_path(monkeypatch, form, causal, masked):
+    use_form(monkeypatch, form)
     m = block(causal)
     torch.manual_seed(1)
     x, gy = torch.randn(B, L, D_MODEL), torch.randn(B, L, D_MODEL)
@@ -114,6 +201,7 @@ def test_recurrent_scan_matches_chunked_scan_with_batch_groups(monkeypatch, segm
 
 
 def test_cpu_steps_unless_a_position_is_too_few_floats(monkeypatch):
+    monkeypatch.setenv("SEQARENA_FUSED_SCAN", "0")  # the PyTorch scan's choice of form
     chunks = []  # the chunk the scan runs with: None for the recurrent form
     monkeypatch.setattr(ssm._SelectiveScan, "apply", lambda *args: chunks.append(args[-1]) or args[2])
     for batch in (2, 1):  # batch × E × N = 8192 and 4096 floats per position
@@ -156,9 +244,9 @@ def mambapy_copy(m: Mamba):
 
 
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("min_step", [0, 10 ** 9])  # the recurrent form; the chunked one
-def test_block_matches_mambapy(monkeypatch, causal, min_step):
-    monkeypatch.setattr(ssm, "MIN_STEP_ELEMENTS", min_step)
+@pytest.mark.parametrize("form", ["fused", "recurrent", "chunked"])
+def test_block_matches_mambapy(monkeypatch, causal, form):
+    use_form(monkeypatch, form)
     m = block(causal)
     ref, names = mambapy_copy(m)
     torch.manual_seed(1)
@@ -172,8 +260,9 @@ def test_block_matches_mambapy(monkeypatch, causal, min_step):
 
 
 @pytest.mark.parametrize("causal", [True, False])
-def test_padded_rows_match_mambapy_on_the_cut_rows(monkeypatch, causal):
-    monkeypatch.setattr(ssm, "MIN_STEP_ELEMENTS", 0)
+@pytest.mark.parametrize("form", ["fused", "recurrent"])
+def test_padded_rows_match_mambapy_on_the_cut_rows(monkeypatch, causal, form):
+    use_form(monkeypatch, form)
     m = block(causal).eval()
     ref, _ = mambapy_copy(m)
     torch.manual_seed(1)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from pipeline.models import ssm_cpu
 from pipeline.models.base import Block, Complexity, zero_padding
 from pipeline.models.registry import register_block
 
@@ -32,6 +33,9 @@ from pipeline.models.registry import register_block
 # one chunk (form "recurrent"), and a large batch is split into groups of rows so that a segment spans
 # MIN_SEGMENT positions still. States are laid out (N, E), E innermost, so that the read-out
 # Σ_n C_n h_n is a batched (1 × N)(N × E) matmul.
+# On a CPU in fp32 the default is neither form but ssm_cpu's fused C++ kernel, which holds the states of
+# a few channels in cache for the whole sequence and so skips these passes over memory; the forms here
+# are its fallback (no compiler) and the other devices' path, and compute the same.
 
 SEGMENT_ELEMENTS = 2 ** 19  # per (rows, N, E) segment buffer: 2 MB fp32; the fastest of 2^17 .. 2^23
 MIN_SEGMENT = 8  # recurrent form: positions per segment at least, when the batch is split into groups
@@ -199,18 +203,31 @@ class _SelectiveScan(torch.autograd.Function):
 
 
 def selective_scan(dt: torch.Tensor, A: torch.Tensor, x: torch.Tensor, Bm: torch.Tensor, Cm: torch.Tensor,
-                   chunk: int, form: str | None = None) -> torch.Tensor:
-    """y_t = C_t · h_t with h_t = exp(Δ_t A) h_{t-1} + Δ_t x_t B_t, h_{-1} = 0 (Mamba's SSM, ZOH for A,
-    Euler for B). Δ, x: (B, L, E); A: (E, N), <= 0; B, C: (B, L, N) -> y: (B, L, E).
+                   chunk: int, form: str | None = None, D: torch.Tensor | None = None, softplus: bool = False,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+    """y_t = C_t · h_t (+ D x_t, D (E,) given) with h_t = exp(Δ_t A) h_{t-1} + Δ_t x_t B_t, h_{-1} = 0
+    (Mamba's SSM, ZOH for A, Euler for B). Δ, x: (B, L, E); A: (E, N), <= 0; B, C: (B, L, N) -> y: (B, L, E).
+    softplus: Δ is given before its softplus; mask (B, L): False at pads, whose Δ is then 0 (identity steps).
 
-    form: "recurrent" (one chunk per segment, batch groups) or "chunked" (`chunk` positions per chunk).
-    None: recurrent on a CPU when a position's states are MIN_STEP_ELEMENTS floats (forward + backward,
-    4096 tokens, vs chunks of 16: 2.1x at n = 64, 1.1x at batch 2; 0.87x at batch 1), else chunked."""
-    steps = x.device.type == "cpu" and x.shape[0] * x.shape[2] * A.shape[1] >= MIN_STEP_ELEMENTS
+    form: "fused" (ssm_cpu: the C++ kernel; fp32 CPU tensors), "recurrent" (one chunk per segment, batch
+    groups) or "chunked" (`chunk` positions per chunk). None: fused on a CPU in fp32 where the kernel
+    builds; else recurrent on a CPU when a position's states are MIN_STEP_ELEMENTS floats (forward +
+    backward, 4096 tokens, vs chunks of 16: 2.1x at n = 64, 1.1x at batch 2; 0.87x at batch 1), else chunked."""
+    tensors = [t for t in (dt, A, x, Bm, Cm, D) if t is not None]
+    cpu = all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and (
+        mask is None or mask.device.type == "cpu")
+    if form is None and cpu and ssm_cpu.available():
+        form = "fused"
+    steps = cpu and x.shape[0] * x.shape[2] * A.shape[1] >= MIN_STEP_ELEMENTS
     form = form or ("recurrent" if steps else "chunked")
-    if form not in ("recurrent", "chunked"):
-        raise ValueError(f"selective_scan: form must be 'recurrent' or 'chunked', not {form!r}")
-    return _SelectiveScan.apply(dt, A, x, Bm, Cm, chunk if form == "chunked" else None)
+    if form not in ("fused", "recurrent", "chunked"):
+        raise ValueError(f"selective_scan: form must be 'fused', 'recurrent' or 'chunked', not {form!r}")
+    if form == "fused":
+        return ssm_cpu.FusedScan.apply(dt, A, x, Bm, Cm, D, softplus, mask)
+    dt = F.softplus(dt) if softplus else dt
+    dt = dt if mask is None else dt * mask.unsqueeze(-1).to(dt.dtype)
+    y = _SelectiveScan.apply(dt, A, x, Bm, Cm, chunk if form == "chunked" else None)
+    return y if D is None else torch.addcmul(y, D, x)
 
 
 class SelectiveSSM(nn.Module):
@@ -231,10 +248,12 @@ class SelectiveSSM(nn.Module):
         with torch.no_grad():
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
 
-    def inputs(self, xc: torch.Tensor):
-        """xc: conv output (..., E) -> Δ (..., E), B and C (..., N), A (E, N)."""
+    def inputs(self, xc: torch.Tensor, softplus: bool = True):
+        """xc: conv output (..., E) -> Δ (..., E; before its softplus unless `softplus`), B and C (..., N),
+        A (E, N)."""
         dt, Bm, Cm = self.x_proj(xc).split([self.dt_rank, self.d_state, self.d_state], -1)
-        return F.softplus(self.dt_proj(dt)), Bm, Cm, -torch.exp(self.A_log)
+        dt = self.dt_proj(dt)
+        return F.softplus(dt) if softplus else dt, Bm, Cm, -torch.exp(self.A_log)
 
     def causal_conv(self, x: torch.Tensor) -> torch.Tensor:
         """The depthwise causal conv of (B, L, E) as K shifted multiply-adds. As fast as Conv1d, but with
@@ -246,12 +265,18 @@ class SelectiveSSM(nn.Module):
             y = torch.addcmul(y, xp[:, k:k + L], w[:, k])
         return y
 
+    def conv_silu(self, x: torch.Tensor) -> torch.Tensor:
+        """SiLU of the causal conv: fused on a CPU where ssm_cpu's kernel builds (one pass each way)."""
+        weight, bias = self.conv.weight[:, 0], self.conv.bias
+        if ssm_cpu.conv_fits(x, weight, bias):
+            return ssm_cpu.ConvSiLU.apply(x, weight, bias)
+        return F.silu(self.causal_conv(x))
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, chunk: int) -> torch.Tensor:
-        xc = F.silu(self.causal_conv(zero_padding(x, mask)))  # pads enter the conv as the zeros it pads with
-        dt, Bm, Cm, A = self.inputs(xc)
-        if mask is not None:  # Δ = 0 makes a pad an identity step: no decay, no input
-            dt = dt * mask.unsqueeze(-1).to(dt.dtype)
-        return torch.addcmul(selective_scan(dt, A, xc, Bm, Cm, chunk), self.D, xc)
+        xc = self.conv_silu(zero_padding(x, mask))  # pads enter the conv as the zeros it pads with
+        dt, Bm, Cm, A = self.inputs(xc, softplus=False)  # the scan applies it (in the fused kernel)
+        # the mask gives pads Δ = 0: an identity step, no decay, no input
+        return selective_scan(dt, A, xc, Bm, Cm, chunk, D=self.D, softplus=True, mask=mask)
 
     def step(self, x_t, state):
         window = torch.cat([state["conv"], x_t.unsqueeze(1)], 1)  # (B, K, E): the last K inputs
