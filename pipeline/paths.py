@@ -23,7 +23,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
-PARAMS = ROOT / "params.yaml"
+# $SEQARENA_PARAMS: another params.yaml to read instead of the project's. The tests set it to a copy of the
+# committed one, so they never read (or, through `grid`, write) the working tree's; a pipeline run leaves it
+# unset, as DVC tracks the project's params.yaml.
+PARAMS_ENV = "SEQARENA_PARAMS"
+PARAMS = Path(os.environ.get(PARAMS_ENV) or ROOT / "params.yaml")
 
 META = "meta.json"
 TOKENIZER = "tokenizer.json"

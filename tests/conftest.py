@@ -7,12 +7,78 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-
+import atexit
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Tests never read or write the working tree's params.yaml, logs/, runs/ or wandb/ (it may hold another grid,
+# or a repro in progress): config loads read the committed params.yaml (with its dvc.yaml) copied to ISOLATED,
+# and untracked records (logs/, wandb/) go under it (pipeline/paths.py). A test that runs the pipeline in its
+# own copy of the project passes project_env() to it, so the copy's own files are used.
+ISOLATION_ENV = ("SEQARENA_PARAMS", "SEQARENA_TRACKING_ROOT")
+GUARDED = ("params.yaml", "logs", "runs", "wandb", "lightning_logs")  # checked unchanged after the session
+if os.environ.get("SEQARENA_TESTS_PID") == str(os.getpid()):  # imported again as tests.conftest: same folder
+    ISOLATED = Path(os.environ["SEQARENA_TRACKING_ROOT"])
+else:
+    ISOLATED = Path(tempfile.mkdtemp(prefix="seqarena-tests-"))
+    atexit.register(shutil.rmtree, ISOLATED, ignore_errors=True)
+    os.environ["SEQARENA_TESTS_PID"] = str(os.getpid())
+
+
+def committed(rel: str) -> str:
+    """A file as committed at HEAD; the file itself outside a git checkout (an unpacked sdist)."""
+    done = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else (REPO / rel).read_text()
+
+
+for _rel in ("params.yaml", "dvc.yaml"):
+    if not (ISOLATED / _rel).exists():
+        (ISOLATED / _rel).write_text(committed(_rel))
+os.environ["SEQARENA_PARAMS"] = str(ISOLATED / "params.yaml")
+os.environ["SEQARENA_TRACKING_ROOT"] = str(ISOLATED)
+
+
+def project_env(**extra: str) -> dict:
+    """os.environ for a process that runs in its own copy of the project: that copy's params.yaml and logs/."""
+    return {**{k: v for k, v in os.environ.items() if k not in ISOLATION_ENV}, **extra}
+
+
+def tree_state() -> dict:
+    """(mtime, size) of every entry under the working tree's GUARDED paths."""
+    state = {}
+    for rel in GUARDED:
+        top = REPO / rel
+        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+            if path.exists() or path.is_symlink():
+                st = path.lstat()
+                state[str(path.relative_to(REPO))] = (st.st_mtime_ns, st.st_size if path.is_file() else 0)
+    return state
+
+
+def pytest_sessionstart(session):
+    session.config._guarded_state = tree_state()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the session when the working tree's params.yaml, logs/, runs/, wandb/ or lightning_logs/ changed
+    (a test wrote there, or another process did meanwhile: a repro in this checkout)."""
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: the controller checks once
+        return
+    before, after = session.config._guarded_state, tree_state()
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+        message = f"the working tree changed during the tests (tests must use tmp_path): {shown}"
+        if reporter:
+            reporter.write_line(f"ERROR: {message}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # Every task the pipeline serves on this machine, one per kind of data, made small for tests. The
@@ -98,3 +164,47 @@ def step_through(block, x):
         y, state = block.step(x[:, t], state)
         ys.append(y)
     return torch.stack(ys, 1), state
+
+
+# The smoke grid of the real `dvc repro` (tests/test_pipeline_dvc.py): two models, so an edit of one model's
+# config can be seen to leave the other's stages alone, and two tasks for the same of a task's setting.
+SMOKE_MODELS, SMOKE_TASKS = ("lstm", "tcn"), ("ptb", "rt")
+
+
+def run_ok(cmd: list[str], cwd: Path, env: dict, timeout: float = 900) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def smoke_repo(tmp_path_factory, downloads_dir):
+    """(repo, env, output of `dvc repro`): a temporary copy of the project (this checkout's code and configs; the
+    committed runs/ and params.yaml) narrowed to the smoke grid with `grid`, committed to its own git
+    repository and reproduced once for the whole session. Tests that change it restore what they changed."""
+    import sys
+
+    repo = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    # The committed cpu-profile runs stay (the report must ignore runs outside the grid); its lock and report go.
+    committed_only = ("runs/", "params.yaml")
+    for rel in (f for f in files if not f.startswith(("reports/", "results/", "dvc.lock", *committed_only))):
+        if (REPO / rel).is_file():
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, repo / rel)
+    archive = subprocess.run(["git", "archive", "HEAD", *committed_only], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive.stdout, check=True)
+    # The manual drop-in directory: verified artifacts are used without the network.
+    shutil.copytree(downloads_dir, repo / "data" / "downloads", dirs_exist_ok=True)
+    env = project_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1",
+                      WANDB_MODE="offline", WANDB_SILENT="true", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
+                      GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    # What a user does to narrow the grid: `grid` rewrites params.yaml and generates dvc.yaml
+    models = ",".join(SMOKE_MODELS)
+    run_ok([sys.executable, "-m", "pipeline", "grid", "profile=smoke", f"models={models}",
+            f"tasks={','.join(SMOKE_TASKS)}", f"bench={models}"], repo, env)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "smoke"]):
+        run_ok(cmd, repo, env)
+    out = run_ok(["dvc", "repro"], repo, env)
+    return repo, env, out

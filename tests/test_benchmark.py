@@ -1,14 +1,10 @@
 """The benchmark stage: a real (tiny) length sweep, its caps, and its DVC deps in params.yaml."""
 import json
 import math
-import subprocess
-import sys
 
 import pytest
-from omegaconf import OmegaConf
 
-from pipeline import grid
-from pipeline.config import ROOT, ConfigError, load
+from pipeline.config import ConfigError, load
 from pipeline.measure import sweep
 
 SMOKE = ["profile=smoke", "bench.threads=1"]
@@ -95,22 +91,25 @@ def test_batch1_series_only_from_fit_min_len_and_reused_at_batch_1():
         math.log(cells[2]["train_s"] / cells[1]["train_s_batch1"]) / math.log(2))
 
 
-def test_stage_fails_naming_the_model_when_no_cell_runs(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "benchmark", "model=tcn", *SMOKE,
-                           "bench.max_mem_gb=0.00001", f"paths.bench={tmp_path}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    assert "benchmark of model 'tcn': no cell could be measured" in proc.stderr
+@pytest.mark.usefixtures("one_thread")  # bench.threads=1 sets torch's threads in this process; restored after
+def test_stage_fails_naming_the_model_when_no_cell_runs(tmp_path, capsys):
+    from pipeline.cli import main  # in-process: `python -m pipeline` is this call and sys.exit
+
+    with pytest.raises(SystemExit) as exited:
+        main(["benchmark", "model=tcn", *SMOKE, "bench.max_mem_gb=0.00001", f"paths.bench={tmp_path}"])
+    assert exited.value.code == 1
+    assert "benchmark of model 'tcn': no cell could be measured" in capsys.readouterr().err
     assert not (tmp_path / "tcn.json").exists()
 
 
-def test_stage_writes_the_json(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "benchmark", "model=lstm", *SMOKE,
-                           f"paths.bench={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+@pytest.mark.usefixtures("one_thread")
+def test_stage_writes_the_json(tmp_path, capsys):
+    from pipeline.cli import main
+
+    assert main(["benchmark", "model=lstm", *SMOKE, f"paths.bench={tmp_path}"]) == 0
     result = json.loads((tmp_path / "lstm.json").read_text())
     assert result["artifact"] == "bench_result" and result["schema"] == 1 and result["model"] == "lstm"
-    assert "[benchmark] lstm: 3/3 cells" in proc.stdout
+    assert "[benchmark] lstm: 3/3 cells" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("override, message", [

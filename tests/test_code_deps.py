@@ -1,5 +1,7 @@
 """Every stage of dvc.yaml depends on exactly the code it runs and on the configs it reads: its import
 closure (pipeline/code_deps.py) against the deps DVC resolves, both ways, for every stage of the grid."""
+import shutil
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -8,11 +10,19 @@ from pipeline.config import PARAMS, ROOT
 
 
 @pytest.fixture(scope="module")
-def stages() -> dict[str, list[str]]:
+def stages(tmp_path_factory) -> dict[str, list[str]]:
+    """The committed dvc.yaml's stages (conftest copies it beside params.yaml), parsed by DVC in a temporary
+    project that links this one's code and configs."""
     from dvc.repo import Repo
 
-    with Repo(str(ROOT)) as repo:
-        return {s.addressing: [str(d.def_path) for d in s.deps] for s in repo.index.stages}
+    project = tmp_path_factory.mktemp("project")
+    for rel in ("dvc.yaml", "params.yaml"):
+        shutil.copy2(PARAMS.parent / rel, project / rel)
+    for rel in ("conf", "pipeline"):
+        (project / rel).symlink_to(ROOT / rel)
+    Repo.init(str(project), no_scm=True)
+    with Repo(str(project)) as repo:
+        return {s.name: [str(d.def_path) for d in s.deps] for s in repo.index.stages}
 
 
 def expand(deps: list[str], prefix: str) -> set[str]:
@@ -67,7 +77,7 @@ def test_dvc_yaml_is_what_grid_generates_from_params_yaml():
     """dvc.yaml is generated (pipeline/dvc_file.py): a hand edit, or an import added without `grid`, is caught."""
     from pipeline import dvc_file
 
-    dvc_file.check_current()
+    dvc_file.check_current(PARAMS, PARAMS.parent / "dvc.yaml")  # both as committed (conftest)
 
 
 def test_a_hand_edited_grid_gets_the_projects_error_naming_the_fix(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from omegaconf import OmegaConf
 
-from pipeline.config import CONF_DIR, ROOT, ConfigError, choices, load
+from pipeline.config import CONF_DIR, ConfigError, choices, load
 from pipeline.models import registry
 
 
@@ -189,15 +189,14 @@ def test_empty_params_yaml_and_empty_runs_are_refused(tmp_path):
         load([], params_path=write_params(tmp_path, "tasks: [ptb]\nruns: {}\n"))
 
 
-def test_bad_values_exit_2_from_the_cli_and_write_nothing(tmp_path):
-    import subprocess
-    import sys
+def test_bad_values_exit_2_from_the_cli_and_write_nothing(tmp_path, capsys):
+    from pipeline.cli import main  # in-process: `python -m pipeline` is this call and sys.exit
 
     runs = tmp_path / "runs"
-    done = subprocess.run([sys.executable, "-m", "pipeline", "train", "model=lstm", "task=rt", "optim.lr=nan",
-                           f"paths.runs={runs}"], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 2 and "optim.lr=nan must be a positive finite number" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and not runs.exists()
+    assert main(["train", "model=lstm", "task=rt", "optim.lr=nan", f"paths.runs={runs}"]) == 2
+    stderr = capsys.readouterr().err
+    assert "optim.lr=nan must be a positive finite number" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not runs.exists()
 
 
 def test_the_cpu_full_profile_has_the_cpu_profiles_settings():

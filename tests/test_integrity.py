@@ -17,7 +17,7 @@ from pipeline.artifacts import ArtifactError
 from pipeline.config import load
 from pipeline.data import arrays
 from pipeline.data.datamodule import SequenceDataModule
-from tests.conftest import REPO, TEST_TASKS
+from conftest import REPO, TEST_TASKS
 
 
 @pytest.fixture()

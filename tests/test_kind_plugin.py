@@ -2,12 +2,12 @@
 pipeline/kinds/tagging.py (tests/plugins/tagging.py) and conf/task/tagging-ptb.yaml, and the real
 stages run it tokenize -> train -> evaluate -> report with no other file edited."""
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from conftest import project_env
 from pipeline.config import ROOT
 
 TASK_YAML = """task:
@@ -27,7 +27,7 @@ def tagged_lines(ptb_raw: Path, n: int = 600) -> list[str]:
 
 
 def run(repo: Path, *args: str) -> str:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(repo)}
+    env = project_env(WANDB_MODE="disabled", PYTHONPATH=str(repo))
     done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=repo, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{args[0]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done.stdout

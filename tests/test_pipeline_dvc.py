@@ -1,54 +1,24 @@
-"""A real `dvc repro` of the smoke profile in a temporary copy of the repository.
+"""A real `dvc repro` of the smoke profile in a temporary copy of the repository (conftest.smoke_repo: one repro
+for the session).
 
 Checks the whole chain (download → tokenize → train → evaluate → measure → report), that a second
 repro is a no-op, that editing one model's config invalidates only that model's stages and editing
 code outside the grid nothing, that `dvc metrics show` lists per-run metrics, that a queued
-experiment (`dvc exp run --queue -S ...`, `dvc queue start`) runs and compares, that the notebook
+experiment (`dvc exp run --queue -S ...`, `dvc queue start`) runs and compares (marked slow), that the notebook
 runs on the result, and that a fresh clone reproduces dvc.lock byte for byte.
 """
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-MODELS, TASKS = ["lstm", "tcn", "transformer"], ["ptb", "rt"]
+from conftest import SMOKE_MODELS, SMOKE_TASKS, run_ok as run
 
-
-def run(cmd, cwd, env, timeout=900):
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout
-
-
-@pytest.fixture(scope="module")
-def smoke_repo(tmp_path_factory, downloads_dir):
-    repo = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    # The committed cpu-profile runs stay (the report must ignore runs outside the grid); its lock and report go.
-    results = ("reports/", "results/", "dvc.lock")
-    for rel in (f for f in files if not f.startswith(results)):
-        if (REPO / rel).is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, repo / rel)
-    # The manual drop-in directory: verified artifacts are used without the network.
-    shutil.copytree(downloads_dir, repo / "data" / "downloads", dirs_exist_ok=True)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    # What a user does to narrow the grid: `grid` rewrites params.yaml and generates dvc.yaml
-    run([sys.executable, "-m", "pipeline", "grid", "profile=smoke", f"models={','.join(MODELS)}", f"tasks={','.join(TASKS)}",
-         f"bench={','.join(MODELS)}"], repo, env)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "smoke"]):
-        run(cmd, repo, env)
-    out = run(["dvc", "repro"], repo, env)
-    return repo, env, out
+MODELS, TASKS = list(SMOKE_MODELS), list(SMOKE_TASKS)
 
 
 def test_repro_produces_the_report(smoke_repo):
@@ -128,7 +98,7 @@ def test_editing_one_tasks_setting_in_the_profile_invalidates_only_that_tasks_st
         path.write_text(original.replace("  rt:\n    task: {max_len: 32}", "  rt:\n    task: {max_len: 24}"))
         assert path.read_text() != original
         status = json.loads(run(["dvc", "status", "--json"], repo, env))
-        assert {"tokenize@rt", "train@lstm-rt", "evaluate@tcn-rt", "measure@transformer-rt"} <= set(status)
+        assert {"tokenize@rt", "train@lstm-rt", "evaluate@tcn-rt", "measure@tcn-rt"} <= set(status)
         assert not [name for name in status if "ptb" in name or name.startswith("benchmark@")], sorted(status)
     finally:
         path.write_text(original)
@@ -198,6 +168,9 @@ def test_a_fresh_clone_reproduces_the_lock_byte_for_byte(smoke_repo, downloads_d
     assert run(["git", "status", "--porcelain"], clone, env) == ""
 
 
+@pytest.mark.slow(reason="minutes: `dvc queue start` runs a Celery worker and a DVC experiment in a temporary "
+                         "workspace; `-S` settings over conf/ are tested in test_config, logs from such a workspace in "
+                         "test_tracking")
 def test_a_learning_rate_swept_over_a_queue_on_a_narrowed_grid(smoke_repo):
     """The README's sweep: narrow the grid, queue `-S optim.lr=...`, run the queue, compare in `dvc exp show`.
     The queued experiment trains with that lr (its train.json) and the lr is a column. Last: it narrows the grid."""

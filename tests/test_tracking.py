@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import project_env
+from pipeline import paths
 from wandb_records import inspect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,7 +29,7 @@ TRAIN = ["model=lstm", "task=rt", "profile=smoke", "trainer.max_steps=8", "logge
 
 def env(**extra) -> dict:
     """A fresh W&B service per process (see test_resume.env), offline, outside any DVC experiment."""
-    out = {k: v for k, v in os.environ.items() if k not in ("WANDB_SERVICE", "DVC_EXP_NAME", "SEQARENA_TRACKING_ROOT")}
+    out = {k: v for k, v in project_env().items() if k not in ("WANDB_SERVICE", "DVC_EXP_NAME")}
     return {**out, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "DVC_NO_ANALYTICS": "1",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra}
 
@@ -42,7 +44,7 @@ def project_copy(root: Path) -> Path:
     """The code and configs of this project in `root`, with a one-run smoke grid (lstm on rt)."""
     for part in ("pipeline", "conf"):
         shutil.copytree(REPO / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "params.yaml", root / "params.yaml")
+    shutil.copy2(paths.PARAMS, root / "params.yaml")  # the committed one (conftest)
     run([sys.executable, "-m", "pipeline", "grid", "models=lstm", "tasks=rt", "bench=lstm", "profile=smoke", "seeds=0"],
         root, env())
     return root
