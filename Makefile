@@ -35,6 +35,7 @@ repro-full: install
 	$(PY) -m pipeline grid models=kim-cnn,transformer tasks=pl-reviews --add
 	$(PY) -m pipeline grid models=transformer-seq2seq tasks=bible-ende --add
 	$(PY) -m pipeline grid models=transformer tasks=selcopy --add
+	$(PY) -m pipeline grid models=lstm tasks=mqar bench=kim-cnn --add
 	dvc repro
 	rm -rf docs/cpu-full && mkdir -p docs/cpu-full && cp -r reports/. docs/cpu-full/
 	git rev-parse HEAD > docs/cpu-full/COMMIT
@@ -60,7 +61,7 @@ sync: install
 	$(PY) -m pipeline sync
 
 test: install
-	WANDB_MODE=$${WANDB_MODE:-offline} $(PY) -m pytest -q
+	WANDB_MODE=$${WANDB_MODE:-offline} $(PY) -m pytest -q --durations=20
 
 bench: install
 	$(PY) -m bench.recurrence_vs_parallel
