@@ -43,7 +43,7 @@ def test_repro_produces_the_report(smoke_repo):
         bench = json.loads((repo / "results" / "bench" / f"{model}.json").read_text())
         assert [c["length"] for c in bench["cells"]] == [32, 64, 128]
         assert all(c["status"] == "ok" and c["train_s"] > 0 and c["infer_backbone_peak_mb"] > 0 for c in bench["cells"])
-    assert "ignoring runs outside params.yaml's grid: mqar/lstm" in out  # the committed cpu runs beside the smoke grid
+    assert "ignoring runs outside params.yaml's grid: mqar/transformer" in out  # the committed cpu runs beside the smoke grid
     report = (repo / "reports" / "report.md").read_text()
     assert "mqar" not in report and report.index("## Which architecture for my lengths?") < report.index("## Task")
     for name in MODELS + TASKS:
