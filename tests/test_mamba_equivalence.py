@@ -2,6 +2,7 @@
 
 - fused vs recurrent: the C++ scan (pipeline/models/ssm_cpu.py) against the PyTorch one, outputs and
   every gradient, at widths and lengths that exercise its channel blocks, padding and chunk checkpoints;
+  its conv + SiLU and output gate against the PyTorch ops;
 - old vs new: the fused and the recurrent form of the scan and the shift-and-add causal conv (pipeline/models/ssm.py)
   against the chunked form and Conv1d that the block used before, outputs and every gradient, in fp32,
   with padding masks, causal and bidirectional;
@@ -104,7 +105,8 @@ def scan_inputs(Bz, Lz, E, N, seed=0):
 
 def scan_results(inputs, gy, form, D=None, raw=False):
     """raw: Δ goes in before its softplus, the rows' tails masked as pads."""
-    mask = torch.arange(inputs[0].shape[1]) < torch.tensor([inputs[0].shape[1] - i for i in range(len(inputs[0]))])[:, None]
+    rows, length = inputs[0].shape[:2]
+    mask = torch.arange(length) < torch.tensor([length - i for i in range(rows)])[:, None]
     extra = dict(softplus=True, mask=mask) if raw else {}
     y = selective_scan(*inputs, 8, form=form, D=D, **extra)
     wrt = inputs if D is None else [*inputs, D]
@@ -151,6 +153,24 @@ def test_fused_conv_silu_matches_conv1d(threads, shape):
         torch.set_num_threads(old)
     got, want = ((y, *torch.autograd.grad(y, (x, w, bias), gy)) for y in (got, want))
     assert max(((g - r).abs().max() / r.abs().max()).item() for g, r in zip(got, want)) < 1e-6  # measured: 4e-7
+
+
+@needs_fused
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_gate_matches_silu_product(threads):
+    """z a slice of a wider tensor, as the in-projection's output gives it: rows strided, not contiguous."""
+    torch.manual_seed(0)
+    y, xz = torch.randn(3, 45, 16, requires_grad=True), torch.randn(3, 45, 32, requires_grad=True)
+    gy = torch.randn(3, 45, 16)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = ssm_cpu.Gate.apply(y, xz[..., 16:])
+    finally:
+        torch.set_num_threads(old)
+    want = y * F.silu(xz[..., 16:])
+    got, want = ((out, *torch.autograd.grad(out, (y, xz), gy)) for out in (got, want))
+    assert max(((g - r).abs().max() / r.abs().max()).item() for g, r in zip(got, want)) < 1e-6  # measured: 1.4e-7
 
 
 @needs_fused

@@ -323,7 +323,7 @@ class Mamba(Block):
         if self.bwd is not None:
             flipped = None if mask is None else mask.flip(1)
             y = y + self.bwd(xs.flip(1), flipped, self.settings.chunk_size).flip(1)
-        return self.out_proj(y * F.silu(z))
+        return self.out_proj(ssm_cpu.Gate.apply(y, z) if ssm_cpu.gate_fits(y, z) else y * F.silu(z))
 
     def init_state(self, batch_size, device=None):
         s = self.settings

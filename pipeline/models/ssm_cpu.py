@@ -83,6 +83,9 @@ def _load():
             _lib.scan_backward.argtypes = [_Shape] + [ctypes.c_void_p] * 16 + [ctypes.c_int]
             _lib.conv_forward.argtypes = [_Shape] + [ctypes.c_void_p] * 4 + [ctypes.c_int]
             _lib.conv_backward.argtypes = [_Shape] + [ctypes.c_void_p] * 7 + [ctypes.c_int]
+            i, p = ctypes.c_int, ctypes.c_void_p
+            _lib.gate_forward.argtypes = [i, i, p, i, p, i, p, i]
+            _lib.gate_backward.argtypes = [i, i, p, i, p, i, p, p, p, i]
     return _lib
 
 
@@ -164,3 +167,39 @@ def conv_fits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> bool
     """ConvSiLU applies: fp32 CPU tensors, channels a multiple of 8, and the kernel built."""
     return (x.shape[-1] % LANES == 0 and all(t.device.type == "cpu" and t.dtype == torch.float32
                                               for t in (x, weight, bias)) and available())
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """(..., E) as (rows, E) with unit channel stride: a view where the strides allow one (a slice of the
+    in-projection's output does), else a copy."""
+    t = t.reshape(-1, t.shape[-1])
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+class Gate(torch.autograd.Function):
+    """Mamba's output gate y ⊙ silu(z) in one pass each way; `gate_fits` says when it applies."""
+
+    @staticmethod
+    def forward(ctx, y, z):
+        y2, z2 = _rows(y), _rows(z)
+        out = y.new_empty(y.shape)
+        _load().gate_forward(*y2.shape, y2.data_ptr(), y2.stride(0), z2.data_ptr(), z2.stride(0), out.data_ptr(),
+                             torch.get_num_threads())
+        ctx.save_for_backward(y2, z2)
+        ctx.shape = y.shape
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        y2, z2 = ctx.saved_tensors
+        g = g.contiguous()
+        gy, gz = g.new_empty(ctx.shape), g.new_empty(ctx.shape)
+        _load().gate_backward(*y2.shape, y2.data_ptr(), y2.stride(0), z2.data_ptr(), z2.stride(0), g.data_ptr(),
+                              gy.data_ptr(), gz.data_ptr(), torch.get_num_threads())
+        return gy, gz
+
+
+def gate_fits(y: torch.Tensor, z: torch.Tensor) -> bool:
+    return (y.shape == z.shape and y.shape[-1] % LANES == 0 and available()
+            and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (y, z)))

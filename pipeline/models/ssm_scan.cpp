@@ -7,7 +7,8 @@
 // which falls back to the PyTorch scan when there is no compiler.
 //
 // Layout (all fp32, contiguous): Δ, x, y (B, L, E); B, C (B, L, N); A as Aᵀ (N, E), and Aᵀ log2 e for
-// exp2; D (E); an optional mask (B, L), 0 at pads, which get Δ = 0. E is a multiple of 8 (the caller pads channels with Δ = x = A = 0, which stay zero).
+// exp2; D (E); an optional mask (B, L), 0 at pads, which get Δ = 0. E is a multiple of 8: the caller
+// pads channels with x = A = D = 0, which stay zero.
 // h_t = exp(Δ_t A) h_{t-1} + Δ_t x_t B_t,  y_t = C_t · h_t + D x_t.
 #include <algorithm>
 #include <atomic>
@@ -124,7 +125,8 @@ extern "C" void scan_forward(Shape s, const float* dt, const float* x, const flo
             case 4: forward_block<4>(s, b, e0, dt, x, Bm, Cm, At2, D, mask, y, ckpt); break;
             case 3: forward_block<3>(s, b, e0, dt, x, Bm, Cm, At2, D, mask, y, ckpt); break;
             case 2: forward_block<2>(s, b, e0, dt, x, Bm, Cm, At2, D, mask, y, ckpt); break;
-            default: for (int j = 0; j < nv; j++) forward_block<1>(s, b, e0 + j * V, dt, x, Bm, Cm, At2, D, mask, y, ckpt);
+            default:
+                for (int j = 0; j < nv; j++) forward_block<1>(s, b, e0 + j * V, dt, x, Bm, Cm, At2, D, mask, y, ckpt);
         }
     });
 }
@@ -205,7 +207,8 @@ void backward_block(const Shape& s, int b, int blk, int e0, const float* dt, con
 
 extern "C" void scan_backward(Shape s, const float* dt, const float* x, const float* Bm, const float* Cm,
                               const float* At2, const float* At, const float* D, const float* mask,
-                              const float* ckpt, const float* gy, float* gdt, float* gx, float* gB, float* gC, float* gA, float* gD,
+                              const float* ckpt, const float* gy, float* gdt, float* gx, float* gB, float* gC,
+                              float* gA, float* gD,
                               int threads) {
     const Grads out{gdt, gx, gB, gC, gA, gD};
     parallel(s, threads, [&](int b, int blk) {
@@ -273,4 +276,27 @@ extern "C" void conv_backward(Shape s, const float* x, const float* wt, const fl
             st(gbias + (size_t)b * E + e0 + j * V, gb[j]);
         }
     });
+}
+
+// Mamba's output gate y ⊙ silu(z) over `rows` rows of E channels (E a multiple of 8), the rows of y and z
+// `ys` and `zs` floats apart (z is a view into the in-projection's output); out, gy, gz contiguous.
+extern "C" void gate_forward(int rows, int E, const float* y, int ys, const float* z, int zs, float* out,
+                             int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int r = 0; r < rows; r++)
+        for (int e = 0; e < E; e += V) {
+            v8 zv = ld(z + (size_t)r * zs + e);
+            st(out + (size_t)r * E + e, ld(y + (size_t)r * ys + e) * zv * sigmoid(zv));
+        }
+}
+
+extern "C" void gate_backward(int rows, int E, const float* y, int ys, const float* z, int zs, const float* g,
+                              float* gy, float* gz, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int r = 0; r < rows; r++)
+        for (int e = 0; e < E; e += V) {
+            v8 zv = ld(z + (size_t)r * zs + e), sg = sigmoid(zv), gv = ld(g + (size_t)r * E + e);
+            st(gy + (size_t)r * E + e, gv * zv * sg);
+            st(gz + (size_t)r * E + e, gv * ld(y + (size_t)r * ys + e) * sg * (1.f + zv * (1.f - sg)));
+        }
 }
