@@ -25,6 +25,9 @@ KIND_STAGES = ("tokenize", "train", "evaluate", "measure")
 RUN_STAGES = ("train", "evaluate", "measure")  # one `runs.<run>.code` serves all three
 
 
+NATIVE_SUFFIXES = (".cpp", ".c")
+
+
 def module_name(path: Path) -> str:
     rel = path.relative_to(ROOT).with_suffix("")
     parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
@@ -102,10 +105,13 @@ def plugin_modules(stage: str, model: Optional[str] = None, kind: Optional[str] 
 
 
 def stage_files(stage: str, model: Optional[str] = None, kind: Optional[str] = None) -> set[str]:
-    """Repo-relative .py files a stage runs (its DVC code deps)."""
+    """Repo-relative source files a stage runs (its DVC code deps): .py, and a module's same-stem .cpp / .c."""
     names = closure({ENTRY, f"pipeline.stages.{stage}", *plugin_modules(stage, model, kind)})
     known = modules()
-    return {str(known[n].relative_to(ROOT)) for n in names}
+    files = {known[n] for n in names}
+    # a module's native half (same stem: models/ssm_cpu.py builds models/ssm_cpu.cpp) is its code too
+    files |= {p.with_suffix(ext) for p in files for ext in NATIVE_SUFFIXES if p.with_suffix(ext).exists()}
+    return {str(p.relative_to(ROOT)) for p in files}
 
 
 @cache

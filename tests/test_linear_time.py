@@ -9,7 +9,8 @@ from pipeline.config import load
 from pipeline.models.linear_attention import LinearAttention, causal_linear_attention, feature_map
 from pipeline.models.rwkv import TimeMix, wkv_chunked
 from pipeline.models import ssm
-from pipeline.models.ssm import S4D, Mamba, selective_scan
+from pipeline.models.s4d import S4D
+from pipeline.models.ssm import Mamba, selective_scan
 
 L, CHUNK = 37, 8  # a length that is not a multiple of the chunk
 TOL = dict(rtol=1e-4, atol=1e-5)
@@ -158,7 +159,7 @@ def test_s4d_fft_convolution_equals_direct_convolution():
 def test_fft_conv_backward_is_the_gradient_of_the_convolution():
     """FFTConv's hand-written backward (real FFTs only) against numerical gradients, for a causal
     kernel (H, L) and a circular one (H, 2L), both broadcast over the batch."""
-    from pipeline.models.ssm import fft_conv
+    from pipeline.models.s4d import fft_conv
 
     torch.manual_seed(0)
     for k_len in (7, 14):

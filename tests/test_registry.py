@@ -58,7 +58,7 @@ def test_a_lookup_imports_only_the_module_that_defines_the_name():
         registry.config_class("lstm")
         loaded = sorted(m for m in sys.modules if m.startswith("pipeline.models."))
         assert loaded == ["pipeline.models.base", "pipeline.models.registry", "pipeline.models.rnn",
-                          "pipeline.models.ssm"], loaded
+                          "pipeline.models.ssm", "pipeline.models.ssm_cpu"], loaded
     """)
 
 

@@ -1,4 +1,4 @@
-"""Mamba's fused CPU kernels (ssm_scan.cpp): the selective scan, and the causal conv with its SiLU.
+"""Mamba's fused CPU kernels (ssm_cpu.cpp, its native half): the selective scan, and the causal conv with its SiLU.
 Built on first use (a few seconds, once per source version and CPU) into the user's cache, called through ctypes.
 
 On a CPU the PyTorch scan is bound by memory traffic: every op reads and writes (positions × N × E)
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.autograd.function import once_differentiable
 
-SOURCE = Path(__file__).with_name("ssm_scan.cpp")
+SOURCE = Path(__file__).with_suffix(".cpp")  # code_deps counts it as part of this module
 FLAGS = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread"]
 OPENMP = "-fopenmp"  # the kernels then share torch's libgomp thread pool; built without it if it fails
 LANES = 8  # floats per vector in the kernel: channels are padded to a multiple
@@ -52,7 +52,7 @@ def _build() -> Path | None:
     source = SOURCE.read_bytes()
     key = hashlib.sha256(source + " ".join([compiler, *FLAGS, OPENMP, _cpu_id()]).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "seqarena"
-    lib = cache / f"ssm_scan-{key}.so"
+    lib = cache / f"ssm_cpu-{key}.so"
     if lib.exists():
         return lib
     cache.mkdir(parents=True, exist_ok=True)
