@@ -9,7 +9,6 @@ another test set of the same kind, and whether two systems' difference is more t
                          several seeds two-stage: test examples, then seeds (Student t)
     paired_bootstrap     A vs B on the same examples: the difference, its interval, a verdict
                          (with several seeds per system: Welch t on the seed means on top)
-    rank_with_ties       systems sorted by value, each marked better than / tied with the next
     seed_interval        mean and Student-t interval across training seeds
     bleu_interval        sacreBLEU's own bootstrap interval of corpus BLEU
     chrf_interval        the same for chrF
@@ -30,7 +29,7 @@ from __future__ import annotations
 import math
 import os
 from contextlib import contextmanager
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -257,41 +256,6 @@ def paired_bootstrap(values_a, values_b, weights=None, groups=None, higher_is_be
             "p_a_better": float(np.mean(sign * diffs > 0)), "verdict": verdict, "seed_aware": seed_aware,
             "n": int(a.shape[1]), "seeds": (len(a), len(b)), "n_boot": int(n_boot), "level": float(level),
             "method": f"paired bootstrap (percentile, {over})"}
-
-
-def rank_with_ties(systems: Mapping[str, Sequence[float]], higher_is_better: bool = True,
-                   weights=None, groups=None, transform: Transform = None, n_boot: int = 1000,
-                   level: float = 0.95, seed: int = 0) -> list[tuple[str, float, Optional[str]]]:
-    """Rank systems scored on the same examples, and say which places are earned.
-
-    `systems` maps a name to its per-example terms ([n], or [seeds, n]; aligned across systems;
-    weights and groups shared). Returns [(name, value, verdict), ...] best first, where verdict
-    compares the system with the next one in the list: "better" when paired_bootstrap finds it
-    significantly better, "tied" when the interval of the difference contains 0, and None for the
-    last. (A "worse" is possible only when a nonlinear transform makes the point value and the
-    replicates disagree.)
-    """
-    values = {name: bootstrap_value(v, weights, transform) for name, v in systems.items()}
-    sign = -1.0 if higher_is_better else 1.0
-    order = sorted(values, key=lambda name: (sign * values[name], name))
-    words = {"A better": "better", "B better": "worse", "tied": "tied"}
-    ranked = []
-    for i, name in enumerate(order):
-        verdict = None
-        if i + 1 < len(order):
-            res = paired_bootstrap(systems[name], systems[order[i + 1]], weights, groups,
-                                   higher_is_better, transform, n_boot, level, seed)
-            verdict = words[res["verdict"]]
-        ranked.append((name, values[name], verdict))
-    return ranked
-
-
-def bootstrap_value(values, weights=None, transform: Transform = None) -> float:
-    """The point value bootstrap_interval reports: transform(sum(w*v) / sum(w)), without resampling;
-    for [seeds, n] terms the mean of that over seeds (as the report's mean over seeds)."""
-    x = _per_seed(values)
-    sums, totals, _ = _units(list(x), weights, None)
-    return float(np.mean(_apply(transform, sums.sum(axis=1) / totals.sum())))
 
 
 def seed_interval(values, level: float = 0.95) -> dict:

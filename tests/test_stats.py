@@ -191,25 +191,6 @@ def test_seeded_systems_must_share_examples():
         stats.paired_bootstrap(np.ones((2, 10)), np.ones((2, 11)))
 
 
-# --- rank_with_ties ----------------------------------------------------------------------------------
-
-def test_rank_with_ties_marks_identical_pair_tied():
-    a, b = planted_pair()
-    ranked = stats.rank_with_ties({"ssm": b, "transformer": a, "ssm-copy": b.copy()})
-    assert [name for name, _, _ in ranked] == ["transformer", "ssm", "ssm-copy"]
-    assert [verdict for _, _, verdict in ranked] == ["better", "tied", None]
-    assert ranked[0][1] == pytest.approx(b.mean() + 0.05)
-
-
-def test_rank_with_ties_lower_is_better():
-    rng = np.random.default_rng(8)
-    base = rng.gamma(2.0, 1.5, size=3000)
-    ranked = stats.rank_with_ties({"x": base + 0.5, "y": base, "z": base + 0.0001 * rng.standard_normal(3000)},
-                                  higher_is_better=False, transform=np.exp)
-    assert ranked[-1][0] == "x" and ranked[-1][2] is None
-    assert ranked[0][2] == "tied" and ranked[1][2] == "better"
-
-
 # --- seed_interval -----------------------------------------------------------------------------------
 
 def test_seed_interval_known_t_interval():

@@ -18,8 +18,6 @@ import math
 import numpy as np
 import torch
 
-from pipeline import paths
-from pipeline.data.arrays import read_ragged
 
 BLOCK = 128
 MAX_TARGETS = 16384  # paired per token: ~1% differences in NLL resolve (docs/results.md)
@@ -44,17 +42,13 @@ def windows(start: int, n_targets: int, lo: int, hi: int) -> np.ndarray:
     return start - lo - 1 + stride * np.arange(n_targets // stride)
 
 
-def test_stream(cfg) -> torch.Tensor:
-    """The task's tokenized test split as one token stream."""
-    return torch.from_numpy(np.asarray(read_ragged(paths.tokenized_dir(cfg), "test")[0], dtype=np.int64))
-
-
 @torch.no_grad()
-def probe(module, stream: torch.Tensor, edges: list[int], max_len: int,
-          batch_tokens: int = 16384) -> dict[str, np.ndarray] | None:
+def probe(module, stream, edges: list[int], max_len: int, batch_tokens: int = 16384) -> dict[str, np.ndarray] | None:
     """Per-token NLL of the same targets in every bucket, as outcomes (values, weights, bucket, group),
-    or None when the stream is too short to hold a target stretch. `module.per_example` scores a batch
-    of windows as in training (its 4th output: the NLL at each input position)."""
+    or None when the token stream (the test split's: task_batch.test_stream) is too short to hold a target
+    stretch. `module.per_example` scores a batch of windows as in training (its 4th output: the NLL at
+    each input position)."""
+    stream = torch.as_tensor(np.asarray(stream, dtype=np.int64))
     edges = probed_edges(edges, max_len)
     start = edges[-1] if edges else 0
     n = target_count(len(stream), edges) if edges else 0

@@ -176,13 +176,15 @@ def evaluate_run(cfg: Config) -> None:
     seeds, module, extra = [], None, {}
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
                           else "cpu")  # the profile's accelerator: beam search on a GPU machine's GPU
+    # LM: the same test tokens at every context length, for the report's context use (read once)
+    context_stream = test_stream(cfg) if cfg.task.kind == "lm" else None
     for seed in cfg.seeds:
         module = load_best(cfg, seed).to(device)
         tested, scored = score(module, cfg, seed)  # the metric and every scored unit, in one pass
         seed_result = kind.evaluate(module, cfg, seed, scored_once(tested))
         outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.npz", scored)
-        if cfg.task.kind == "lm":  # the same tokens at every context length: the report's context use
-            probed = context_probe.probe(module, context_probe.test_stream(cfg), module.bucket_edges, cfg.task.max_len,
+        if context_stream is not None:
+            probed = context_probe.probe(module, context_stream, module.bucket_edges, cfg.task.max_len,
                                           cfg.data.eval_batch_size * cfg.task.max_len)
             if probed is not None:
                 outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.context.npz", probed)
