@@ -18,11 +18,12 @@ the grid's widest instance needs (a shorter list repeats its last entry: DVC cou
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
 
-from pipeline import code_deps
+from pipeline import code_deps, dvc_lock
 from pipeline.config import CONF_DIR, PARAMS, ConfigError, check_bench, check_runs, read_params, read_yaml
 from pipeline.paths import ROOT
 
@@ -208,13 +209,29 @@ def render(params) -> str:
     return HEADER + text
 
 
+def stage_names(params) -> set[str]:
+    """The names of dvc.yaml's stages: `<stage>@<key>` for each group's items, and the single stages."""
+    table, body = stages(params)
+    return {f"{stage}@{key}" for stage, items in table.items() for key in items} | \
+        {name for name, stage in body.items() if "foreach" not in stage}
+
+
 def write(params_path: Path = PARAMS, path: Path = DVC_YAML) -> bool:
-    """Write dvc.yaml for params.yaml; True if it changed."""
-    text = render(read_params(params_path))
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    path.write_text(text, encoding="utf-8")
-    return True
+    """Write dvc.yaml for params.yaml, and keep dvc.lock to its stages (pipeline/dvc_lock.py); True if
+    dvc.yaml changed."""
+    params = read_params(params_path)
+    text = render(params)
+    changed = not path.exists() or path.read_text(encoding="utf-8") != text
+    if changed:
+        path.write_text(text, encoding="utf-8")
+    stashed, restored = dvc_lock.sync(path.parent, stage_names(params))
+    if stashed:
+        print(f"[grid] dvc.lock: {len(stashed)} entries of stages no longer in dvc.yaml moved to {dvc_lock.STASH} "
+              "(DVC re-reads the whole lock around every stage)", file=sys.stderr)
+    if restored:
+        print(f"[grid] dvc.lock: {len(restored)} entries of stages back in dvc.yaml restored from {dvc_lock.STASH}",
+              file=sys.stderr)
+    return changed
 
 
 def check_current(params_path: Path = PARAMS, path: Path = DVC_YAML) -> None:
