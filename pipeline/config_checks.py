@@ -202,6 +202,7 @@ RANGES: dict[str, Range] = {
     "bench.fit_min_len": Range(1, 2**24),
     "bench.max_run_time_s": Range(0, 3600, lo_open=True, note="seconds per measurement"),
     "bench.decode_max_len": Range(1, 2**24),
+    "bench.decode_fit_min_len": Range(1, 2**24),
     "bench.eager_max_len": Range(1, 2**24),
     "bench.threads": Range(0, 4096, note="0 = torch's default"),
 }

@@ -161,6 +161,9 @@ class BenchConfig:
     max_run_time_s: float = 0.5  # torch.utils.benchmark adaptive timing: most seconds per measurement
     decode: bool = True  # time one generated token at each context length (models with `step`)
     decode_max_len: Optional[int] = None  # longest context decoded (one token at a time); None = max_len
+    # decode latency is fitted over contexts >= this; None = fit_min_len. One generation yields every
+    # context, so a lower start adds fitted points at no cost (a fixed state costs the same at 256 as at 4K)
+    decode_fit_min_len: Optional[int] = None
     # longest n whose eager attention (n x n scores materialised) is measured beside the fused kernel's;
     # None = max_len. The eager path is the slow one: 10 s of the Transformer's 8K cell on 2 cores.
     eager_max_len: Optional[int] = None

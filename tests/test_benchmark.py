@@ -91,6 +91,31 @@ def test_batch1_series_only_from_fit_min_len_and_reused_at_batch_1():
         math.log(cells[2]["train_s"] / cells[1]["train_s_batch1"]) / math.log(2))
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_decode_is_fitted_from_its_own_start_with_an_iqr_per_context():
+    """One generation gives every context, so decode's fit may start below the time fits' (#21: the cpu
+    profile's decode exponents had 3 points from 1K; from 256 they have 5)."""
+    cfg = smoke_cfg("lstm", "bench.fit_min_len=128", "bench.decode_fit_min_len=32")
+    model, _, device, _ = _model(cfg)
+    decode = sweep.measure_decode(model, [32, 64, 128], cfg, device)
+    assert [c["window"] for c in decode["cells"]] == [32, sweep.DECODE_WINDOW, sweep.DECODE_WINDOW]
+    assert all(0 <= c["latency_iqr_ms"] and c["latency_ms"] > 0 for c in decode["cells"])
+    claim = model.backbone.complexity
+    own = sweep.fit_all([], decode, claim, cfg.bench.fit_min_len, cfg.bench.decode_fit_min_len)["decode_latency"]
+    assert own["fit"]["points"] == 3 and own["fit"]["lengths"] == [32, 128] and own["claimed"] == 0
+    assert sweep.fit_all([], decode, claim, cfg.bench.fit_min_len)["decode_latency"]["fit"] is None  # 128 alone
+
+
+@pytest.mark.parametrize("profile", ["cpu", "cpu-full"])
+def test_cpu_profiles_fit_decode_on_at_least_five_contexts(profile):
+    from pipeline.measure.scaling import MIN_POINTS
+
+    cfg = load(["model=lstm", f"profile={profile}"], task_bound=False)
+    b = cfg.bench
+    contexts = [n for n in sweep.sweep_lengths(cfg) if b.decode_fit_min_len <= n <= b.decode_max_len]
+    assert contexts == [256, 512, 1024, 2048, 4096] and len(contexts) >= MIN_POINTS + 1
+
+
 @pytest.mark.usefixtures("one_thread")  # bench.threads=1 sets torch's threads in this process; restored after
 def test_stage_fails_naming_the_model_when_no_cell_runs(tmp_path, capsys):
     from pipeline.cli import main  # in-process: `python -m pipeline` is this call and sys.exit

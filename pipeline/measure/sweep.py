@@ -22,7 +22,8 @@ n, and anything that grows with n is the architecture's own n-dependence. Per ce
 Decoding is one greedy generation at batch 1 through the backbone's recurrent `step` (KV cache for
 attention, a fixed-size state for RNNs, SSMs, RWKV and linear attention), `bench.max_len` tokens
 long; the latency at context n is the median wall time of the DECODE_WINDOW tokens generated just
-before the context reached n.
+before the context reached n (with their IQR). Its exponent is fitted from `bench.decode_fit_min_len`
+(default `bench.fit_min_len`): the one generation gives every context, so more fitted points cost nothing.
 
 A cell never ends the sweep by failing: running out of memory (on CPU, past `bench.max_mem_gb` of
 live tensors: pipeline/measure/memory.py) is recorded as `oom`, a call slower than
@@ -268,7 +269,9 @@ def measure_decode(model: BenchLM, contexts: list[int], cfg: Config, device: tor
     for c in contexts:
         window = times[max(0, c - DECODE_WINDOW):c]
         if len(times) >= c:
+            q1, _, q3 = statistics.quantiles(window, n=4) if len(window) > 1 else (window[0],) * 3
             cells.append({"context": c, "status": "ok", "latency_ms": statistics.median(window) * 1e3,
+                          "latency_iqr_ms": (q3 - q1) * 1e3, "window": len(window),
                           "sequence_s": cumulative[c - 1]})  # the whole sequence, token by token
         else:
             cells.append({"context": c, "status": "timeout",
@@ -284,8 +287,9 @@ def parallel_speedup(cells: list[dict], decode: dict) -> list[dict]:
             for d in decode.get("cells", []) if d["status"] == "ok" and d["context"] in infer]
 
 
-def fit_all(cells: list[dict], decode: dict, claim, min_len: int) -> dict:
-    """Exponents of the per-sequence costs (a cell's cost / its batch) and of decode latency."""
+def fit_all(cells: list[dict], decode: dict, claim, min_len: int, decode_min_len: Optional[int] = None) -> dict:
+    """Exponents of the per-sequence costs (a cell's cost / its batch) over n >= min_len, and of decode
+    latency over contexts >= decode_min_len (default min_len)."""
     ok = [c for c in cells if c["status"] == "ok"]
     out = {}
     for key, cell_key, claim_key in FITTED:
@@ -298,7 +302,8 @@ def fit_all(cells: list[dict], decode: dict, claim, min_len: int) -> dict:
         out[key] = _fit(lengths, costs, claimed, min_len)
     dec = [c for c in decode.get("cells", []) if c["status"] == "ok"]
     claimed = None if claim is None else claim.decode_exponent
-    out["decode_latency"] = _fit([c["context"] for c in dec], [c["latency_ms"] for c in dec], claimed, min_len)
+    out["decode_latency"] = _fit([c["context"] for c in dec], [c["latency_ms"] for c in dec], claimed,
+                                 decode_min_len or min_len)
     return out
 
 
@@ -337,5 +342,5 @@ def run(cfg: Config, log=print) -> dict:
         config={"model": to_dict(cfg.model), "bench": to_dict(cfg.bench)}, profile=cfg.profile,
         env={**env.fingerprint(device), "load_avg_1min": os.getloadavg()[0]},
         matmul_peak_flops=peak, cells=cells, decode=decode,
-        fits=fit_all(cells, decode, claim, cfg.bench.fit_min_len),
+        fits=fit_all(cells, decode, claim, cfg.bench.fit_min_len, cfg.bench.decode_fit_min_len),
         wall_s=round(time.perf_counter() - t0, 1))

@@ -283,9 +283,11 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
         table = [[bucket_label(n, lengths), *[row[c] or "—" for c in keep]] for n, row in zip(lengths, rows.to_dict("records"))]
         out += [md_table(["length", *keep], table, align="l" * (len(keep) + 1)), ""]
     if bench:
+        b = (bench[0].get("config") or {}).get("bench", {})
         out += ["### The seeds' claims, measured", "",
                 "Exponent k of cost ∝ n^k, fitted on log-log axes over the upper sweep "
-                f"(n ≥ {(bench[0].get('config') or {}).get('bench', {}).get('fit_min_len', '?')}) with a 95% interval; "
+                f"(n ≥ {b.get('fit_min_len', '?')}; decode from context "
+                f"{b.get('decode_fit_min_len') or b.get('fit_min_len', '?')}) with a 95% interval; "
                 "time and memory are per sequence of length n (a linear-time model: k ≈ 1, quadratic: k ≈ 2), "
                 "decode is the latency of one token at context n (KV cache: k ≈ 1, fixed state: k ≈ 0). "
                 f"A claim holds when the whole 95% interval lies within ± {scaling.CLAIM_TOLERANCE} of it and "
