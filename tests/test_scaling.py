@@ -58,12 +58,40 @@ def test_a_wide_interval_does_not_confirm_a_claim():
 
 def test_crossover():
     ref = [1, 2, 4, 8, 16]  # quadratic per token
-    assert scaling.crossover([1, 2, 3, 4, 5], [5, 5, 5, 5, 5], ref) == {"length": 4, "kind": "from"}
-    assert scaling.crossover([1, 2, 3], [0.5, 1, 2], [1, 2, 4]) == {"length": 1, "kind": "always"}
+    assert scaling.crossover([1, 2, 3, 4, 5], [5, 5, 5, 5, 5], ref) == {"length": 4, "kind": "from", "noisy": []}
+    assert scaling.crossover([1, 2, 3], [0.5, 1, 2], [1, 2, 4]) == {"length": 1, "kind": "always", "noisy": []}
     assert scaling.crossover([1, 2, 3], [2, 3, 5], [1, 2, 4])["kind"] == "never"
     # cheaper in the middle only: no crossover, since it is not cheaper at every longer length
     assert scaling.crossover([1, 2, 3], [2, 1, 5], [1, 2, 4])["kind"] == "never"
     assert scaling.crossover([1, 2], [None, None], [1, 2])["kind"] == "not measurable"
+
+
+def test_a_crossover_is_named_only_where_the_ratio_is_resolved_on_both_sides():
+    lengths = [128, 256, 512, 1024, 2048]
+    ref = [1.0, 1.0, 1.0, 1.0, 1.0]
+    sd = [scaling.TIMING_SD] * 5  # a ratio within exp(±1.96·√2·0.15) ≈ 0.66..1.52 of 1 is noise
+    # dearer (2x), noise (1.2x, 0.8x), cheaper (0.5x) from 2048: bracketed, not a length
+    between = scaling.crossover(lengths, [2, 2, 1.2, 0.8, 0.5], ref, sd, sd)
+    assert between == {"length": 256, "upper": 2048, "kind": "between", "noisy": [512, 1024]}
+    # resolved on both sides at adjacent lengths: named
+    assert scaling.crossover(lengths, [2, 2, 2, 0.5, 0.5], ref, sd, sd)["kind"] == "from"
+    # the ratios of 0.994 / 0.955 from single timings that the old rule turned into crossovers (#21)
+    noisy = scaling.crossover(lengths, [1.1, 1.05, 0.994, 0.955, 0.5], ref, sd, sd)
+    assert noisy == {"length": 2048, "kind": "unresolved", "noisy": [128, 256, 512, 1024]}
+    assert scaling.crossover(lengths, [1.1, 1.05, 0.994, 0.955, 0.5], ref)["kind"] == "from"  # exact values
+    # cheaper at the longest but within noise: no crossover either
+    assert scaling.crossover(lengths, [2, 2, 2, 2, 0.9], ref, sd, sd)["kind"] == "unresolved"
+    assert scaling.crossover(lengths, [2, 2, 2, 2, 2], ref, sd, sd)["kind"] == "never"
+    assert scaling.crossover(lengths, [0.5] * 5, ref, sd, sd)["kind"] == "always"
+
+
+def test_log_sd_joins_a_cells_spread_with_the_run_to_run_floor():
+    assert scaling.log_sd(1.0) == scaling.TIMING_SD  # one run: the floor alone
+    # 4 runs with an IQR of 20% of the median: 1.2533 · 0.2 / 1.349 / 2 = 0.093 within, √(0.093² + 0.15²)
+    assert scaling.log_sd(1.0, 0.2, 4) == pytest.approx(math.hypot(0.0929, 0.15), abs=1e-3)
+    ratio, lo, hi = scaling.ratio_interval(2.0, 1.0, 0.1, 0.1)
+    assert ratio == 2 and lo == pytest.approx(2 * math.exp(-1.96 * 0.1 * math.sqrt(2)))
+    assert hi == pytest.approx(4 / lo)
 
 
 def test_predict_extrapolates_the_last_two_points():

@@ -18,6 +18,10 @@ An exponent can also be set against the model's own FLOP count over the same len
 sequence (4·n²·d without the mask) beside about 24·n·d² on projections and MLP, so its cost is not
 yet n² below n ≈ 12·d, and a slope between 1 and 2 there is what its FLOP count predicts, not a
 shortfall of the claim (cost_model_verdict).
+
+A crossover length is named only where the ratio of the two models' costs is resolved on both sides of
+it: its 95% interval, from each cell's own spread and the run-to-run spread of a cell's time
+(TIMING_SD), lies above 1 below the crossover and below 1 from it on.
 """
 from __future__ import annotations
 
@@ -143,23 +147,66 @@ def cost_model_verdict(fit: Optional[dict], predicted: Optional[dict], tolerance
     return f"{word} its FLOP count's {p:.2f}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def crossover(lengths: Sequence[int], model: Sequence[Optional[float]], reference: Sequence[Optional[float]]) -> dict:
-    """The shortest length from which `model` costs less than `reference` at every longer length
-    measured for both (costs: lower is better, e.g. seconds per token or bytes).
+# The sd of log(time) of one benchmark cell between two benchmark processes on the same host: host load
+# and CPU frequency change between processes, so a cell's own IQR (one process) understates how far a
+# ratio of two models' cells (two processes) moves from run to run. Measured on two runs of the same
+# code, docs/verdict-stability.md. Peak memory is exact from run to run (sd 0).
+TIMING_SD = 0.15
+Z95 = 1.96
 
-    Returns {"length": n or None, "kind": "always" | "from" | "never" | "not measurable"}: "always"
-    when the model is cheaper at every common length, "never" when not even at the longest."""
-    common = [(n, m, r) for n, m, r in zip(lengths, model, reference)
+
+def log_sd(median: float, iqr: Optional[float] = None, runs: Optional[int] = None, floor: float = TIMING_SD) -> float:
+    """The sd of log(median) of one timed cell: the sampling error of a median of `runs` timings (IQR/1.349
+    as the sd, times 1.2533/sqrt(runs)) together with the run-to-run `floor`."""
+    within = 0.0
+    if iqr and runs and median > 0:
+        within = 1.2533 * iqr / 1.349 / median / math.sqrt(runs)
+    return math.hypot(within, floor)
+
+
+def ratio_interval(model: float, reference: float, model_sd: float = 0.0, reference_sd: float = 0.0,
+                   z: float = Z95) -> tuple[float, float, float]:
+    """model / reference with its 95% interval, from the sds of the two logs (independent processes)."""
+    ratio, half = model / reference, z * math.hypot(model_sd, reference_sd)
+    return ratio, ratio * math.exp(-half), ratio * math.exp(half)
+
+
+def crossover(lengths: Sequence[int], model: Sequence[Optional[float]], reference: Sequence[Optional[float]],
+              model_sd: Optional[Sequence[float]] = None, reference_sd: Optional[Sequence[float]] = None) -> dict:
+    """From which length `model` costs less than `reference` (lower is better: seconds per token, bytes),
+    judged on the 95% interval of their ratio at each length (sds of the logs; None: exact values).
+
+    Each common length is cheaper (interval below 1), dearer (above 1) or within noise. Returns
+    {"kind", "length", "upper", "noisy"}: "always" when cheaper at every length; "from" n when dearer
+    just below n and cheaper at n and every longer length; "between" length and upper when dearer at
+    length, cheaper from upper on, and within noise in between; "never" when dearer at the longest;
+    otherwise "unresolved" (no crossover is named), with "length" the first of the cheaper lengths that
+    run to the end, if any. "noisy" lists the lengths within noise."""
+    common = [(n, m, r, model_sd[i] if model_sd else 0.0,
+               reference_sd[i] if reference_sd else 0.0)
+              for i, (n, m, r) in enumerate(zip(lengths, model, reference))
               if m is not None and r is not None and not (math.isnan(m) or math.isnan(r))]
     if not common:
-        return {"length": None, "kind": "not measurable"}
-    cheaper = [m < r for _, m, r in common]
-    if not cheaper[-1]:
-        return {"length": None, "kind": "never"}
-    first = len(cheaper)
-    while first > 0 and cheaper[first - 1]:
+        return {"length": None, "kind": "not measurable", "noisy": []}
+    side = []
+    for _, m, r, sm, sr in common:
+        _, lo, hi = ratio_interval(m, r, sm, sr)
+        side.append(-1 if hi < 1 else 1 if lo > 1 else 0)  # cheaper / dearer / within noise
+    noisy = [int(c[0]) for c, s in zip(common, side) if s == 0]
+    first = len(side)  # the start of the run of cheaper lengths that reaches the longest
+    while first > 0 and side[first - 1] == -1:
         first -= 1
-    return {"length": int(common[first][0]), "kind": "always" if first == 0 else "from"}
+    tail = None if first == len(side) else int(common[first][0])
+    dearer = [i for i, s in enumerate(side) if s == 1]
+    if dearer and dearer[-1] == len(side) - 1:
+        return {"length": None, "kind": "never", "noisy": noisy}
+    if first == 0:
+        return {"length": tail, "kind": "always", "noisy": noisy}
+    if tail is not None and dearer and all(s == 0 for s in side[dearer[-1] + 1:first]):
+        if dearer[-1] == first - 1:
+            return {"length": tail, "kind": "from", "noisy": noisy}
+        return {"length": int(common[dearer[-1]][0]), "upper": tail, "kind": "between", "noisy": noisy}
+    return {"length": tail, "kind": "unresolved", "noisy": noisy}
 
 
 def predict(lengths: Sequence[float], costs: Sequence[Optional[float]], at: float) -> Optional[float]:

@@ -25,7 +25,7 @@ import pandas as pd
 from pipeline.artifacts import ArtifactError, BenchResult
 from pipeline.measure import scaling
 from pipeline.report.recall_claims import recall_claims_md
-from pipeline.report.verdict_lengths import SPEED_COLUMNS, bucket_label, verdict_rows  # noqa: F401  (re-exported)
+from pipeline.report.verdict_lengths import SPEED_COLUMNS, bucket_label, cell_log_sd, verdict_rows  # noqa: F401
 from pipeline.report.format import MIN_BUCKET_EXAMPLES, _is_nan, fmt_mb, fmt_si, md_table
 
 REFERENCE_MODEL = "transformer"  # crossovers are against the quadratic baseline
@@ -218,18 +218,18 @@ def _time_claim(r: dict) -> str:
 
 
 def crossover_rows(bench: list[dict], reference: str = REFERENCE_MODEL) -> pd.DataFrame:
-    """Per model: from which length it is faster / leaner than the reference (per-token costs)."""
+    """Per model: from which length it is faster / leaner than the reference (per-token costs), named
+    only where the ratio's 95% interval excludes 1 on both sides of it (scaling.crossover)."""
     ref = next((r for r in bench if r["model"] == reference), None)
     if ref is None:
         return pd.DataFrame()
 
-    def series(r: dict, key: str) -> tuple[list[int], list[Optional[float]]]:
+    def series(r: dict, key: str) -> dict[int, tuple[float, float]]:
         if key == "decode":
-            cells = {c["context"]: c.get("latency_ms") for c in r["decode"].get("cells", []) if c["status"] == "ok"}
-        else:
-            cells = {c["length"]: (c[key] / c["tokens"] if key.endswith("_s") else c[key] / c["batch"])
-                     for c in r["cells"] if c["status"] == "ok"}
-        return list(cells), list(cells.values())
+            return {c["context"]: (c["latency_ms"], cell_log_sd(c, key))
+                    for c in r["decode"].get("cells", []) if c["status"] == "ok"}
+        return {c["length"]: (c[key] / c["tokens"] if key.endswith("_s") else c[key] / c["batch"], cell_log_sd(c, key))
+                for c in r["cells"] if c["status"] == "ok"}
 
     rows = []
     for r in bench:
@@ -238,18 +238,29 @@ def crossover_rows(bench: list[dict], reference: str = REFERENCE_MODEL) -> pd.Da
         row = {"model": r["model"]}
         for label, key in (("train faster", "train_s"), ("inference faster", "infer_s"),
                            ("decode faster", "decode"), ("leaner (infer, backbone)", "infer_backbone_peak_mb")):
-            n_m, v_m = series(r, key)
-            n_r, v_r = series(ref, key)
-            common = sorted(set(n_m) & set(n_r))
-            cross = scaling.crossover(common, [v_m[n_m.index(n)] for n in common], [v_r[n_r.index(n)] for n in common])
+            mine, theirs = series(r, key), series(ref, key)
+            common = sorted(set(mine) & set(theirs))
+            cross = scaling.crossover(common, [mine[n][0] for n in common], [theirs[n][0] for n in common],
+                                      [mine[n][1] for n in common], [theirs[n][1] for n in common])
             row[label] = _fmt_crossover(cross)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _fmt_crossover(cross: dict) -> str:
-    return {"always": "at every length", "never": "never within the sweep",
-            "not measurable": "not measured"}.get(cross["kind"], f"from n = {cross['length']}")
+    noisy = cross.get("noisy") or []
+    doubling = len(noisy) > 2 and all(b == 2 * a for a, b in zip(noisy, noisy[1:]))
+    within = "" if not noisy else f"within noise at n = {noisy[0]}–{noisy[-1]}" if doubling \
+        else f"within noise at n = {', '.join(map(str, noisy))}"
+    kind = cross["kind"]
+    if kind == "between":
+        return f"between n = {cross['length']} and {cross['upper']} ({within})"
+    if kind == "unresolved":
+        cheaper = f"cheaper from n = {cross['length']}; " if cross["length"] else ""
+        return f"no crossover resolved ({cheaper}{within})"
+    text = {"always": "at every length", "never": "never within the sweep",
+            "not measurable": "not measured"}.get(kind, f"from n = {cross['length']}")
+    return text
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -320,7 +331,12 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
         if len(cross):
             out += [f"### Crossover lengths against the {REFERENCE_MODEL}", "",
                     "Per token: the shortest length from which a model is faster (or leaner) than the "
-                    f"{REFERENCE_MODEL} at every longer measured length.", "", _df_md(cross), ""]
+                    f"{REFERENCE_MODEL} at every longer measured length, named only where the 95% interval of "
+                    "the cost ratio excludes 1 on both sides of it: 'between n = a and b' when the ratios in "
+                    "between are within noise, 'no crossover resolved' when no such length exists. A time ratio's "
+                    "interval joins each cell's own spread (median and IQR of its timed runs) with the spread of "
+                    f"one cell's time between two benchmark processes on the same host (sd {scaling.TIMING_SD:g} "
+                    "in log: docs/verdict-stability.md); peak memory is exact.", "", _df_md(cross), ""]
         for kind in ("time_vs_length", "memory_vs_length", "decode_vs_context"):
             if plots.get(kind):
                 out += [f"![{kind}]({Path(os.path.relpath(plots[kind], out_dir)).as_posix()})", ""]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.measure import scaling
 from pipeline.report import significance
 from pipeline.report.format import MIN_BUCKET_EXAMPLES, _is_nan, fmt_mb, fmt_metric, fmt_si
 
@@ -62,17 +63,35 @@ def _quality_cell(task_results: list[dict], length: int, min_examples: int) -> s
     return f"{best} {fmt_metric(value)} ({margin}{note})"
 
 
+# the timed quantity behind each cost column, for its spread (verdict.cell_log_sd); memory is exact
+_TIMED = {"train_tokens_per_s": "train_s", "infer_tokens_per_s": "infer_s", "decode_latency_ms": "decode"}
+
+
+def cell_log_sd(cell: dict, key: str) -> float:
+    """The sd of log(cost) of one cell's `key`: timings from their median, IQR and number of runs with the
+    run-to-run floor (scaling.log_sd); peak memory is exact from run to run."""
+    if key == "decode":
+        return scaling.log_sd(cell["latency_ms"], cell.get("latency_iqr_ms"), cell.get("window"))
+    if key.endswith("_s"):
+        stem = key[:-2]
+        return scaling.log_sd(cell[key], cell.get(f"{stem}_iqr_s"), cell.get(f"{stem}_runs"))
+    return 0.0
+
+
 def _bench_cell(bench: list[dict], length: int, key: str, lower_is_better: bool, unit: str) -> str:
-    values = {}
+    """The cheapest model at one length and its ratio to the runner-up; "A ≈ B" when the ratio's 95%
+    interval (timing spread, scaling.ratio_interval) includes 1."""
+    values, sds = {}, {}
     for r in bench:
         if key == "decode_latency_ms":
             cell = next((c for c in r["decode"].get("cells", []) if c["context"] == length), None)
             if cell and cell["status"] == "ok":
-                values[r["model"]] = cell["latency_ms"]
+                values[r["model"]], sds[r["model"]] = cell["latency_ms"], cell_log_sd(cell, "decode")
             continue
         cell = next((c for c in r["cells"] if c["length"] == length), None)
         if cell and cell["status"] == "ok" and cell.get(key) is not None:
             values[r["model"]] = cell[key]
+            sds[r["model"]] = cell_log_sd(cell, _TIMED[key]) if key in _TIMED else 0.0
     ranked = _ranked(values, lower_is_better)
     if not ranked:
         return ""
@@ -81,6 +100,10 @@ def _bench_cell(bench: list[dict], length: int, key: str, lower_is_better: bool,
     if len(ranked) == 1:
         return f"{best} {fmt(value)} {unit} (only model)"
     runner, second = ranked[1]
+    _, lo, _ = scaling.ratio_interval(*((second, value) if lower_is_better else (value, second)), sds[best], sds[runner])
+    if lo <= 1:
+        ratio = second / value if lower_is_better else value / second
+        return f"{best} ≈ {runner}: {fmt(value)} {unit}, {ratio:.2f}× (within timing noise)"
     if lower_is_better:
         return f"{best} {fmt(value)} {unit} ({runner} {second / value:.2f}× that)"
     return f"{best} {fmt(value)} {unit} ({value / second:.2f}× {runner})"
