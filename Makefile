@@ -48,13 +48,13 @@ stage: install
 	dvc repro $(S)
 	$(if $(FORCE),dvc repro --force --single-item $(S))
 
-# Experiments side by side: the settings that differ and each run's test metric, without dependency hashes (dvc exp
-# show has every column). A table wider than the terminal scrolls sideways in the pager; RUN keeps the runs whose
-# <task>/<model> match it: make exps RUN=ptb/lstm, RUN='ptb/.*'.
-RUN ?= [^:]+
+# Experiments side by side: the settings that differ and each run's test metric (reports/metrics.json: a column
+# per run, named <task>/<model>), without dependency hashes or the runs' own metrics files (dvc exp show has every
+# column). RUN keeps the runs whose <task>/<model> match it: make exps RUN=ptb/lstm, RUN='ptb/.*'.
+RUN ?= [^/:]+/[^/:]+
 exps: install
-	dvc exp show --only-changed \
-	  --drop '(Created|State|Executor)$$|(?!Experiment$$|runs/$(RUN)/metrics\.json:test$$|[^/:]+$$|[^:]+\.yaml:)'
+	dvc exp show --only-changed --keep '^($(RUN))$$' \
+	  --drop '(Created|State|Executor)$$|(?!Experiment$$|[^/:]+$$|[^:]+\.yaml:)'
 
 # Upload this experiment's offline W&B runs (not every stale run in wandb/); needs `wandb login`
 sync: install

@@ -177,7 +177,8 @@ def stages(params) -> tuple[dict, dict]:
                  *_code("report")],
         "params": PARAMS_KEYS["report"],
         "outs": [{f"reports/{name}": {"cache": False}} for name in
-                 ("report.md", "summary.json", "plots", "plot_data", *(f"{t}.csv" for t in REPORT_TABLES))]}
+                 ("report.md", "summary.json", "plots", "plot_data", *(f"{t}.csv" for t in REPORT_TABLES))],
+        "metrics": [{"reports/metrics.json": {"cache": False}}]}  # every run's test metric: pipeline/stages/report.py
     return table, out
 
 

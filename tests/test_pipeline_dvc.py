@@ -68,11 +68,14 @@ def test_metrics_show_lists_every_run(smoke_repo):
     for model in MODELS:
         for task in TASKS:
             assert f"runs/{task}/{model}/metrics.json" in files
-    runs = [v["data"] for v in shown.values()][0]
-    metrics = [m["data"] for m in runs.values()]
+    files = [v["data"] for v in shown.values()][0]
+    metrics = [m["data"] for name, m in files.items() if name.startswith("runs/")]
     assert all(set(m) == {"metric", "test", "test_lo", "test_hi", "params", "flops_per_token", "setting"}
                for m in metrics), metrics  # one compact schema: one table
     assert all(m["setting"]["max_len"] == 32 and m["setting"]["seeds"] == 1 for m in metrics)  # what the number means
+    grid = files["reports/metrics.json"]["data"]  # every run's test metric in one file: short exp show columns
+    assert grid == {f"{t}/{m}": float(f"{files[f'runs/{t}/{m}/metrics.json']['data']['test']:.4g}")
+                    for t in TASKS for m in MODELS}
 
 
 def test_editing_one_model_config_invalidates_only_its_stages(smoke_repo):

@@ -9,16 +9,31 @@ This module must not import torch: it runs (and is tested) where only the result
 """
 from __future__ import annotations
 
+import json
+
 from pipeline import paths
 from pipeline.config import ROOT, Config, read_params
 from pipeline.grid import selected_pairs
 from pipeline.report import verdict
 from pipeline.report.collect import ReportError, collect
+from pipeline.report.files import write_text
 from pipeline.report.tracking import WandbTarget
 from pipeline.report.write import write_report
 from pipeline.sync import training_run_ids
 
 NEEDS_MODEL = False
+GRID_METRICS = "metrics.json"  # reports/metrics.json: dvc.yaml's report metrics
+
+
+def write_grid_metrics(results: list[dict], path) -> dict:
+    """Every run's test metric in one file, {"<task>/<model>": value}, so `dvc exp show` names a column
+    `ptb/lstm` instead of `runs/ptb/lstm/metrics.json:test` and a grid of 7 runs fits in 120 columns (the
+    slash also tells these columns from params). Each run's own metrics.json keeps its interval and the
+    settings that give the number its meaning."""
+    grid = {f"{r['task']}/{r['model']}": float(f"{r['overall']:.4g}")  # 252.6, 0.997: narrow columns
+            for r in sorted(results, key=lambda r: (r["task"], r["model"]))}
+    write_text(path, json.dumps(grid, indent=2) + "\n")
+    return grid
 
 
 def main(cfg: Config) -> None:
@@ -42,6 +57,7 @@ def main(cfg: Config) -> None:
         print(f"[report] no benchmark result for {', '.join(missing)}: run `dvc repro benchmark@<model>`")
     written = write_report(results, out_dir, experiment=cfg.experiment, wandb=target, bench=bench,
                            bench_missing=missing)
+    write_grid_metrics(results, out_dir / GRID_METRICS)
     tasks = sorted({r["task"] for r in results})
     print(f"[report] {len(results)} runs over {len(tasks)} tasks ({', '.join(tasks)}) -> "
           f"{written['report.md'].relative_to(ROOT) if written['report.md'].is_relative_to(ROOT) else written['report.md']}")
