@@ -21,7 +21,11 @@ TOOLS = {
               "each value with the file that set it (--check: also build the model, as every model stage does)",
     "sync": "[--dry-run] [--exp NAME ...]: upload the current experiment's offline W&B runs (params.yaml's runs + "
             "report), or those of queued DVC experiments",
+    "stability": "BENCH_DIR OTHER_BENCH_DIR: the report's benchmark verdicts from two runs side by side; exit 1 "
+                 "when one is firm in both and differs (docs/verdict-stability.md)",
 }
+# Tools imported by name, so that no stage's import closure (its DVC code deps) holds them
+TOOL_MODULES = {"grid": "pipeline.grid", "sync": "pipeline.sync", "stability": "pipeline.report.stability"}
 
 
 def usage() -> str:
@@ -80,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.schema import ConfigError  # also ArtifactError: a missing, corrupt or stale input
 
     try:
-        if command in ("grid", "sync"):  # by name: a stage's import closure (its DVC deps) leaves the tools out
-            return importlib.import_module(f"pipeline.{command}").main(overrides)
+        if command in TOOL_MODULES:
+            return importlib.import_module(TOOL_MODULES[command]).main(overrides)
         from pipeline.config import load
 
         if command == "config":

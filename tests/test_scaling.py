@@ -148,5 +148,10 @@ def test_a_transformer_below_12d_is_judged_against_its_flop_count():
     wide = {**measured, "lo": 0.86, "hi": 2.32}
     assert scaling.cost_model_verdict(wide, predicted).startswith("consistent with its FLOP count's 1.6")
     assert scaling.cost_model_verdict({**measured, "lo": 1.9, "hi": 2.1}, predicted).startswith("differs from")
+    # excludes 1.60 but by less than the tolerance: neither matches nor differs (a verdict that flipped
+    # between two runs when 'differs' only asked for the prediction outside the interval)
+    near = scaling.cost_model_verdict({**measured, "lo": 1.67, "hi": 1.78}, predicted)
+    assert scaling.cost_model_verdict({**measured, "lo": 1.65, "hi": 1.95}, predicted).startswith("inconclusive against")
+    assert near.startswith("matches")
     assert scaling.cost_model_verdict({**measured, "points": 3}, predicted).startswith("inconclusive (3 points)")
     assert scaling.cost_model_verdict(measured, None) == "—"

@@ -217,12 +217,16 @@ def _time_claim(r: dict) -> str:
     return text if text == infer else f"train: {text}; infer: {infer}"
 
 
-def crossover_rows(bench: list[dict], reference: str = REFERENCE_MODEL) -> pd.DataFrame:
-    """Per model: from which length it is faster / leaner than the reference (per-token costs), named
-    only where the ratio's 95% interval excludes 1 on both sides of it (scaling.crossover)."""
+CROSSOVER_COLUMNS = (("train faster", "train_s"), ("inference faster", "infer_s"), ("decode faster", "decode"),
+                     ("leaner (infer, backbone)", "infer_backbone_peak_mb"))
+
+
+def crossovers(bench: list[dict], reference: str = REFERENCE_MODEL) -> dict[str, dict[str, dict]]:
+    """{model: {column: scaling.crossover(...)}} against the reference's per-token costs, judged on the
+    ratio's 95% interval at each length."""
     ref = next((r for r in bench if r["model"] == reference), None)
     if ref is None:
-        return pd.DataFrame()
+        return {}
 
     def series(r: dict, key: str) -> dict[int, tuple[float, float]]:
         if key == "decode":
@@ -231,20 +235,28 @@ def crossover_rows(bench: list[dict], reference: str = REFERENCE_MODEL) -> pd.Da
         return {c["length"]: (c[key] / c["tokens"] if key.endswith("_s") else c[key] / c["batch"], cell_log_sd(c, key))
                 for c in r["cells"] if c["status"] == "ok"}
 
-    rows = []
+    out = {}
     for r in bench:
         if r["model"] == reference:
             continue
-        row = {"model": r["model"]}
-        for label, key in (("train faster", "train_s"), ("inference faster", "infer_s"),
-                           ("decode faster", "decode"), ("leaner (infer, backbone)", "infer_backbone_peak_mb")):
+        out[r["model"]] = {}
+        for label, key in CROSSOVER_COLUMNS:
             mine, theirs = series(r, key), series(ref, key)
             common = sorted(set(mine) & set(theirs))
-            cross = scaling.crossover(common, [mine[n][0] for n in common], [theirs[n][0] for n in common],
-                                      [mine[n][1] for n in common], [theirs[n][1] for n in common])
-            row[label] = _fmt_crossover(cross)
-        rows.append(row)
-    return pd.DataFrame(rows)
+            out[r["model"]][label] = scaling.crossover(
+                common, [mine[n][0] for n in common], [theirs[n][0] for n in common],
+                [mine[n][1] for n in common], [theirs[n][1] for n in common])
+    return out
+
+
+def crossover_rows(bench: list[dict], reference: str = REFERENCE_MODEL) -> pd.DataFrame:
+    """Per model: from which length it is faster / leaner than the reference (per-token costs), named
+    only where the ratio's 95% interval excludes 1 on both sides of it (scaling.crossover)."""
+    found = crossovers(bench, reference)
+    if not found:
+        return pd.DataFrame()
+    return pd.DataFrame([{"model": m, **{label: _fmt_crossover(c) for label, c in row.items()}}
+                         for m, row in found.items()])
 
 
 def _fmt_crossover(cross: dict) -> str:
