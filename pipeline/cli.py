@@ -21,11 +21,16 @@ TOOLS = {
               "each value with the file that set it (--check: also build the model, as every model stage does)",
     "sync": "[--dry-run] [--exp NAME ...]: upload the current experiment's offline W&B runs (params.yaml's runs + "
             "report), or those of queued DVC experiments",
+    "publish": "DEST [runs=DIR] [reports=DIR]: the report's quality tables and every run's per-example outcomes "
+               "(and translations) into DEST, for `rescore`",
+    "rescore": "DEST: recompute a published report's metrics, intervals and verdicts from its outcomes alone; "
+               "exit 1 naming any that differ",
     "stability": "BENCH_DIR OTHER_BENCH_DIR: the report's benchmark verdicts from two runs side by side; exit 1 "
                  "when one is firm in both and differs (docs/verdict-stability.md)",
 }
 # Tools imported by name, so that no stage's import closure (its DVC code deps) holds them
-TOOL_MODULES = {"grid": "pipeline.grid", "sync": "pipeline.sync", "stability": "pipeline.report.stability"}
+TOOL_MODULES = {"grid": "pipeline.grid", "sync": "pipeline.sync", "publish": "pipeline.publish",
+                "rescore": "pipeline.rescore", "stability": "pipeline.report.stability"}
 
 
 def usage() -> str:

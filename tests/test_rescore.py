@@ -1,0 +1,104 @@
+"""Published outcomes and their re-scoring (#21.4): `python -m pipeline publish` / `rescore`
+(pipeline/publish.py, pipeline/rescore.py), on the committed docs/cpu and on fixtures."""
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import outcomes, stats
+from pipeline.cli import main
+from pipeline.paths import ROOT
+from pipeline.publish import collapse
+from pipeline.report.collect import collect
+from pipeline.report.write import write_report
+from test_report import REFERENCES, translation_eval, write_runs
+
+PUBLISHED = ROOT / "docs" / "cpu"
+
+
+def test_the_published_cpu_report_rescores_to_its_printed_numbers(capsys):
+    assert main(["rescore", str(PUBLISHED)]) == 0
+    out = capsys.readouterr().out
+    assert "205 published numbers and verdicts re-scored from the outcomes, 0 differ" in out
+    size = sum(p.stat().st_size for p in (PUBLISHED / "runs").rglob("*") if p.is_file())
+    assert size < 300_000  # seven runs' outcomes, collapsed per test sequence and length bucket
+
+
+def test_a_changed_outcome_is_named_and_a_missing_one_is_one_line(tmp_path, capsys):
+    dest = tmp_path / "cpu"
+    shutil.copytree(PUBLISHED, dest)
+    path = dest / "runs" / "ptb" / "tcn" / "examples" / "seed0.npz"
+    o = outcomes.load(path)
+    o["values"] = o["values"] + 0.01  # every window's NLL up by 0.01: perplexity up by 1%
+    outcomes.save(path, o)
+    assert main(["rescore", str(dest)]) == 1
+    out = capsys.readouterr().out
+    assert "differs: summary.csv ptb/tcn value: published 202.228" in out and "ptb/lstm" not in out
+    path.unlink()
+    assert main(["rescore", str(dest)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed0.npz is missing" in err[0]
+    assert main(["rescore", str(tmp_path)]) == 2  # no summary.csv: not a published folder
+
+
+def test_collapsing_outcomes_keeps_every_mean_interval_and_paired_test():
+    rng = np.random.default_rng(0)
+    n, groups = 6000, 120
+    group = np.sort(rng.integers(0, groups, n)).astype(np.int32)
+    bucket = (np.arange(n) % 4).astype(np.int16)
+    full = [{"values": rng.normal(5 + shift, 1, n).astype(np.float32), "weights": np.ones(n, np.float32),
+             "bucket": bucket, "group": group} for shift in (0.0, 0.05)]
+    small = [collapse(o) for o in full]
+    assert len(small[0]["values"]) == len(set(zip(group, bucket))) < n / 10
+    for keep in (None, 2):
+        parts = [(o if keep is None else {k: v[o["bucket"] == keep] for k, v in o.items()}) for o in (full[0], small[0])]
+        a, b = (stats.bootstrap_interval(p["values"], p["weights"], p["group"], transform=np.exp) for p in parts)
+        assert a["value"] == pytest.approx(b["value"], rel=1e-9)
+        assert (a["lo"], a["hi"]) == pytest.approx((b["lo"], b["hi"]), rel=1e-9)
+    paired = [stats.paired_bootstrap(x[0]["values"], x[1]["values"], x[0]["weights"], x[0]["group"],
+                                     higher_is_better=False) for x in (full, small)]
+    assert paired[0]["verdict"] == paired[1]["verdict"]
+    assert paired[0]["diff"] == pytest.approx(paired[1]["diff"], rel=1e-9)
+    assert np.array_equal(small[0]["group"], small[1]["group"])  # two models' files still pair row by row
+
+
+def test_translations_rescore_bleu_and_chrf_from_the_published_hypotheses(tmp_path, capsys):
+    hyps = ["Im Anfang schuf Gott Himmel und Erde.", "Und Gott sprach: Es werde Licht.",
+            "Die Erde war wüst.", "Es ward Abend und Morgen, der erste Tag."]
+    r = translation_eval("transformer", hyps)
+    bleu = stats.bleu_interval(hyps, REFERENCES, seed=0)  # as evaluate writes a seed's intervals
+    chrf = stats.chrf_interval(hyps, REFERENCES, seed=0)
+    r["seeds"][0].update(interval={"lo": bleu["lo"], "hi": bleu["hi"]}, chrf=r["chrf"],
+                         chrf_interval={"lo": chrf["lo"], "hi": chrf["hi"]})
+    r["overall_interval"] = {"lo": bleu["lo"], "hi": bleu["hi"], "method": "sacreBLEU bootstrap"}
+    r["chrf_interval"] = {"lo": chrf["lo"], "hi": chrf["hi"], "method": "sacreBLEU bootstrap"}
+    runs = write_runs(tmp_path, [r])
+    examples = runs / "bible-ende" / "transformer" / "examples"
+    examples.mkdir()
+    outcomes.save_translations(examples, 0, hyps, REFERENCES, REFERENCES)
+    # the target-side NLL outcomes evaluate also keeps: one row per target token
+    outcomes.save(examples / "seed0.npz", {"values": np.full(8, 3.5, np.float32), "weights": np.ones(8, np.float32),
+                                           "bucket": np.zeros(8, np.int16), "group": np.repeat(np.arange(4), 2).astype(np.int32)})
+    write_report(collect(runs), tmp_path / "reports")
+    assert main(["publish", str(tmp_path / "pub"), f"runs={runs}", f"reports={tmp_path / 'reports'}"]) == 0
+    published = tmp_path / "pub" / "runs" / "bible-ende" / "transformer" / "examples"
+    assert sorted(p.name for p in published.iterdir()) == ["seed0.hyp.txt.gz", "seed0.npz", "seed0.ref.txt.gz",
+                                                          "seed0.src.txt.gz"]
+    assert main(["rescore", str(tmp_path / "pub")]) == 0
+    assert ", 0 differ" in capsys.readouterr().out
+    (published / "seed0.hyp.txt.gz").write_bytes(gzip.compress("\n".join(hyps[:3] + ["Abend."]).encode()))
+    assert main(["rescore", str(tmp_path / "pub")]) == 1
+    out = capsys.readouterr().out
+    assert "bible-ende/transformer value" in out and "bible-ende/transformer chrf" in out
+
+
+def test_publish_without_outcomes_is_one_line(tmp_path, capsys):
+    runs = write_runs(tmp_path, [translation_eval("transformer", REFERENCES)])
+    write_report(collect(runs), tmp_path / "reports")
+    assert main(["publish", str(tmp_path / "pub"), f"runs={runs}", f"reports={tmp_path / 'reports'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "examples does not exist" in err[0]
+    assert json.loads((runs / "bible-ende" / "transformer" / "eval.json").read_text())["metric"] == "bleu"
