@@ -211,7 +211,7 @@ def test_mqar_targets_are_the_paired_values():
     for row, tgt in zip(ids, targets):
         keys, values = row[0:16:2], row[1:16:2]
         assert len(set(keys)) == 8 and all(vocab[k].startswith("k") for k in keys)
-        assert all(vocab[v].startswith("v") for v in values)
+        assert all(vocab[v].startswith("v") for v in values) and len(set(values)) == 8  # without replacement
         paired = dict(zip(keys, values))
         queries = np.flatnonzero(tgt >= 0)
         assert len(queries) == 8 and queries.min() >= 16  # one query per key, after the pairs
@@ -221,6 +221,22 @@ def test_mqar_targets_are_the_paired_values():
         rest = np.setdiff1d(np.arange(16, 64), queries)
         assert (row[rest] == synthetic.MQAR_BLANK).all() and (tgt[:16] == -1).all()
     assert synthetic.chance_accuracy("mqar", cfg) == round(1 / 8, 4)  # guess a value present: 1/num_pairs
+
+
+def test_mqar_floor_is_measured_by_the_best_rule_without_recall():
+    """synthetic.no_recall_accuracy answers the value seen most often: on values drawn with replacement (the
+    old generator) that beats 1/pairs, on Zoology's distinct values it is 1/pairs, for every split."""
+    cfg = small(num_pairs=4, vocab=128, seq_len=64, n_test=400, sweep_pairs=[2, 16])
+    for split, k in (("test", 4), ("test_2pairs", 2), ("test_16pairs", 16)):
+        data = synthetic.generate("mqar", cfg, split)
+        assert synthetic.no_recall_accuracy(data.ids, data.targets, 64) == pytest.approx(1 / k, abs=1e-4)
+    ids = data.ids.reshape(-1, 64).copy()
+    ids[:, 3] = ids[:, 1]  # the first pair's value repeated as the second's: with replacement, as before
+    targets = data.targets.reshape(-1, 64).copy()
+    second = np.isin(ids, ids[:, 2:3]) & (targets >= 0)  # where key 2 is queried
+    targets[second] = np.repeat(ids[:, 1:2], 64, axis=1)[second]
+    floor = synthetic.no_recall_accuracy(ids.ravel(), targets.ravel(), 64)
+    assert floor > 1 / 16 + 0.05  # two of 16 queries now answer the one doubled value: 2/16 + a share of the rest
 
 
 def test_mqar_pairs_sweep_splits_hold_that_many_pairs():
@@ -326,8 +342,11 @@ def test_extrapolation_splits_are_2x_and_4x_long(name, tmp_path):
     assert tok.encode(decode(tok, first)).ids == first.tolist()
     if name == "listops":
         assert meta["baseline"]["name"] == "majority class" and meta["baseline"]["value"] < 0.3
+    elif name == "mqar":  # measured on the test split; 16 distinct values: 1/16
+        assert meta["baseline"] == {"name": "no recall (the most frequent value present)", "value": round(1 / 16, 4)}
+        assert all(meta["splits"][s]["no_recall"] == round(1 / int(s[5:-5]), 4) for s in sweep)
     else:
-        assert meta["baseline"] == {"name": "chance", "value": round(1 / 16, 4)}  # mqar: 16 pairs; selcopy: 16 tokens
+        assert meta["baseline"] == {"name": "chance", "value": round(1 / 16, 4)}  # selcopy: 16 tokens
 
 
 # ----------------------------------------------------------------------------- web benchmark readers

@@ -71,7 +71,7 @@ def test_recall_vs_pairs_table_plot_and_csv(report):
     # the trained count's interval is the report's own, from the planted outcomes; the others are eval.json's
     assert table_row(section, "transformer")[1:] == ["0.990 [0.980, 1.000]", "0.990 [0.980, 1.000]",
                                                     "0.990 [0.984, 0.994]", "0.350 [0.340, 0.360]"]
-    assert table_row(section, "floor (1/pairs)")[1:] == ["0.500", "0.250", "0.125", "0.062"]
+    assert table_row(section, "no-recall floor (measured)")[1:] == ["0.500", "0.250", "0.125", "0.062"]
     assert "mqar_recall_vs_pairs.png" in section
     assert (out / "plots" / "mqar_recall_vs_pairs.png").read_bytes()[:8] == PNG_MAGIC
     csv = pd.read_csv(out / "extrapolation.csv")

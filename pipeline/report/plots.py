@@ -76,7 +76,7 @@ def _plot_learning_curve(task: str, curves: pd.DataFrame, models: list[str], pat
 
 def _plot_recall_vs_pairs(task: str, metric: str, pairs: pd.DataFrame, models: list[str], path: Path):
     """Zoology's view: accuracy against the number of key-value pairs at one length, per model, with
-    95% intervals as bars and the guess-a-present-value floor 1/pairs."""
+    95% intervals as bars and the no-recall floor measured on each split."""
     import numpy as np
 
     fig, ax = _new_axes()
@@ -88,7 +88,9 @@ def _plot_recall_vs_pairs(task: str, metric: str, pairs: pd.DataFrame, models: l
         lo, hi = rows["lo"].fillna(rows["value"]).to_numpy(float), rows["hi"].fillna(rows["value"]).to_numpy(float)
         ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=model)
     ks = np.array(sorted(pairs["num_pairs"].dropna().unique()), dtype=float)
-    ax.plot(ks, 1.0 / ks, color="grey", linestyle="--", linewidth=1, label="floor: any present value (1/pairs)")
+    floor = pairs.dropna(subset=["num_pairs", "chance"]).groupby("num_pairs")["chance"].first()
+    ax.plot(floor.index.to_numpy(float), floor.to_numpy(float), color="grey", linestyle="--", linewidth=1,
+            label="no-recall floor (measured)")
     trained = pairs.loc[pairs["split"] == "test", "num_pairs"].dropna()
     if len(trained):
         ax.axvline(float(trained.iloc[0]), color="grey", linestyle=":", linewidth=1, label="trained at")

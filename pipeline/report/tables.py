@@ -204,7 +204,7 @@ def _extrapolation_rows(r: dict) -> list[dict]:
     rows = [{**test, "sweep": "length"}]
     pairs = (((r.get("config") or {}).get("task") or {}).get("synthetic") or {}).get("num_pairs")
     if pairs and any(s.get("num_pairs") for s in splits.values()):
-        rows.append({**test, "sweep": "pairs", "num_pairs": int(pairs), "chance": round(1.0 / int(pairs), 4)})
+        rows.append({**test, "sweep": "pairs", "num_pairs": int(pairs), "chance": (r.get("baseline") or {}).get("value")})
     for name, s in sorted(splits.items(), key=lambda kv: (_num(kv[1].get("length")), _num(kv[1].get("num_pairs")))):
         found = s.get("interval") or {}
         rows.append({"split": name, "sweep": "pairs" if s.get("num_pairs") else "length", "length": s.get("length"),

@@ -101,11 +101,16 @@ def tokenize_synthetic(task: Any, source: dict, out_dir: Path) -> dict:
             if data.targets is not None:
                 np.save(tmp / f"{split}.targets.npy", data.targets.astype(np.int32))
                 stats[split]["targets"] = int((data.targets >= 0).sum())
+                if name == "mqar":  # the floor, measured on this split (synthetic.no_recall_accuracy)
+                    stats[split]["no_recall"] = synthetic.no_recall_accuracy(
+                        data.ids, data.targets, synthetic.split_lengths(cfg)[split])
             if data.labels is not None:
                 np.save(tmp / f"{split}.labels.npy", data.labels.astype(np.int64))
                 labels[split] = data.labels.tolist()
         if labels:  # ListOps: the majority class
             baseline = {"name": "majority class", "value": arrays.majority_accuracy(labels["train"], labels["test"])}
+        elif name == "mqar":
+            baseline = {"name": "no recall (the most frequent value present)", "value": stats["test"]["no_recall"]}
         else:
             baseline = {"name": "chance", "value": synthetic.chance_accuracy(name, cfg)}
         meta = Meta(task=task.name, kind=task.kind, corpus=name, tokenizer="none", vocab_size=len(vocab),
