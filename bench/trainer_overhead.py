@@ -38,7 +38,7 @@ OUT = Path(__file__).parent / "results" / "trainer_overhead.json"
 
 
 def first_batches(cfg, n: int) -> tuple[list[dict], dict]:
-    from pipeline.data.datamodule import SequenceDataModule
+    from pipeline.tasks.trainable import SequenceDataModule
 
     datamodule = SequenceDataModule(cfg, seed=0)
     datamodule.setup("fit")
@@ -51,8 +51,10 @@ def first_batches(cfg, n: int) -> tuple[list[dict], dict]:
 
 
 def new_module(cfg, meta):
+    from pipeline.tasks.trainable import trainable
+
     torch.manual_seed(0)
-    return kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), meta).train()
+    return trainable(kinds.get(cfg.task.kind).task_module())(to_dict(cfg), meta).train()
 
 
 def plain_steps(cfg, meta, batches: list[dict]) -> list[float]:

@@ -38,15 +38,16 @@ def transform_for(metric: str):
 
 
 def collect(module: Any, datamodule: Any, metric: Any = None) -> dict[str, np.ndarray]:
-    """Run the module over the test loader and keep every scored unit (weight > 0). `metric` (a
-    BucketedMean) is updated with each batch as the module's test_step would, so one pass gives both
-    the bucketed metric and the outcomes behind it."""
+    """Run the module over the data's test split (`datamodule.test_split`) and keep every scored unit
+    (weight > 0). `metric` (pipeline/tasks/metrics.py BucketSums) is updated with each batch as
+    validation updates its BucketedMean, so one pass gives both the bucketed metric and the outcomes
+    behind it."""
     import torch
 
     parts: dict[str, list] = {"values": [], "weights": [], "bucket": [], "group": []}
     seen = 0
     device = next(module.parameters()).device
-    loader = datamodule.test_dataloader()
+    loader = datamodule.loader(datamodule.test_split)
     last = time.monotonic()
     with torch.no_grad():
         for i, batch in enumerate(loader):

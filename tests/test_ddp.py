@@ -11,8 +11,8 @@ import lightning as L
 import pytest
 
 from pipeline.config import ROOT, load
-from pipeline.data.datamodule import SequenceDataModule
 from pipeline import kinds
+from pipeline.tasks.trainable import SequenceDataModule, trainable
 
 
 @pytest.mark.parametrize("task", ["rt"])
@@ -29,7 +29,7 @@ def test_ddp_validation_equals_single_process(tmp_path, tokenized_root, task):
     ddp_val = train["seeds"][0]["best_val"]
 
     cfg = load(overrides[:3] + overrides[6:])  # same data, single process
-    module = kinds.get(cfg.task.kind).lightning_module().load_from_checkpoint(tmp_path / "runs" / task / "lstm" / "ckpt" / "seed0" / "best.ckpt")
+    module = trainable(kinds.get(cfg.task.kind).task_module()).load_from_checkpoint(tmp_path / "runs" / task / "lstm" / "ckpt" / "seed0" / "best.ckpt")
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         use_distributed_sampler=False, enable_model_summary=False)
     single = trainer.validate(module, datamodule=SequenceDataModule(cfg), verbose=False)[0]

@@ -16,7 +16,7 @@ import pytest
 from pipeline.artifacts import ArtifactError
 from pipeline.config import load
 from pipeline.data import arrays
-from pipeline.data.datamodule import SequenceDataModule
+from pipeline.data.datamodule import SequenceData
 from conftest import REPO, TEST_TASKS
 
 
@@ -36,7 +36,7 @@ def test_tokenize_records_a_checksum_of_every_array_and_clean_data_loads(ptb):
     assert set(meta["checksums"]) == {p.name for p in directory.glob("*.npy")}
     assert meta["checksums"]["test.ids.npy"] == arrays.file_digest(directory / "test.ids.npy")
     start = time.monotonic()
-    assert len(SequenceDataModule(cfg).split("test")) > 0
+    assert len(SequenceData(cfg).split("test")) > 0
     assert time.monotonic() - start < 5
 
 
@@ -57,7 +57,7 @@ def test_same_size_zeroed_test_ids_are_refused(ptb):
     ids = np.load(path)
     np.save(path, np.zeros_like(ids))  # same size, same format: only the checksum can tell
     with pytest.raises(ArtifactError) as e:
-        SequenceDataModule(cfg).split("test")
+        SequenceData(cfg).split("test")
     msg = str(e.value)
     assert "\n" not in msg and str(path) in msg and "dvc repro tokenize@ptb" in msg and "checksum" in msg
     from pipeline.measure.task_batch import test_stream  # the measure stage's test tokens: the same check
@@ -77,7 +77,7 @@ def test_an_id_beyond_the_vocabulary_is_refused(ptb):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match=rf"test\.ids\.npy holds token id {meta['vocab_size']}, outside .*"
                                            r"dvc repro tokenize@ptb"):
-        SequenceDataModule(cfg).split("test")
+        SequenceData(cfg).split("test")
 
 
 def test_an_old_meta_without_checksums_still_loads(ptb):
@@ -90,7 +90,7 @@ def test_an_old_meta_without_checksums_still_loads(ptb):
     ids = np.load(path)
     ids[0] = (ids[0] + 1) % meta["vocab_size"]  # changed, in range: nothing recorded to check against
     np.save(path, ids)
-    assert len(SequenceDataModule(cfg).split("test")) > 0
+    assert len(SequenceData(cfg).split("test")) > 0
 
 
 def test_evaluate_refuses_zeroed_test_ids_in_one_line_exit_2(tmp_path, tokenize):

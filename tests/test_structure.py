@@ -67,6 +67,19 @@ def test_config_data_and_report_import_no_torch(statement):
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
+@pytest.mark.parametrize("statement", [
+    "import pipeline.stages.evaluate, pipeline.stages.measure",
+    "from pipeline import kinds; from pipeline.tasks import checkpoint; [kinds.get(k).task_module() for k in kinds.names()]",
+])
+def test_evaluate_and_measure_import_no_lightning(statement):
+    """Only the train stage trains: the stages that load a checkpoint never import Lightning or
+    torchmetrics (pipeline/tasks/trainable.py holds what training adds)."""
+    code = f"import sys; {statement}; " \
+           "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'torchmetrics', 'pytorch_lightning'}); " \
+           "assert not heavy, heavy"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
 def test_kind_registry_matches_its_modules():
     """names() reads decorators from source; importing every module registers exactly those."""
     scanned = set(kinds.names())

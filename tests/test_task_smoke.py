@@ -14,7 +14,7 @@ import pytest
 from conftest import TEST_TASKS
 from pipeline import paths
 from pipeline.config import load
-from pipeline.data.datamodule import SequenceDataModule, read_meta, tokenized_dir
+from pipeline.data.datamodule import SequenceData, read_meta, tokenized_dir
 from pipeline.report.collect import collect, validate
 from pipeline.report.write import write_report
 from pipeline.stages import evaluate, train
@@ -59,7 +59,7 @@ def test_eval_json_counts_sum_to_the_test_set(smoke, task, model):
     cfg, result = smoke(task, model)
     validate(result, f"{task}/{model}/eval.json")  # what the report stage accepts
     assert (result["task"], result["model"], result["task_kind"]) == (task, model, cfg.task.kind)
-    test = SequenceDataModule(cfg, seed=0).split("test")
+    test = SequenceData(cfg, seed=0).split("test")
     assert len(test) == EVAL_EXAMPLES
     assert sum(result["count"]) == scored(test, cfg.task.kind) > 0
     assert all(s["count"] == result["count"] for s in result["seeds"])
@@ -96,7 +96,7 @@ def test_synthetic_eval_has_length_extrapolation(smoke, task):
     pairs = [f"test_{k}pairs" for k in cfg.task.synthetic.sweep_pairs]
     assert set(result["extrapolation"]) == set(splits) == {"test_2x", "test_4x", *pairs}
     assert bool(pairs) == (task == "mqar")
-    dm = SequenceDataModule(cfg, seed=0)
+    dm = SequenceData(cfg, seed=0)
     examples = paths.run_dir(cfg) / "examples"
     for split in splits:
         extra = result["extrapolation"][split]
@@ -190,3 +190,46 @@ def test_every_checkpoint_loads_with_weights_only(smoke, task, model):
     assert checkpoint["state_dict"] and checkpoint["hyper_parameters"]["config"]["task"]["name"] == task
     assert "loops" not in checkpoint and not (seed0 / "last.ckpt").exists()
     assert json.loads((seed0 / "result.json").read_text())["seed"] == 0
+
+
+@pytest.mark.parametrize("task, model", [("mqar", "transformer"), ("bible-ende", "transformer-seq2seq")])
+def test_best_ckpt_loads_into_the_plain_module_as_into_the_lightning_one(smoke, task, model):
+    """Evaluate and measure load best.ckpt into the kind's plain TaskModule (no Lightning); its keys
+    and outputs are those of the LightningModule the train stage wrote it from."""
+    import torch
+
+    from pipeline.tasks.checkpoint import load_best
+    from pipeline.tasks.trainable import trainable
+
+    cfg, _ = smoke(task, model)
+    plain = load_best(cfg, 0)
+    assert not isinstance(plain, __import__("lightning").LightningModule)
+    trained = trainable(type(plain)).load_from_checkpoint(smoke.runs / task / model / "ckpt" / "seed0" / "best.ckpt",
+                                                          map_location="cpu", weights_only=True).eval()
+    assert list(plain.state_dict()) == list(trained.state_dict())
+    batch = next(iter(SequenceData(cfg).loader("test")))
+    with torch.no_grad():
+        for mine, theirs in zip(plain.per_example(batch), trained.per_example(batch)):
+            assert torch.equal(mine, theirs)
+
+
+def test_evaluate_runs_and_gives_the_same_bytes_without_lightning(smoke):
+    """The evaluate stage, in a process where Lightning and torchmetrics cannot be imported, rewrites
+    eval.json and the per-example outcomes with the same bytes."""
+    import subprocess
+    import sys
+
+    from pipeline.config import ROOT
+
+    task, model = "mqar", "transformer"
+    cfg, _ = smoke(task, model)
+    out = smoke.runs / task / model
+    files = [out / "eval.json", out / "metrics.json", *sorted((out / "examples").iterdir())]
+    before = {f: f.read_bytes() for f in files}
+    blocked = "import sys; sys.modules.update(lightning=None, torchmetrics=None); from pipeline.cli import main; "
+    args = ["evaluate", f"task={task}", f"model={model}", "profile=smoke", "logger=none", f"paths.runs={smoke.runs}",
+            f"paths.tokenized={cfg.paths.tokenized}", f"data.max_eval_examples={EVAL_EXAMPLES}", *TEST_TASKS[task]]
+    done = subprocess.run([sys.executable, "-c", blocked + f"sys.exit(main({args!r}))"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {f: f.read_bytes() for f in files} == before

@@ -11,8 +11,8 @@ import torch
 from conftest import TEST_TASKS
 from pipeline import kinds
 from pipeline.config import ConfigError, choices, load, model_backbone, to_dict
-from pipeline.data.datamodule import SequenceDataModule
 from pipeline.models import registry
+from pipeline.tasks.trainable import SequenceDataModule, trainable
 
 STEPS, DROP = 40, 0.8  # the loss must fall below DROP x its start within STEPS steps
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,7 +47,7 @@ def test_model_learns_task(model, task, tokenize):
     torch.manual_seed(0)
     dm = SequenceDataModule(cfg, seed=0)
     batch = next(iter(dm.train_dataloader()))
-    module = kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), dm.meta)
+    module = trainable(kinds.get(cfg.task.kind).task_module())(to_dict(cfg), dm.meta)
     opt = torch.optim.Adam(module.parameters(), lr=3e-3)
 
     def loss():
@@ -85,7 +85,7 @@ def test_nan_loss_stops_training_with_a_clear_message(tokenized_root):
 
     cfg = load(["model=lstm", "task=rt", "profile=smoke", f"paths.tokenized={tokenized_root}"])
     dm = SequenceDataModule(cfg, seed=0)
-    module = kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), dm.meta)
+    module = trainable(kinds.get(cfg.task.kind).task_module())(to_dict(cfg), dm.meta)
     with torch.no_grad():
         module.embed.weight.fill_(float("nan"))
     trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_progress_bar=False,
@@ -102,7 +102,7 @@ def test_long_documents_are_bucketed_by_the_length_the_model_saw(tokenize):
     cfg = config("kim-cnn", "pl-reviews", "task.truncate=tail")
     cfg.paths.tokenized = str(tokenize("pl-reviews"))
     dm = SequenceDataModule(cfg, seed=0)
-    module = kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), dm.meta)
+    module = trainable(kinds.get(cfg.task.kind).task_module())(to_dict(cfg), dm.meta)
     assert module.bucket_edges[-1] == 64
     batch = next(iter(dm.test_dataloader()))
     assert (batch["length"] > 64).all()  # whole reviews are longer than what the model sees
@@ -125,7 +125,7 @@ def test_budget_scope_total_matches_embeddings_and_heads_too(model, tokenize):
         cfg = config(model, "rt", "model.budget_params=400000", f"model.budget_scope={scope}")
         cfg.paths.tokenized = str(tokenize("rt"))
         dm = SequenceDataModule(cfg, seed=0)
-        module = kinds.get(cfg.task.kind).lightning_module()(to_dict(cfg), dm.meta)
+        module = trainable(kinds.get(cfg.task.kind).task_module())(to_dict(cfg), dm.meta)
         counts[scope] = module.param_counts()
         assert module.sizing["budget_scope"] == scope
     assert abs(counts["backbone"]["backbone"] - 400_000) / 400_000 <= TOLERANCE

@@ -1,4 +1,6 @@
-"""SequenceDataModule: the one LightningDataModule every model and task reads from.
+"""SequenceData: the batches every model and task reads, for every stage. The train stage wraps it in
+a LightningDataModule (pipeline/tasks/trainable.py `SequenceDataModule`); evaluate and measure read it
+as it is, without importing Lightning.
 
 Token ids live in memory-mapped .npy files written by the tokenize stage. Batches are formed by a
 length-bucketed batch sampler (pools of `bucket_pool` batches sorted by length, so padding stays
@@ -11,7 +13,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -155,16 +156,16 @@ class _Weighted(Dataset):
         return item
 
 
-class SequenceDataModule(L.LightningDataModule):
+class SequenceData:
     def __init__(self, cfg: Any, seed: int = 0):
-        super().__init__()
+        super().__init__()  # the LightningDataModule's, when trainable.SequenceDataModule mixes it in
         self.cfg, self.seed = cfg, seed
         self.meta = read_meta(cfg)
         self.kind = kinds.get(cfg.task.kind)
         self.directory = paths.tokenized_dir(cfg)
         self.splits: dict[str, TokenizedSplit] = {}
         self.test_split = "test"  # the evaluate stage points this at test_2x / test_4x in turn
-        self.resume = (-1, 0)  # (epoch, batches trained) restored from a checkpoint; see state_dict
+        self.resume = (-1, 0)  # (epoch, batches trained) restored from a checkpoint (trainable.py)
 
     @property
     def extra_test_splits(self) -> list[str]:
@@ -184,9 +185,7 @@ class SequenceDataModule(L.LightningDataModule):
             self.split(name)
 
     def loader(self, split: str, train: bool = False) -> DataLoader:
-        return self._loader(split, train)
-
-    def _loader(self, split: str, train: bool) -> DataLoader:
+        """Batches of `split`: shuffled and resumable (train) or every example once, sorted by length."""
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -201,25 +200,3 @@ class SequenceDataModule(L.LightningDataModule):
             sampler.resume = self.resume
         return DataLoader(_Weighted(data), batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
                           collate_fn=collate)
-
-    # Lightning checkpoints a data module's state_dict(): here the epoch and how many of its batches
-    # were trained on (from the trainer's progress, not counted at fetch time, which runs a batch
-    # ahead), so a run resumed from last.ckpt skips exactly those and sees the rest in the same order.
-    def state_dict(self) -> dict:
-        if self.trainer is None:
-            return {}
-        return {"epoch": self.trainer.current_epoch,
-                "batches_done": self.trainer.fit_loop.epoch_loop.batch_progress.current.processed}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state:
-            self.resume = (state["epoch"], state["batches_done"])
-
-    def train_dataloader(self):
-        return self._loader("train", train=True)
-
-    def val_dataloader(self):
-        return self._loader("val", train=False)
-
-    def test_dataloader(self):
-        return self._loader(self.test_split, train=False)

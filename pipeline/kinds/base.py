@@ -1,8 +1,8 @@
 """`TaskKind`: what a task kind must say about itself, with the defaults most kinds share.
 
 A plug-in is imported by tokenize, the data module, evaluate, the grid and the config check, so it
-imports numpy at most at module level; its LightningModule is named by `module` ("pkg.mod:Class")
-and imported only by train and evaluate (Lightning alone costs ~4 s per process on this machine).
+imports numpy at most at module level; its model class (torch) is named by `module` ("pkg.mod:Class")
+and imported only by the stages that load or train a model.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class TaskKind:
     causal: bool = True  # its models read left to right (LM, recall, decoding)
     encoder_decoder: bool = False  # served by encoder-decoder models too (registered with @register_seq2seq)
     bucket_unit: str = ""  # what a length bucket counts, shown in eval.json and the report
-    module: str = ""  # "package.module:Class" of its LightningModule (a TaskModule)
+    module: str = ""  # "package.module:Class" of its model (a TaskModule; trainable() makes it a LightningModule)
     # Per-position arrays stored beside the ids and aligned with them, and the value padding them
     # (recall: {"targets": -1}); collated like the ids.
     aligned: dict[str, int] = {}
@@ -115,6 +115,8 @@ class TaskKind:
             return f"best validation {metric} is {best_val}"
         return None
 
-    def lightning_module(self) -> type:
+    def task_module(self) -> type:
+        """The kind's model, a plain TaskModule subclass: what evaluate and measure load; the train stage
+        trains pipeline/tasks/trainable.py's `trainable(kind.task_module())`."""
         path, _, cls = self.module.partition(":")
         return getattr(importlib.import_module(path), cls)

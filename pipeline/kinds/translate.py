@@ -157,7 +157,7 @@ def bleu_by_bucket(module, cfg: Any, seed: int, test_metric: Callable, n_samples
     import torch
     from sacrebleu.metrics import BLEU, CHRF
 
-    from pipeline.data.datamodule import SequenceDataModule
+    from pipeline.data.datamodule import SequenceData
     from pipeline.data.tokenizers import decode, load_tokenizer
 
     ppl = test_metric(module, cfg, seed)  # target-side perplexity, teacher-forced
@@ -165,7 +165,7 @@ def bleu_by_bucket(module, cfg: Any, seed: int, test_metric: Callable, n_samples
     tokenizer = load_tokenizer(directory / "tokenizer.json")
     refs = (directory / "test.tgt.txt").read_text(encoding="utf-8").splitlines()
     srcs = (directory / "test.src.txt").read_text(encoding="utf-8").splitlines()
-    datamodule = SequenceDataModule(cfg, seed=seed)
+    datamodule = SequenceData(cfg, seed=seed)
     split = datamodule.split("test")
     n = len(split)
     device = next(module.parameters()).device

@@ -21,7 +21,7 @@ import torch
 
 from pipeline import buckets, kinds, outcomes, paths, stats
 from pipeline.artifacts import EvalResult, SpeedResult, run_folder_lock, write_json
-from pipeline.data.datamodule import SequenceDataModule, read_meta
+from pipeline.data.datamodule import SequenceData, read_meta
 from pipeline.eval_tracking import log_eval
 from pipeline.measure import context_probe, flops, receptive_field
 from pipeline.measure.task_batch import task_batch, test_stream
@@ -29,18 +29,19 @@ from pipeline.models.base import Backbone
 from pipeline.schema import Config, to_dict
 from pipeline.tasks.base import TaskModule
 from pipeline.tasks.checkpoint import load_best, require_finished_training
+from pipeline.tasks.metrics import BucketSums
 
 RF_MAX_LEN = 1024  # one float64 forward + backward at batch 1: cheap up to here
 
 
 def score(module: TaskModule, cfg: Config, seed: int, split: str = "test") -> tuple[dict, dict]:
-    """One pass over a split: the bucketed metric, summed exactly as the test loop's BucketedMean
-    sums it, and every scored unit behind it (pipeline/outcomes.py)."""
-    datamodule = SequenceDataModule(cfg, seed=seed)
+    """One pass over a split: the bucketed metric, summed exactly as validation's BucketedMean sums
+    it (pipeline/tasks/metrics.py), and every scored unit behind it (pipeline/outcomes.py)."""
+    datamodule = SequenceData(cfg, seed=seed)
     datamodule.test_split = split
-    module.test_metric.reset()
-    scored = outcomes.collect(module, datamodule, module.test_metric)
-    result = module.test_metric.compute()
+    metric = BucketSums(len(module.bucket_edges), next(module.parameters()).device)
+    scored = outcomes.collect(module, datamodule, metric)
+    result = metric.compute()
     count = result["count"].tolist()
     per_bucket = [float(module.finalize(v)) if c > 0 else None for v, c in zip(result["per_bucket"], count)]
     return {"seed": seed, "overall": float(module.finalize(result["overall"])), "per_bucket": per_bucket,

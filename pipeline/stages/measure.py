@@ -27,6 +27,7 @@ from pipeline.artifacts import SpeedResult
 from pipeline.measure import env, kernels, memory, speed
 from pipeline.measure.task_batch import task_batch, test_stream
 from pipeline.schema import Config
+from pipeline.tasks.checkpoint import load_best
 
 
 def measure_infer(module, cfg: Config, lengths: list[int], device: torch.device) -> dict:
@@ -80,8 +81,6 @@ def attention_probe(module, cfg: Config, device: torch.device) -> dict:
 
 
 def main(cfg: Config) -> None:
-    from pipeline.tasks.checkpoint import load_best  # Lightning: imported when the stage runs
-
     torch.set_float32_matmul_precision("high")
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
     module = load_best(cfg, cfg.seeds[0]).to(device)  # speed does not depend on the seed

@@ -39,7 +39,7 @@ from omegaconf import OmegaConf
 
 from pipeline import kinds, paths
 from pipeline.artifacts import ArtifactError, TrainResult, atomic_write, read_json, run_folder_lock, write_json
-from pipeline.data.datamodule import SequenceDataModule, read_meta
+from pipeline.data.datamodule import read_meta
 from pipeline.measure import env
 from pipeline.schema import Config, ConfigError, to_dict
 from pipeline.tasks.base import NonFiniteLossError
@@ -47,6 +47,7 @@ from pipeline.tasks.callbacks import (BestWeights, GracefulStop, LastCheckpoint,
                                       save_weights)
 from pipeline.tasks.checkpoint import SEED_RESULT, training_fingerprint
 from pipeline.tasks.curves import LearningCurve, write_curve
+from pipeline.tasks.trainable import SequenceDataModule, trainable
 from pipeline.wandb_mode import resolve_mode, run_group, run_tags
 
 LAST = "last.ckpt"
@@ -188,7 +189,7 @@ def train_seed(cfg: Config, seed: int) -> dict:
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = SequenceDataModule(cfg, seed=seed)
     kind = kinds.get(cfg.task.kind)
-    module = kind.lightning_module()(to_dict(cfg), datamodule.meta)
+    module = trainable(kind.task_module())(to_dict(cfg), datamodule.meta)
     out.mkdir(parents=True, exist_ok=True)
     last.parent.mkdir(parents=True, exist_ok=True)
     clear_seed(out, last, resume=resume is not None)
@@ -302,7 +303,7 @@ def tune_lr(cfg: Config) -> dict | None:
         trial = OmegaConf.merge(cfg, {"optim": {"lr": float(lr)}, "trainer": {"max_steps": cfg.tune.max_steps}})
         L.seed_everything(seed, workers=True, verbose=False)
         datamodule = SequenceDataModule(trial, seed=seed)
-        module = kind.lightning_module()(to_dict(trial), datamodule.meta)
+        module = trainable(kind.task_module())(to_dict(trial), datamodule.meta)
         metric, higher = module.metric_name, module.higher_is_better
         trainer = build_trainer(trial, [], False, max_steps=cfg.tune.max_steps, max_epochs=-1,
                                 val_check_interval=None, check_val_every_n_epoch=10**9,  # validated once, at the end

@@ -1,14 +1,17 @@
-"""TaskModule: embedding + backbone + head + loss + metrics, shared by every task.
+"""TaskModule: embedding + backbone + head + loss + metric, shared by every task, as a plain nn.Module.
 
 Subclasses define `head`, `per_example(batch) -> (loss_values, weights, bucket ids, metric values)`
 and how the metric turns into the reported number. Optimiser: AdamW (no decay on biases, norms and
 embeddings), linear warm-up then cosine decay to 10%.
+
+Evaluate and measure use these classes as they are, so their processes never import Lightning. The
+train stage trains `pipeline/tasks/trainable.py`'s `trainable(cls)`: the same class with Lightning's
+hooks mixed in, so a checkpoint's state-dict keys are this module's.
 """
 from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 from omegaconf import OmegaConf
 from torch import nn
@@ -17,24 +20,23 @@ from pipeline import kinds
 from pipeline.schema import Config
 from pipeline.models import sizing
 from pipeline.models.base import count_params
-from pipeline.tasks.metrics import BucketedMean
 
 
 class NonFiniteLossError(RuntimeError):
     pass
 
 
-class TaskModule(L.LightningModule):
-    """The LightningModule of a task kind (pipeline/kinds/<kind>.py names it in `module`)."""
+class TaskModule(nn.Module):
+    """The model of a task kind (pipeline/kinds/<kind>.py names it in `module`)."""
 
     metric_name: str = ""
     higher_is_better: bool = True
 
     def __init__(self, config: dict, meta: dict):
         super().__init__()
-        # Plain dicts, so checkpoints reload without the schema classes. logger=False: W&B gets the
-        # config once, as trained (stages/train.py run_config), not this unsized copy as well.
-        self.save_hyperparameters({"config": config, "meta": meta}, logger=False)
+        # Plain dicts, so checkpoints reload without the schema classes: the checkpoint's
+        # hyper_parameters (trainable.py saves them), which rebuild the module (checkpoint.load_best)
+        self.init_args = {"config": config, "meta": meta}
         self.cfg: Config = OmegaConf.create(config)  # type: ignore[assignment]
         self.meta = meta
         self.pad_id = meta["special"]["pad"]
@@ -47,8 +49,7 @@ class TaskModule(L.LightningModule):
         nn.init.normal_(self.embed.weight, std=d ** -0.5)
         self.emb_drop = nn.Dropout(self.cfg.model.dropout)
         self.bucket_edges = self.make_bucket_edges()
-        self.val_metric = BucketedMean(len(self.bucket_edges))
-        self.test_metric = BucketedMean(len(self.bucket_edges))
+        self.add_metrics(len(self.bucket_edges))
 
     def fit_total_budget(self, config: dict, meta: dict) -> dict:
         """budget_scope total: solve d_model (and heads) on the whole task model, counted by building
@@ -65,6 +66,9 @@ class TaskModule(L.LightningModule):
         # deterministic: a checkpoint's module, built from the same config, solves the same width
         info = sizing.fit_budget(model, count, "total parameters, embeddings and heads included")
         return {**info, "total_params_budgeted": count(model, model.d_model)}
+
+    def add_metrics(self, n_buckets: int) -> None:
+        """Training's DDP-synced metrics (trainable.py); evaluate sums its own (metrics.BucketSums)."""
 
     # -- subclass API
     def make_bucket_edges(self) -> list[int]:
@@ -86,34 +90,6 @@ class TaskModule(L.LightningModule):
         total = count_params(self)
         backbone = count_params(self.backbone)
         return {"total": total, "backbone": backbone, "embedding_and_head": total - backbone}
-
-    def training_step(self, batch, batch_idx):
-        loss_terms, weights, _, _ = self.per_example(batch)
-        loss = (loss_terms * weights).sum() / weights.sum().clamp(min=1)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss is {loss.item()} at step {self.global_step} ({self.cfg.task.name}/{self.cfg.model.name}); "
-                f"lower optim.lr (now {self.cfg.optim.lr}) or trainer.gradient_clip_val, or check the data")
-        self.log("train/loss", loss, prog_bar=True, batch_size=int(weights.sum()))
-        return loss  # the learning rate: LearningRateMonitor (pipeline/stages/train.py)
-
-    def _eval_step(self, batch, metric: BucketedMean) -> None:
-        _, weights, bucket, values = self.per_example(batch)
-        metric.update(values, bucket, weights)
-
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, self.val_metric)
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, self.test_metric)
-
-    def on_validation_epoch_end(self):
-        result = self.val_metric.compute()
-        self.log(f"val/{self.metric_name}", self.finalize(result["overall"]).float(), prog_bar=True, sync_dist=False)
-        self.val_metric.reset()
-
-    def configure_optimizers(self):
-        return self.optimizer_and_schedule(int(self.trainer.estimated_stepping_batches))
 
     def optimizer_and_schedule(self, total_steps: int) -> dict:
         """AdamW and its per-step LR schedule for a training of `total_steps` steps (also what

@@ -45,12 +45,23 @@ def load_best(cfg: Config, seed: int) -> TaskModule:
     if not path.exists():
         raise ConfigError(f"{path} is missing: train first ({retrain(cfg)} "
                           f"or `python -m pipeline train model={cfg.model.name} task={cfg.task.name}`)")
-    cls = kinds.get(cfg.task.kind).lightning_module()
+    cls = kinds.get(cfg.task.kind).task_module()
     try:
-        module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        module = load_weights(cls, path)
     except UNREADABLE as e:
         raise ArtifactError(f"{path} cannot be read ({why_unreadable(e)}): re-run {retrain(cfg)}") from None
     return module.eval()
+
+
+def load_weights(cls: type[TaskModule], path) -> TaskModule:
+    """`cls` rebuilt from a checkpoint's hyperparameters, with its weights (strict: every key), as
+    Lightning's load_from_checkpoint does it, without importing Lightning (trainable.py wrote it)."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    module = cls(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    return module
 
 
 def require_finished_training(cfg: Config) -> dict:

@@ -1,5 +1,5 @@
 """A task kind that seqarena does not ship: per-token tagging. The whole kind is this one module
-(data plug-in + LightningModule); tests/test_kind_plugin.py drops it into a copy of the repository
+(data plug-in + TaskModule); tests/test_kind_plugin.py drops it into a copy of the repository
 as pipeline/kinds/tagging.py, with one task YAML, and runs tokenize -> train -> evaluate -> report.
 
 Raw data: `tagged.txt`, one sentence per line, tokens as word/TAG. On disk: `<split>.ids/offsets`
