@@ -147,8 +147,7 @@ def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame
     if len(speed):
         out += ["### Speed & memory", "", "Inference tokens/s by sequence length:", "",
                 _by_length_md(speed, summary, "infer_tokens_per_s", fmt_si), "",
-                "Peak memory (MB) by sequence length:", "",
-                _by_length_md(speed, summary, "peak_mem_mb", fmt_mb), ""]
+                *_memory_md(speed, summary)]
         out += _image(plots.get("speed_by_length"), f"{task} speed by length", out_dir)
         out += _image(plots.get("memory_by_length"), f"{task} memory by length", out_dir)
     return out
@@ -296,3 +295,25 @@ def _by_length_md(speed: pd.DataFrame, summary: pd.DataFrame, column: str, fmt) 
     cell = {(m, n): v for m, n, v in zip(speed["model"], speed["length"], speed[column])}
     rows = [[m, *[fmt(cell.get((m, n))) for n in lengths]] for m in summary["model"]]
     return md_table(["model \\ length", *[str(n) for n in lengths]], rows)
+
+
+def _memory_md(speed: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """Peak inference memory per sequence: the backbone (benchmark cell at that length) beside the whole model
+    (measure stage: embedding and head included, which a large vocabulary makes dominate)."""
+    batch = speed["batch_size"].dropna()
+    bsz = int(batch.iloc[0]) if len(batch) else None
+    per_seq = speed.assign(total=speed["peak_mem_mb"] / (bsz or float("nan")))
+    if "backbone_mb_per_seq" not in per_seq or per_seq["backbone_mb_per_seq"].isna().all():
+        return ["Peak memory (MB) by sequence length (whole model: embedding, backbone and head; no benchmark cell "
+                "at these lengths for the backbone alone):", "", _by_length_md(speed, summary, "peak_mem_mb", fmt_mb), ""]
+    lengths = sorted(speed["length"].unique())
+    cell = {(m, n): (b, t) for m, n, b, t in zip(per_seq["model"], per_seq["length"], per_seq["backbone_mb_per_seq"],
+                                                 per_seq["total"])}
+    rows = [[m, *[" / ".join(fmt_mb(v) for v in cell.get((m, n), (None, None))) for n in lengths]]
+            for m in summary["model"]]
+    return ["Peak inference memory (MB per sequence) by sequence length, **backbone / whole model**: the backbone "
+            "from the benchmark's cell at that length (results/bench, the same model at the profile's budget, "
+            "`infer_backbone_peak_mb` over its batch; `—` where the sweep has no such length), the whole model "
+            f"(embedding, backbone and LM head) from the measure stage (speed.json, batch {bsz or '?'}, divided by "
+            "it). A task's vocabulary makes the embedding and head dominate the whole-model figure.", "",
+            md_table(["model \\ length", *[str(n) for n in lengths]], rows), ""]

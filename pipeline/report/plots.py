@@ -32,8 +32,12 @@ def plot_task(task: str, tables: dict[str, pd.DataFrame], plots_dir: Path) -> di
     where = f"batch {int(bsz.iloc[0])}, {device.iloc[0]}" if len(device) and len(bsz) else ""
     _plot_by_length(speed, models, "infer_tokens_per_s", "inference tokens/s",
                     f"{task}: inference throughput by length ({where})", paths["speed_by_length"])
-    _plot_by_length(speed, models, "peak_mem_mb", "peak memory (MB)",
-                    f"{task}: peak inference memory by length ({where})", paths["memory_by_length"])
+    if "backbone_mb_per_seq" in speed and speed["backbone_mb_per_seq"].notna().any():
+        _plot_by_length(speed, models, "backbone_mb_per_seq", "backbone peak memory per sequence (MB)",
+                        f"{task}: backbone inference memory by length (benchmark cells)", paths["memory_by_length"])
+    else:
+        _plot_by_length(speed, models, "peak_mem_mb", "peak memory (MB)",
+                        f"{task}: peak inference memory by length ({where})", paths["memory_by_length"])
     extra = tables["extrapolation"]
     pairs = extra[(extra["task"] == task) & (extra["sweep"] == "pairs")] if "sweep" in extra else extra.iloc[:0]
     if len(pairs):

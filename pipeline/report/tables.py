@@ -177,6 +177,19 @@ def _bucket_rows(r: dict) -> list[dict]:
     return rows
 
 
+def add_bench_memory(speed: pd.DataFrame, bench: pd.DataFrame) -> pd.DataFrame:
+    """speed with `backbone_mb_per_seq`: the benchmark's backbone inference peak per sequence (its cell at the
+    same model and length, same budget; NaN where the sweep has no such cell). speed.json measures the whole
+    model (embedding, backbone, head), where a large vocabulary hides the backbone."""
+    speed = speed.copy()
+    cells = {} if bench is None or not len(bench) else {
+        (m, int(n)): mb / b for m, n, mb, b, st in
+        zip(bench["model"], bench["length"], bench["infer_backbone_peak_mb"], bench["batch"], bench["status"])
+        if st == "ok" and mb is not None and b}
+    speed["backbone_mb_per_seq"] = [cells.get((m, int(n)), float("nan")) for m, n in zip(speed["model"], speed["length"])]
+    return speed
+
+
 def _speed_rows(r: dict) -> list[dict]:
     speed = r.get("speed") or {}
     lengths = speed.get("lengths") or []

@@ -25,6 +25,7 @@ import pandas as pd
 from pipeline.artifacts import ArtifactError, BenchResult
 from pipeline.measure import scaling
 from pipeline.report.recall_claims import recall_claims_md
+from pipeline.report.verdict_buckets import bucket_verdict_md, bucket_verdict_rows
 from pipeline.report.verdict_lengths import SPEED_COLUMNS, bucket_label, cell_log_sd, verdict_rows  # noqa: F401
 from pipeline.report.format import MIN_BUCKET_EXAMPLES, _is_nan, fmt_mb, fmt_si, md_table
 
@@ -305,6 +306,7 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
         keep = [c for c in rows.columns if c != "length" and (rows[c] != "").any()]
         table = [[bucket_label(n, lengths), *[row[c] or "—" for c in keep]] for n, row in zip(lengths, rows.to_dict("records"))]
         out += [md_table(["length", *keep], table, align="l" * (len(keep) + 1)), ""]
+    out += bucket_verdict_md(bucket_verdict_rows(results, bench, min_examples))
     if bench:
         b = (bench[0].get("config") or {}).get("bench", {})
         out += ["### The seeds' claims, measured", "",

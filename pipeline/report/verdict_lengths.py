@@ -1,6 +1,6 @@
 """The verdict per length: for every length bucket, the most accurate model of each task (or the tied set),
-the cost leaders from the benchmark, and quality joined with cost for the same models ("use X", or "X for
-quality; Y for speed"). pipeline/report/verdict.py renders it as the report's first table.
+and the cost leaders from the benchmark (quality joined with cost per bucket: verdict_buckets.py).
+pipeline/report/verdict.py renders it as the report's first table.
 """
 from __future__ import annotations
 
@@ -109,50 +109,8 @@ def _bench_cell(bench: list[dict], length: int, key: str, lower_is_better: bool,
     return f"{best} {fmt(value)} {unit} ({value / second:.2f}× {runner})"
 
 
-def _train_speed(bench: list[dict], length: int) -> dict[str, float]:
-    """{model: benchmark train tokens/s at `length`} where that cell ran."""
-    out = {}
-    for r in bench:
-        cell = next((c for c in r["cells"] if c["length"] == length), None)
-        if cell and cell["status"] == "ok" and cell.get("train_tokens_per_s"):
-            out[r["model"]] = cell["train_tokens_per_s"]
-    return out
-
-
 def _bucket_interval(r: dict, index: int) -> dict | None:
     return (r.get("per_bucket_interval") or [None] * (index + 1))[index]
-
-
-def _recommend_cell(task_results: list[dict], bench: list[dict], length: int, min_examples: int) -> str:
-    """Quality and cost joined at one length for one task's models: the models statistically tied with the
-    most accurate (paired bootstrap on the bucket's examples), and among the task's models the fastest to
-    train at that length (benchmark, same budget). "use X" when one model is both; otherwise X for quality,
-    Y for speed with what Y loses."""
-    by_model, index, lower = {}, None, False
-    for r in task_results:
-        edges = r["buckets"]["edges"]
-        if length in edges and r["count"][edges.index(length)] >= min_examples \
-                and r["per_bucket"][edges.index(length)] is not None:
-            by_model[r["model"]], index, lower = r, edges.index(length), not r["higher_is_better"]
-    speed = {m: v for m, v in _train_speed(bench, length).items() if m in by_model}
-    if len(by_model) < 2 or not speed:
-        return ""
-    ranked = _ranked({m: float(r["per_bucket"][index]) for m, r in by_model.items()}, lower)
-    best, best_value = ranked[0]
-    tied = [best] + [m for m, _ in ranked[1:] if "_path" in by_model[best]  # unpaired: not shown to be tied
-                     and significance.in_bucket(by_model[best], by_model[m], index) == "tied"
-                     and not significance.apart(_bucket_interval(by_model[best], index),
-                                                _bucket_interval(by_model[m], index))]
-    fastest = max(speed, key=speed.get)
-    fastest_tied = max((m for m in tied if m in speed), key=speed.get, default=None)
-    if fastest_tied == fastest:
-        alone = " (tied with " + ", ".join(m for m in tied if m != fastest) + ")" if len(tied) > 1 else ""
-        return f"use {fastest}: most accurate{alone} and fastest to train"
-    quality = fastest_tied or best
-    loses = abs(float(by_model[fastest]["per_bucket"][index]) - best_value)
-    ratio = speed[fastest] / speed[quality] if quality in speed else None
-    return (f"{quality} for quality; {fastest} for speed ({'+' if lower else '−'}{fmt_metric(loses, like=best_value)} "
-            f"{by_model[best]['metric']}" + (f", {ratio:.1f}× the train tokens/s)" if ratio else ")"))
 
 
 def verdict_rows(results: list[dict], bench: list[dict], min_examples: int = MIN_BUCKET_EXAMPLES) -> pd.DataFrame:
@@ -166,7 +124,6 @@ def verdict_rows(results: list[dict], bench: list[dict], min_examples: int = MIN
         for task in tasks:
             mine = [r for r in results if r["task"] == task]
             row[f"most accurate: {task}"] = _quality_cell(mine, n, min_examples)
-            row[f"use for {task}"] = _recommend_cell(mine, bench, n, min_examples)
         for column, key, lower, unit in SPEED_COLUMNS[:2]:
             row[column] = _bench_cell(bench, n, key, lower, unit)
         row["lowest decode latency"] = _bench_cell(bench, n, "decode_latency_ms", True, "ms")

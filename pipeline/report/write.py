@@ -3,13 +3,14 @@
     report.md        summary, per-bucket and speed/memory tables per task, embedded plots
     summary.csv      one row per task x model
     buckets.csv      long format: task, model, bucket, bucket_hi, metric, value, std, count
-    speed.csv        long format: task, model, length, infer_tokens_per_s, latency_ms, peak_mem_mb
+    speed.csv        long format: task, model, length, infer_tokens_per_s, latency_ms, peak_mem_mb (measure
+                     stage, whole model), backbone_mb_per_seq (the benchmark's cell at that length)
     extrapolation.csv long format: task, model, sweep (length | pairs), split, length, num_pairs, value,
                      lo, hi, examples, chance (synthetic tasks' extra test splits; header only when none)
     summary.json     flat {"<task>/<model>/<key>": number} for W&B and scripts
     plot_data/       the plots as long-format CSVs for `dvc plots show/diff` (pipeline.report.plot_data)
     plots/<task>_{metric_by_bucket,speed_by_length,memory_by_length}.png
-    bench.csv, complexity.csv, crossover.csv, verdict.csv and plots/ scaling and Pareto PNGs: the verdict
+    bench.csv, complexity.csv, crossover.csv, verdict.csv, bucket_verdict.csv and plots/ scaling and Pareto PNGs: the verdict
                      section's tables and plots (pipeline.report.verdict, pipeline.report.verdict_plots)
 and, unless W&B is disabled, one W&B run (job_type "report") holding the same tables and plots.
 
@@ -28,8 +29,9 @@ from pipeline.report.files import write_text
 from pipeline.report import significance, verdict, verdict_plots
 from pipeline.report.markdown import render_markdown
 from pipeline.report.plots import plot_task
-from pipeline.report.tables import build_tables, flat_metrics
+from pipeline.report.tables import add_bench_memory, build_tables, flat_metrics
 from pipeline.report.plot_data import write_plot_data
+from pipeline.report.verdict_buckets import bucket_verdict_rows
 from pipeline.report.tracking import WandbTarget, log_to_wandb
 
 def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
@@ -42,15 +44,17 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
     for r in results:  # every interval of the report is of one estimand (significance.ESTIMAND)
         significance.one_estimand(r)
     tables = build_tables(results)
-    plots = {task: plot_task(task, tables, out_dir / "plots") for task in tables["summary"]["task"].unique()}
     bench = bench or []
+    tables["speed"] = add_bench_memory(tables["speed"], verdict.bench_table(bench))
+    plots = {task: plot_task(task, tables, out_dir / "plots") for task in tables["summary"]["task"].unique()}
     verdict_plots_ = verdict_plots.scaling_plots(verdict.bench_table(bench), out_dir / "plots") if bench else {}
     for task in tables["summary"]["task"].unique():
         path = verdict_plots.pareto_plot(task, tables["summary"], out_dir / "plots")
         if path is not None:
             verdict_plots_[f"pareto_{task}"] = path
     tables.update(bench=verdict.bench_table(bench), complexity=verdict.complexity_rows(bench, results),
-                  crossover=verdict.crossover_rows(bench), verdict=verdict.verdict_rows(results, bench))
+                  crossover=verdict.crossover_rows(bench), verdict=verdict.verdict_rows(results, bench),
+                  bucket_verdict=bucket_verdict_rows(results, bench))
     written: dict[str, Path] = {}
     for name, df in tables.items():
         written[f"{name}.csv"] = out_dir / f"{name}.csv"

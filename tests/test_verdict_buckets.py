@@ -1,0 +1,65 @@
+"""The per-bucket verdict (quality and cost side by side) on fixture results with known answers: three
+classifiers on the same 400 documents of the 65-128 bucket, and benchmark cells at n = 128."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import outcomes
+from pipeline.report.verdict_buckets import bucket_verdict_rows, leaders
+from test_report import make_eval
+from test_verdict import LINEAR, make_bench
+
+
+def _results(tmp_path: Path) -> list[dict]:
+    """a and b predict the same labels (tied), c is right on far fewer documents (resolvedly worse)."""
+    acc = dict(kind="classify", metric="acc", higher=True, baseline=("majority class", 0.5), count=[0, 0, 0, 400])
+    shared, poor = np.arange(400) % 10 != 0, np.arange(400) % 20 < 11  # right on 90% and 55%
+    out = []
+    for model, right in (("a", shared), ("b", shared), ("c", poor)):
+        r = make_eval("rt", model, [(float(right.mean()), [None, None, None, float(right.mean())])], **acc)
+        run = tmp_path / "runs" / "rt" / model
+        outcomes.save(run / "examples" / "seed0.npz", {
+            "values": right.astype(np.float32), "weights": np.ones(400, np.float32),
+            "bucket": np.full(400, 3, np.int16), "group": np.arange(400, dtype=np.int32)})
+        r["_path"] = str(run / "eval.json")
+        out.append(r)
+    return out
+
+
+def _bench(**time_scale: float) -> list[dict]:
+    """Single timings per cell: each ratio's interval comes from the run-to-run floor alone."""
+    return [make_bench(m, LINEAR, 1.0, 1.0, 0.0, time_scale=s, mem_scale=1e-3 * (i + 1))
+            for i, (m, s) in enumerate(time_scale.items())]
+
+
+def test_quality_and_speed_part_ways(tmp_path):
+    # c trains 5x faster than a and b (resolved), but loses 0.9 - 0.55 of accuracy
+    rows = bucket_verdict_rows(_results(tmp_path), _bench(a=5e-6, b=6e-6, c=1e-6))
+    assert list(rows["bucket"]) == ["65–128"]  # the only bucket with examples that the sweep also measured
+    row = rows.iloc[0]
+    assert row["most accurate"] == "a 0.900 ≈ b 0.900 (tied)"
+    # among the tied: a 1.2x faster than b, inside the noise of two single timings
+    assert row["fastest to train"].startswith("a ≈ b (within timing noise; 1.20× [")
+    assert row["leanest (train step)"].startswith("a ") and "(2.00× b)" in row["leanest (train step)"]  # exact
+    assert row["verdict"].startswith("a if you need quality, c if you need speed (c loses −0.350 acc; trains 5.00× [")
+
+
+def test_use_x_when_one_model_is_best_and_fastest(tmp_path):
+    row = bucket_verdict_rows(_results(tmp_path), _bench(a=1e-6, b=5e-6, c=5e-6)).iloc[0]
+    assert row["verdict"] == "use a: tied for most accurate (with b) and fastest to train"
+    assert row["fastest to train"].startswith("a ") and "5.00× [" in row["fastest to train"]
+
+
+def test_no_cost_difference_within_timing_noise(tmp_path):
+    # 1.1x and 1.2x from single timings: nothing resolved, so quality alone decides
+    row = bucket_verdict_rows(_results(tmp_path), _bench(a=5.5e-6, b=6e-6, c=5e-6)).iloc[0]
+    assert row["verdict"] == ("no cost difference resolved (train tok/s within timing noise): "
+                              "use a or b for quality")
+
+
+def test_leaders_follow_the_ratio_interval():
+    # (value, sd of its log): 100 vs 90 with sd 0.15 each is noise; 100 vs 40 is not; memory (sd 0) is exact
+    assert leaders({"x": (100.0, 0.15), "y": (90.0, 0.15), "z": (40.0, 0.15)}, lower=False) == ["x", "y"]
+    assert leaders({"x": (100.0, 0.0), "y": (101.0, 0.0)}, lower=True) == ["x"]
+    assert leaders({}, lower=True) == []
