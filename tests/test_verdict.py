@@ -153,8 +153,15 @@ def test_tables_and_plots_are_written(tmp_path):
     written = write_report(results, tmp_path / "reports", bench=bench_fixture())
     for name in ("bench.csv", "complexity.csv", "crossover.csv", "verdict.csv",
                  "bench_time_vs_length.png", "bench_memory_vs_length.png", "bench_decode_vs_context.png",
-                 "ptb_pareto.png", "rt_pareto.png"):
+                 "ptb_pareto.png", "rt_pareto.png", "ptb_quality_vs_throughput.png"):
         assert written[name].exists() and written[name].stat().st_size > 0, name
+    # quality vs throughput: ptb's 65-128 bucket is the only one the sweep (from 128) also measured, so one
+    # panel (5 in wide at 110 dpi); rt's buckets have too few documents: no plot
+    from matplotlib.image import imread
+    assert imread(written["ptb_quality_vs_throughput.png"]).shape[1] == 550
+    assert "rt_quality_vs_throughput.png" not in written
+    assert "![quality_vs_throughput_ptb](plots/ptb_quality_vs_throughput.png)" in \
+        (tmp_path / "reports" / "report.md").read_text()
     bench = pd.read_csv(written["bench.csv"])
     assert set(bench["model"]) == {"transformer", "lstm", "tcn"} and len(bench) == 3 * len(LENGTHS)
     summary = json.loads(written["summary.json"].read_text())

@@ -63,3 +63,22 @@ def test_leaders_follow_the_ratio_interval():
     assert leaders({"x": (100.0, 0.15), "y": (90.0, 0.15), "z": (40.0, 0.15)}, lower=False) == ["x", "y"]
     assert leaders({"x": (100.0, 0.0), "y": (101.0, 0.0)}, lower=True) == ["x"]
     assert leaders({}, lower=True) == []
+
+
+def test_quality_vs_throughput_has_one_panel_per_joined_bucket(tmp_path):
+    from matplotlib.image import imread
+
+    from pipeline.report.tables import build_tables
+    from pipeline.report.verdict_plots import quality_throughput_plot
+
+    results = _results(tmp_path)
+    tables = build_tables(results)
+    args = (tables["summary"], tables["buckets"])
+    bench = _bench(a=5e-6, b=6e-6, c=1e-6)
+    path = quality_throughput_plot("rt", *args, bench, tmp_path / "plots", 30)
+    assert path == tmp_path / "plots" / "rt_quality_vs_throughput.png"
+    assert imread(path).shape[1] == 550  # one panel (65-128): 5 in at 110 dpi
+    # a sweep without n = 128 joins no bucket: no plot
+    for r in bench:
+        r["cells"] = [c for c in r["cells"] if c["length"] != 128]
+    assert quality_throughput_plot("rt", *args, bench, tmp_path / "other", 30) is None

@@ -307,6 +307,9 @@ def verdict_md(results: list[dict], bench: list[dict], missing: list[str], plots
         table = [[bucket_label(n, lengths), *[row[c] or "—" for c in keep]] for n, row in zip(lengths, rows.to_dict("records"))]
         out += [md_table(["length", *keep], table, align="l" * (len(keep) + 1)), ""]
     out += bucket_verdict_md(bucket_verdict_rows(results, bench, min_examples))
+    for key, path in sorted(plots.items()):  # one panel per bucket: the table above, drawn
+        if key.startswith("quality_vs_throughput_"):
+            out += [f"![{key}]({Path(os.path.relpath(path, out_dir)).as_posix()})", ""]
     if bench:
         b = (bench[0].get("config") or {}).get("bench", {})
         out += ["### The seeds' claims, measured", "",

@@ -28,7 +28,7 @@ COSTS = (("fastest to train", "train_tokens_per_s", False, "tok/s", "train_s"),
          ("leanest (train step)", "train_peak_mb", True, "MB", None))
 
 
-def _costs(bench: list[dict], length: int, key: str, timed: Optional[str]) -> dict[str, tuple[float, float]]:
+def costs_at(bench: list[dict], length: int, key: str, timed: Optional[str]) -> dict[str, tuple[float, float]]:
     """{model: (value, sd of its log)} of the benchmark cells at `length` that ran."""
     from pipeline.report.verdict_lengths import cell_log_sd
 
@@ -152,12 +152,12 @@ def bucket_verdict_rows(results: list[dict], bench: list[dict], min_examples: in
         edges = sorted({e for r in mine for e in r["buckets"]["edges"]})
         for n in edges:
             q = _quality(mine, n, min_examples) if n in bench_lengths else None
-            speed = _costs(bench, n, "train_tokens_per_s", "train_s") if q else {}
+            speed = costs_at(bench, n, "train_tokens_per_s", "train_s") if q else {}
             if not q or not any(m in speed for m in q["values"]):
                 continue
             row = {"task": task, "length": n, "bucket": bucket_label(n, edges), "most accurate": _quality_cell(q)}
             for column, key, lower, unit, timed in COSTS:
-                row[column] = _cost_cell(_costs(bench, n, key, timed), q["tied"], lower, unit)
+                row[column] = _cost_cell(costs_at(bench, n, key, timed), q["tied"], lower, unit)
             row["verdict"] = _verdict(q, {m: v for m, v in speed.items() if m in q["values"]})
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)

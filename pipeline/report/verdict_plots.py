@@ -112,3 +112,46 @@ def pareto_plot(task: str, summary: pd.DataFrame, plots_dir: Path) -> Path | Non
     path = plots_dir / f"{task}_pareto.png"
     save_figure(fig, path)
     return path
+
+
+def quality_throughput_plot(task: str, summary: pd.DataFrame, buckets: pd.DataFrame, bench: list[dict],
+                            plots_dir: Path, min_examples: int) -> Path | None:
+    """Per length bucket of one task, a panel: test metric (y, 95% interval) against the benchmark's train
+    tokens/s at the bucket's upper edge (x, 95% timing interval), one point per model; only buckets with
+    enough examples that the sweep also measured. None when there is no such bucket."""
+    from pipeline.measure.scaling import Z95
+    from pipeline.report.verdict_buckets import costs_at
+
+    rows = buckets[(buckets["task"] == task) & (buckets["count"] >= min_examples)].dropna(subset=["value"])
+    panels = []
+    for hi, label in rows.drop_duplicates("bucket_hi").sort_values("bucket_hi")[["bucket_hi", "bucket"]].values:
+        speed = costs_at(bench, int(hi), "train_tokens_per_s", "train_s")
+        here = rows[(rows["bucket_hi"] == hi) & rows["model"].isin(list(speed))]
+        if len(here):
+            panels.append((label, here, speed))
+    if not panels:
+        return None
+    metric = rows["metric"].iloc[0]
+    higher = bool(summary.loc[summary["task"] == task, "higher_is_better"].iloc[0])
+    fig, axes = _axes(len(panels), width=max(5.0, 3.6 * len(panels)))
+    colors = {m: f"C{i}" for i, m in enumerate(sorted(rows["model"].unique()))}
+    for ax, (label, here, speed) in zip(axes, panels):
+        for r in here.itertuples(index=False):
+            x, sd = speed[r.model]
+            y_err = [[r.value - r.lo], [r.hi - r.value]] if not (_is_nan(r.lo) or _is_nan(r.hi)) else None
+            ax.errorbar([x], [r.value], yerr=y_err, xerr=[[x - x * math.exp(-Z95 * sd)], [x * math.exp(Z95 * sd) - x]],
+                        fmt="o", color=colors[r.model], capsize=2, label=r.model)
+            ax.annotate(r.model, (x, r.value), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_si(v)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _p: fmt_si(v)))
+        ax.tick_params(axis="x", which="both", labelsize="x-small")
+        ax.set_title(f"bucket {label} (n = {int(here['bucket_hi'].iloc[0])})", fontsize="small")
+        ax.set_xlabel("train tokens/s (benchmark at n)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel(f"test {metric} ({'higher' if higher else 'lower'} is better)")
+    fig.suptitle(f"{task}: quality vs train throughput per length bucket (95% intervals)")
+    fig.tight_layout()
+    path = plots_dir / f"{task}_quality_vs_throughput.png"
+    save_figure(fig, path)
+    return path

@@ -10,7 +10,8 @@
     summary.json     flat {"<task>/<model>/<key>": number} for W&B and scripts
     plot_data/       the plots as long-format CSVs for `dvc plots show/diff` (pipeline.report.plot_data)
     plots/<task>_{metric_by_bucket,speed_by_length,memory_by_length}.png
-    bench.csv, complexity.csv, crossover.csv, verdict.csv, bucket_verdict.csv and plots/ scaling and Pareto PNGs: the verdict
+    bench.csv, complexity.csv, crossover.csv, verdict.csv, bucket_verdict.csv and plots/ scaling, Pareto and
+                     <task>_quality_vs_throughput PNGs (one panel per length bucket): the verdict
                      section's tables and plots (pipeline.report.verdict, pipeline.report.verdict_plots)
 and, unless W&B is disabled, one W&B run (job_type "report") holding the same tables and plots.
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from pipeline.report.files import write_text
+from pipeline.report.format import MIN_BUCKET_EXAMPLES
 from pipeline.report import significance, verdict, verdict_plots
 from pipeline.report.markdown import render_markdown
 from pipeline.report.plots import plot_task
@@ -52,6 +54,10 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
         path = verdict_plots.pareto_plot(task, tables["summary"], out_dir / "plots")
         if path is not None:
             verdict_plots_[f"pareto_{task}"] = path
+        path = verdict_plots.quality_throughput_plot(task, tables["summary"], tables["buckets"], bench,
+                                                     out_dir / "plots", MIN_BUCKET_EXAMPLES)
+        if path is not None:
+            verdict_plots_[f"quality_vs_throughput_{task}"] = path
     tables.update(bench=verdict.bench_table(bench), complexity=verdict.complexity_rows(bench, results),
                   crossover=verdict.crossover_rows(bench), verdict=verdict.verdict_rows(results, bench),
                   bucket_verdict=bucket_verdict_rows(results, bench))
