@@ -160,6 +160,10 @@ def test_tables_and_plots_are_written(tmp_path):
     from matplotlib.image import imread
     assert imread(written["ptb_quality_vs_throughput.png"]).shape[1] == 550
     assert "rt_quality_vs_throughput.png" not in written
+    # the Pareto plot's memory axis: the backbone per sequence at the task length (128), from the benchmark
+    summary = pd.read_csv(written["summary.csv"]).set_index(["task", "model"])
+    assert summary.loc[("ptb", "lstm"), "backbone_mb_per_seq"] == pytest.approx(0.5 * 2e-3 * 128)
+    assert summary.loc[("ptb", "tcn"), "backbone_mb_per_seq"] == pytest.approx(0.5 * 3e-3 * 128)
     assert "![quality_vs_throughput_ptb](plots/ptb_quality_vs_throughput.png)" in \
         (tmp_path / "reports" / "report.md").read_text()
     bench = pd.read_csv(written["bench.csv"])

@@ -190,6 +190,15 @@ def add_bench_memory(speed: pd.DataFrame, bench: pd.DataFrame) -> pd.DataFrame:
     return speed
 
 
+def summary_backbone_memory(summary: pd.DataFrame, speed: pd.DataFrame) -> pd.DataFrame:
+    """summary with `backbone_mb_per_seq` at each run's `infer_length` (add_bench_memory's column)."""
+    cell = {(t, m, int(n)): v for t, m, n, v in zip(speed["task"], speed["model"], speed["length"],
+                                                     speed.get("backbone_mb_per_seq", pd.Series(dtype=float)))}
+    return summary.assign(backbone_mb_per_seq=[
+        float("nan") if _is_nan(n) else cell.get((t, m, int(n)), float("nan"))
+        for t, m, n in zip(summary["task"], summary["model"], summary["infer_length"])])
+
+
 def _speed_rows(r: dict) -> list[dict]:
     speed = r.get("speed") or {}
     lengths = speed.get("lengths") or []

@@ -31,7 +31,7 @@ from pipeline.report.format import MIN_BUCKET_EXAMPLES
 from pipeline.report import significance, verdict, verdict_plots
 from pipeline.report.markdown import render_markdown
 from pipeline.report.plots import plot_task
-from pipeline.report.tables import add_bench_memory, build_tables, flat_metrics
+from pipeline.report.tables import add_bench_memory, build_tables, flat_metrics, summary_backbone_memory
 from pipeline.report.plot_data import write_plot_data
 from pipeline.report.verdict_buckets import bucket_verdict_rows
 from pipeline.report.tracking import WandbTarget, log_to_wandb
@@ -48,6 +48,7 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
     tables = build_tables(results)
     bench = bench or []
     tables["speed"] = add_bench_memory(tables["speed"], verdict.bench_table(bench))
+    tables["summary"] = summary_backbone_memory(tables["summary"], tables["speed"])
     plots = {task: plot_task(task, tables, out_dir / "plots") for task in tables["summary"]["task"].unique()}
     verdict_plots_ = verdict_plots.scaling_plots(verdict.bench_table(bench), out_dir / "plots") if bench else {}
     for task in tables["summary"]["task"].unique():
