@@ -46,8 +46,11 @@ def test_quality_and_speed_part_ways(tmp_path):
 
 
 def test_use_x_when_one_model_is_best_and_fastest(tmp_path):
-    row = bucket_verdict_rows(_results(tmp_path), _bench(a=1e-6, b=5e-6, c=5e-6)).iloc[0]
+    bench = _bench(a=1e-6, b=5e-6, c=5e-6)
+    bench[1]["decode"] = {"status": "no recurrent form (decoding would re-run forward on the prefix)", "cells": []}
+    row = bucket_verdict_rows(_results(tmp_path), bench).iloc[0]
     assert row["verdict"] == "use a: tied for most accurate (with b) and fastest to train"
+    assert row["lowest decode latency"] == "a 0.10 ms (b: no recurrent form)"  # b cannot decode: says why
     assert row["fastest to train"].startswith("a ") and "5.00× [" in row["fastest to train"]
 
 

@@ -63,7 +63,7 @@ def _fmt_value(value: float, unit: str) -> str:
     return f"{fmt_mb(value)} MB" if unit == "MB" else f"{value:.2f} ms" if unit == "ms" else f"{fmt_si(value)} {unit}"
 
 
-def _cost_cell(costs: dict, models: list[str], lower: bool, unit: str) -> str:
+def _cost_cell(costs: dict, models: list[str], lower: bool, unit: str, why: Optional[dict] = None) -> str:
     """The cost leader among `models`: 'X 37k tok/s (1.6× [1.1, 2.3] Y)', 'X ≈ Y (within timing noise)'."""
     mine = {m: v for m, v in costs.items() if m in models}
     if not mine:
@@ -71,8 +71,8 @@ def _cost_cell(costs: dict, models: list[str], lower: bool, unit: str) -> str:
     ranked = sorted(mine, key=lambda m: (mine[m][0] if lower else -mine[m][0], m))
     best = ranked[0]
     if len(ranked) == 1:
-        absent = [m for m in models if m != best]
-        return f"{best} {_fmt_value(mine[best][0], unit)}" + (f" (no cell for {', '.join(absent)})" if absent else "")
+        absent = [f"{m}: {(why or {}).get(m) or 'no cell'}" for m in models if m != best]
+        return f"{best} {_fmt_value(mine[best][0], unit)}" + (f" ({'; '.join(absent)})" if absent else "")
     runner = ranked[1]
     ratio, lo, hi = _ratio(mine, best, runner, lower)
     span = f"{ratio:.2f}×" if lo == hi else f"{ratio:.2f}× [{lo:.2f}, {hi:.2f}]"
@@ -156,8 +156,11 @@ def bucket_verdict_rows(results: list[dict], bench: list[dict], min_examples: in
             if not q or not any(m in speed for m in q["values"]):
                 continue
             row = {"task": task, "length": n, "bucket": bucket_label(n, edges), "most accurate": _quality_cell(q)}
+            # a model without decode cells says why (e.g. "no recurrent form")
+            why = {r["model"]: str(r["decode"].get("status", "")).split(" (")[0] for r in bench}
             for column, key, lower, unit, timed in COSTS:
-                row[column] = _cost_cell(costs_at(bench, n, key, timed), q["tied"], lower, unit)
+                row[column] = _cost_cell(costs_at(bench, n, key, timed), q["tied"], lower, unit,
+                                         why if key == "decode_latency_ms" else None)
             row["verdict"] = _verdict(q, {m: v for m, v in speed.items() if m in q["values"]})
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
