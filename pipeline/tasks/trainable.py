@@ -82,9 +82,9 @@ def trainable(cls: type[TaskModule]) -> type:
             self.save_hyperparameters(self.init_args, logger=False)
 
         def add_metrics(self, n_buckets: int) -> None:
-            # Called by TaskModule.__init__ between the embedding and the head, where these modules have
-            # always been registered: the state dict's metadata lists every submodule in order, so
-            # best.ckpt keeps the bytes of a training before this split.
+            # Called by TaskModule.__init__ between the embedding and the head, where these modules were
+            # registered when TaskModule was itself the LightningModule: the state dict's metadata lists
+            # every submodule in order, so best.ckpt keeps the same bytes.
             self.val_metric = BucketedMean(n_buckets)
             self.test_metric = BucketedMean(n_buckets)
 
