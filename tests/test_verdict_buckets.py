@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline import outcomes
-from pipeline.report.verdict_buckets import bucket_verdict_rows, leaders
+from pipeline.report.verdict_lengths import bucket_verdict_rows, leaders
 from test_report import make_eval
 from test_verdict import LINEAR, make_bench
 

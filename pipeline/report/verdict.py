@@ -25,7 +25,7 @@ import pandas as pd
 from pipeline.artifacts import ArtifactError, BenchResult
 from pipeline.measure import scaling
 from pipeline.report.recall_claims import recall_claims_md
-from pipeline.report.verdict_buckets import bucket_verdict_md, bucket_verdict_rows
+from pipeline.report.verdict_lengths import bucket_verdict_md, bucket_verdict_rows
 from pipeline.report.verdict_lengths import SPEED_COLUMNS, bucket_label, cell_log_sd, verdict_rows  # noqa: F401
 from pipeline.report.format import MIN_BUCKET_EXAMPLES, _is_nan, fmt_mb, fmt_si, md_table
 

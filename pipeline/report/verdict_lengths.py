@@ -1,23 +1,31 @@
-"""The verdict per length: for every length bucket, the most accurate model of each task (or the tied set),
-and the cost leaders from the benchmark (quality joined with cost per bucket: verdict_buckets.py).
-pipeline/report/verdict.py renders it as the report's first table.
+"""The verdict per length: for every length bucket, the most accurate model of each task (or the tied set)
+and the cost leaders from the benchmark (verdict_rows; pipeline/report/verdict.py renders it as the report's
+first table), and one verdict per task and bucket with quality and cost side by side (bucket_verdict_rows).
+
+For every bucket of a task that has both a quality number (eval.json, two or more models with enough
+examples) and benchmark cells at its upper edge n for those models: the most accurate model or the set
+statistically tied with it (the report's paired bootstrap, significance.in_bucket), and among that set the
+fastest to train, fastest at inference, lowest decode latency and leanest train step, each judged on the
+95% interval of the cost ratio (timing spread and run-to-run floor, scaling.ratio_interval; memory is
+exact). The verdict then joins the two on train throughput over all of the task's models:
+
+    use X                       X is best or tied in quality and no other model trains resolvedly faster
+    X if you need quality, ...  the fastest trainer is resolvedly faster than every model tied for quality
+    no cost difference resolved every model's train throughput is within timing noise of the fastest
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 
 from pipeline.measure import scaling
 from pipeline.report import significance
-from pipeline.report.format import MIN_BUCKET_EXAMPLES, _is_nan, fmt_mb, fmt_metric, fmt_si
+from pipeline.report.format import MIN_BUCKET_EXAMPLES, _is_nan, fmt_mb, fmt_metric, fmt_si, md_table
 
 SPEED_COLUMNS = (("fastest to train", "train_tokens_per_s", False, "tok/s"),
                  ("fastest inference", "infer_tokens_per_s", False, "tok/s"),
                  ("leanest (train step)", "train_peak_mb", True, "MB"))
-
-
-
 
 
 def _ranked(values: dict[str, float], lower_is_better: bool) -> list[tuple[str, float]]:
@@ -137,4 +145,164 @@ def bucket_label(n: int, lengths: list[int]) -> str:
     i = lengths.index(n)
     return f"{1 if i == 0 else lengths[i - 1] + 1}–{n}"
 
+
+# ----------------------------------------------------------------------------- quality and cost joined per bucket
+
+
+# (column, bench key, lower is better, unit, timed quantity for the spread; None: exact)
+COSTS = (("fastest to train", "train_tokens_per_s", False, "tok/s", "train_s"),
+         ("fastest inference", "infer_tokens_per_s", False, "tok/s", "infer_s"),
+         ("lowest decode latency", "decode_latency_ms", True, "ms", "decode"),
+         ("leanest (train step)", "train_peak_mb", True, "MB", None))
+
+
+def costs_at(bench: list[dict], length: int, key: str, timed: Optional[str]) -> dict[str, tuple[float, float]]:
+    """{model: (value, sd of its log)} of the benchmark cells at `length` that ran."""
+    out = {}
+    for r in bench:
+        if key == "decode_latency_ms":
+            cell = next((c for c in r["decode"].get("cells", []) if c["context"] == length), None)
+            if cell and cell["status"] == "ok":
+                out[r["model"]] = (cell["latency_ms"], cell_log_sd(cell, "decode"))
+            continue
+        cell = next((c for c in r["cells"] if c["length"] == length), None)
+        if cell and cell["status"] == "ok" and cell.get(key) is not None:
+            out[r["model"]] = (cell[key], cell_log_sd(cell, timed) if timed else 0.0)
+    return out
+
+
+def _ratio(costs: dict, better: str, worse: str, lower: bool) -> tuple[float, float, float]:
+    """How many times `better` beats `worse` (> 1: better), with its 95% interval."""
+    (b, sb), (w, sw) = costs[better], costs[worse]
+    return scaling.ratio_interval(*((w, b) if lower else (b, w)), sb, sw)
+
+
+def leaders(costs: dict, lower: bool) -> list[str]:
+    """The cheapest model and every model whose ratio to it is within noise (interval includes 1), cheapest first."""
+    ranked = sorted(costs, key=lambda m: (costs[m][0] if lower else -costs[m][0], m))
+    if not ranked:
+        return []
+    return [ranked[0]] + [m for m in ranked[1:] if _ratio(costs, ranked[0], m, lower)[1] <= 1]
+
+
+def _fmt_value(value: float, unit: str) -> str:
+    return f"{fmt_mb(value)} MB" if unit == "MB" else f"{value:.2f} ms" if unit == "ms" else f"{fmt_si(value)} {unit}"
+
+
+def _cost_cell(costs: dict, models: list[str], lower: bool, unit: str, why: Optional[dict] = None) -> str:
+    """The cost leader among `models`: 'X 37k tok/s (1.6× [1.1, 2.3] Y)', 'X ≈ Y (within timing noise)'."""
+    mine = {m: v for m, v in costs.items() if m in models}
+    if not mine:
+        return "not benchmarked"
+    ranked = sorted(mine, key=lambda m: (mine[m][0] if lower else -mine[m][0], m))
+    best = ranked[0]
+    if len(ranked) == 1:
+        absent = [f"{m}: {(why or {}).get(m) or 'no cell'}" for m in models if m != best]
+        return f"{best} {_fmt_value(mine[best][0], unit)}" + (f" ({'; '.join(absent)})" if absent else "")
+    runner = ranked[1]
+    ratio, lo, hi = _ratio(mine, best, runner, lower)
+    span = f"{ratio:.2f}×" if lo == hi else f"{ratio:.2f}× [{lo:.2f}, {hi:.2f}]"
+    if lo <= 1:
+        return f"{' ≈ '.join(leaders(mine, lower))} (within timing noise; {span})"
+    return f"{best} {_fmt_value(mine[best][0], unit)} ({span} {runner})"
+
+
+def _bucket_quality(task_results: list[dict], length: int, min_examples: int) -> Optional[dict]:
+    """The bucket ending at `length`: {"values", "tied", "best", "note", "metric", "lower"}, or None when
+    fewer than two models have enough examples there."""
+    by_model, index, lower = {}, None, False
+    for r in task_results:
+        edges = r["buckets"]["edges"]
+        if length in edges and r["count"][edges.index(length)] >= min_examples \
+                and r["per_bucket"][edges.index(length)] is not None:
+            by_model[r["model"]], index, lower = r, edges.index(length), not r["higher_is_better"]
+    if len(by_model) < 2:
+        return None
+    values = {m: float(r["per_bucket"][index]) for m, r in by_model.items()}
+    ranked = sorted(values, key=lambda m: (values[m] if lower else -values[m], m))
+    best = ranked[0]
+    words = {m: significance.in_bucket(by_model[best], by_model[m], index) for m in ranked[1:]}
+    interval = (lambda m: (by_model[m].get("per_bucket_interval") or [None] * (index + 1))[index])
+    tied = [best] + [m for m in ranked[1:] if words[m] == "tied"
+                     and not significance.apart(interval(best), interval(m))]
+    runner = ranked[1]
+    note = {"not paired": "not paired: tied set unknown", "suggested": "suggested, one seed"}.get(words[runner], "")
+    return {"values": values, "tied": tied, "best": best, "note": note, "metric": by_model[best]["metric"],
+            "lower": lower}
+
+
+def _tied_cell(q: dict) -> str:
+    v = q["values"]
+    text = " ≈ ".join(f"{m} {fmt_metric(v[m])}" for m in q["tied"])
+    text += " (tied)" if len(q["tied"]) > 1 else ""
+    return text + (f" ({q['note']})" if q["note"] else "")
+
+
+def _joined_verdict(q: dict, speed: dict) -> str:
+    """Quality joined with train throughput over every model of the task that the benchmark ran at n."""
+    tied = [m for m in q["tied"] if m in speed]
+    models = [m for m in q["values"] if m in speed]
+    if not tied:
+        return f"no benchmark cell for {', '.join(q['tied'])}"
+    fast = leaders({m: speed[m] for m in models}, lower=False)
+    if len(fast) == len(models):
+        return f"no cost difference resolved (train tok/s within timing noise): use {' or '.join(tied)} for quality"
+    both = [m for m in fast if m in tied]
+    if both:
+        others = [m for m in tied if m not in both]
+        why = "tied for most accurate" if len(tied) > 1 else "most accurate"
+        why += f" (with {', '.join(others)})" if others and len(both) == 1 else ""
+        if fast[0] in both:
+            noisy = [m for m in fast if m not in both]
+            return (f"use {' or '.join(both)}: {why} and fastest to train"
+                    + (f" ({', '.join(noisy)} within timing noise)" if noisy else ""))
+        return f"use {' or '.join(both)}: {why}; train speed within timing noise of the fastest ({fast[0]})"
+    quick = fast[0]
+    quality = max(tied, key=lambda m: speed[m][0])
+    loses = abs(q["values"][quick] - q["values"][q["best"]])
+    ratio, lo, hi = _ratio(speed, quick, quality, lower=False)
+    return (f"{quality} if you need quality, {quick} if you need speed ({quick} loses "
+            f"{'+' if q['lower'] else '−'}{fmt_metric(loses, like=q['values'][q['best']])} {q['metric']}; "
+            f"trains {ratio:.2f}× [{lo:.2f}, {hi:.2f}] as fast)")
+
+
+def bucket_verdict_rows(results: list[dict], bench: list[dict], min_examples: int = MIN_BUCKET_EXAMPLES) -> pd.DataFrame:
+    """One row per task and bucket with both quality (two or more models) and benchmark cells at its edge."""
+    columns = ["task", "length", "bucket", "most accurate", *[c for c, *_ in COSTS], "verdict"]
+    rows = []
+    bench_lengths = {c["length"] for r in bench for c in r["cells"]}
+    for task in sorted({r["task"] for r in results}):
+        mine = [r for r in results if r["task"] == task]
+        edges = sorted({e for r in mine for e in r["buckets"]["edges"]})
+        for n in edges:
+            q = _bucket_quality(mine, n, min_examples) if n in bench_lengths else None
+            speed = costs_at(bench, n, "train_tokens_per_s", "train_s") if q else {}
+            if not q or not any(m in speed for m in q["values"]):
+                continue
+            row = {"task": task, "length": n, "bucket": bucket_label(n, edges), "most accurate": _tied_cell(q)}
+            # a model without decode cells says why (e.g. "no recurrent form")
+            why = {r["model"]: str(r["decode"].get("status", "")).split(" (")[0] for r in bench}
+            for column, key, lower, unit, timed in COSTS:
+                row[column] = _cost_cell(costs_at(bench, n, key, timed), q["tied"], lower, unit,
+                                         why if key == "decode_latency_ms" else None)
+            row["verdict"] = _joined_verdict(q, {m: v for m, v in speed.items() if m in q["values"]})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def bucket_verdict_md(rows: pd.DataFrame) -> list[str]:
+    if not len(rows):
+        return []
+    keep = [c for c in rows.columns if c not in ("length",)]
+    return ["### Verdict per length bucket: quality and cost side by side", "",
+            "For each task's bucket that the benchmark also measured (at its upper edge n, same budget): the most "
+            "accurate model, or every model the paired bootstrap cannot tell from it; among those, the cost leaders, "
+            "each with the ratio to the next and its 95% interval (timings: each cell's spread with the run-to-run "
+            f"floor, sd {scaling.TIMING_SD:g} in log; memory is exact), 'A ≈ B (within timing noise)' where the "
+            "interval includes 1. The verdict joins quality with train throughput over all of the task's models: "
+            "'use X' when X is best or tied in quality and no model trains resolvedly faster; 'X if you need "
+            "quality, Y if you need speed' when the fastest trainer is resolvedly faster than every model tied "
+            "for quality (with what Y loses); 'no cost difference resolved' when every model's train throughput "
+            "is within timing noise of the fastest.", "",
+            md_table(keep, [[str(r[c]) for c in keep] for r in rows.to_dict("records")], align="l" * len(keep)), ""]
 

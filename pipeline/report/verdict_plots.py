@@ -128,7 +128,7 @@ def quality_throughput_plot(task: str, summary: pd.DataFrame, buckets: pd.DataFr
     tokens/s at the bucket's upper edge (x, 95% timing interval), one point per model; only buckets with
     enough examples that the sweep also measured. None when there is no such bucket."""
     from pipeline.measure.scaling import Z95
-    from pipeline.report.verdict_buckets import costs_at
+    from pipeline.report.verdict_lengths import costs_at
 
     rows = buckets[(buckets["task"] == task) & (buckets["count"] >= min_examples)].dropna(subset=["value"])
     panels = []
