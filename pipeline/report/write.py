@@ -10,7 +10,7 @@
     summary.json     flat {"<task>/<model>/<key>": number} for W&B and scripts
     plot_data/       the plots as long-format CSVs for `dvc plots show/diff` (pipeline.report.plot_data)
     plots/<task>_{metric_by_bucket,speed_by_length,memory_by_length}.png
-    bench.csv, complexity.csv, crossover.csv, verdict.csv and plots/ scaling, Pareto and
+    bench.csv, complexity.csv, crossover.csv, verdict.csv, bucket_verdict.csv and plots/ scaling, Pareto and
                      <task>_quality_vs_throughput PNGs (one panel per length bucket): the verdict
                      section's tables and plots (pipeline.report.verdict, pipeline.report.verdict_plots)
 and, unless W&B is disabled, one W&B run (job_type "report") holding the same tables and plots.
@@ -59,7 +59,8 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
         if path is not None:
             verdict_plots_[f"quality_vs_throughput_{task}"] = path
     tables.update(bench=verdict.bench_table(bench), complexity=verdict.complexity_rows(bench, results),
-                  crossover=verdict.crossover_rows(bench), verdict=verdict.verdict_rows(results, bench))
+                  crossover=verdict.crossover_rows(bench), verdict=verdict.verdict_rows(results, bench),
+                  bucket_verdict=verdict.bucket_verdict_rows(results, bench))
     written: dict[str, Path] = {}
     for name, df in tables.items():
         written[f"{name}.csv"] = out_dir / f"{name}.csv"
