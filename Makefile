@@ -61,8 +61,11 @@ exps: install
 sync: install
 	$(PY) -m pipeline sync
 
+# pytest-xdist workers, each running one test file at a time (pyproject: --dist loadfile; conftest hands out the
+# longest files first). TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= 2
 test: install
-	WANDB_MODE=$${WANDB_MODE:-offline} $(PY) -m pytest -q --durations=20
+	WANDB_MODE=$${WANDB_MODE:-offline} $(PY) -m pytest -q -n $(TEST_WORKERS) --durations=20
 
 bench: install
 	$(PY) -m bench.recurrence_vs_parallel

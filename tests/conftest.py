@@ -6,6 +6,11 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# One torch/OpenMP thread per test process, inherited by the stages it starts: the tests' models are tiny, so a
+# second thread gains little, and while another process holds a core (make test's other pytest-xdist worker, or
+# anything else) every barrier of a thread pool waits for its displaced thread: steps become many times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import atexit
 import shutil
@@ -14,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,6 +87,24 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# The test files pytest-xdist hands out first (make test: one file per worker at a time, in collection order):
+# the longest, so that each worker ends on short files. The smoke `dvc repro` is the longest by far.
+LONGEST_FIRST = ("test_pipeline_dvc.py", "test_resume.py", "test_tasks.py", "test_seq2seq.py", "test_tracking.py",
+                 "test_models.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files and tests keep their order
+
+
+def shared(tmp_path_factory) -> Path:
+    """A folder of this session that every pytest-xdist worker sees (the session's own temporary root without
+    xdist): what one worker builds there under a FileLock, the others reuse."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 # Every task the pipeline serves on this machine, one per kind of data, made small for tests. The
 # synthetic sizes and vocabularies change the generated data, so they apply when tokenizing as well
 # as in each test's config; the rest only shorten sequences (ptb and rt get max_len 32 from the smoke
@@ -107,31 +131,38 @@ def downloads_dir(tmp_path_factory) -> Path:
     from pipeline.data.corpora import get_corpus
 
     cached = REPO / "data" / "downloads"
-    target = cached if cached.exists() or os.access(REPO, os.W_OK) else tmp_path_factory.mktemp("downloads")
+    target = cached if cached.exists() or os.access(REPO, os.W_OK) else shared(tmp_path_factory) / "downloads"
     target.mkdir(parents=True, exist_ok=True)
-    for corpus in CORPORA:
-        for source in get_corpus(corpus).sources:
-            fetch_artifact(corpus, source, target)
+    with FileLock(shared(tmp_path_factory) / "downloads.lock"):  # one worker fetches, the others verify
+        for corpus in CORPORA:
+            for source in get_corpus(corpus).sources:
+                fetch_artifact(corpus, source, target)
     return target
 
 
 @pytest.fixture(scope="session")
 def tokenize(tmp_path_factory, downloads_dir):
     """tokenize(*tasks) -> the tokenized root holding <task>/ for each: built on first use by the real
-    download + tokenize stages (with TEST_TASKS' overrides) in a temporary tree, once per session."""
+    download + tokenize stages (with TEST_TASKS' overrides) in a temporary tree, once per session (for all
+    pytest-xdist workers: one builds a task, the others wait for it)."""
     from pipeline.config import load
     from pipeline.data.fetch import fetch_corpus
     from pipeline.stages.tokenize import tokenize_task
 
-    root = tmp_path_factory.mktemp("data")
+    root, built = shared(tmp_path_factory) / "data", shared(tmp_path_factory) / "data-built"
+    built.mkdir(parents=True, exist_ok=True)
 
     def build(*tasks: str) -> Path:
         for task in tasks:
-            if not (root / "tokenized" / task).exists():
-                cfg = load([f"task={task}", "profile=smoke", *TEST_TASKS[task]], model=False)  # as the tests load it
-                raw = root / "raw" / task
-                fetch_corpus(cfg.task.corpus, raw, downloads_dir)
-                tokenize_task(cfg.task, raw, root / "tokenized" / task)
+            with FileLock(built / f"{task}.lock"):
+                if not (built / task).exists():  # marks a finished build: a failed one is built again
+                    cfg = load([f"task={task}", "profile=smoke", *TEST_TASKS[task]], model=False)  # as tests load it
+                    raw = root / "raw" / task
+                    shutil.rmtree(raw, ignore_errors=True)
+                    shutil.rmtree(root / "tokenized" / task, ignore_errors=True)
+                    fetch_corpus(cfg.task.corpus, raw, downloads_dir)
+                    tokenize_task(cfg.task, raw, root / "tokenized" / task)
+                    (built / task).touch()
         return root / "tokenized"
 
     return build

@@ -46,11 +46,10 @@ def task_config(name: str, **overrides):
 
 
 @pytest.fixture(scope="module")
-def cache() -> Path:
-    """The project's artifact cache: a verified artifact there is reused without the network."""
-    path = ROOT / "data" / "downloads"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def cache(downloads_dir) -> Path:
+    """The project's artifact cache (conftest.downloads_dir, fetched once for all pytest-xdist workers): a verified
+    artifact there is reused without the network."""
+    return downloads_dir
 
 
 def ragged(directory: Path, name: str) -> list[np.ndarray]:
