@@ -1,6 +1,7 @@
 """tune.lrs: a learning-rate search on validation before training, with the same steps per model,
 recorded in train.json and used for the run."""
 import json
+import os
 import subprocess
 import sys
 
@@ -14,8 +15,10 @@ def test_lr_search_trains_each_candidate_and_trains_with_the_best(tmp_path, toke
     args = ["model=lstm", "task=ptb", "profile=smoke", "trainer.max_steps=20", "tune.lrs=[3e-3,10.0]",
             "tune.max_steps=20", f"paths.runs={tmp_path}/runs", f"paths.logs={tmp_path}/logs",
             f"paths.tokenized={tokenized_root}", "logger.mode=disabled"]
+    # a bare environment, but conftest's one thread: two on a busy 2-core host make the LSTM's steps crawl
+    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
     done = subprocess.run([sys.executable, "-m", "pipeline", "train", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WANDB_MODE": "disabled"})
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WANDB_MODE": "disabled", **threads})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("lr search: lr") == 2
     train = json.loads((tmp_path / "runs" / "ptb" / "lstm" / "train.json").read_text())
