@@ -89,8 +89,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 # The test files pytest-xdist hands out first (make test: one file per worker at a time, in collection order):
 # the longest, so that each worker ends on short files. The smoke `dvc repro` is the longest by far.
-LONGEST_FIRST = ("test_pipeline_dvc.py", "test_resume.py", "test_tasks.py", "test_seq2seq.py", "test_tracking.py",
-                 "test_models.py")
+LONGEST_FIRST = ("test_pipeline_dvc.py", "test_tasks.py", "test_resume.py", "test_models.py", "test_tracking.py",
+                 "test_config.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
