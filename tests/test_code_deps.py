@@ -134,7 +134,7 @@ def test_the_readmes_stage_examples_name_stages_of_the_default_grid(stages):
     import re
 
     readme = (ROOT / "README.md").read_text()
-    named = set(re.findall(r"S=([\w@-]+)", readme)) | set(re.findall(r"dvc repro (?:-\w+ )*(\w+@[\w-]+)", readme))
+    named = set(re.findall(r"(?<!\w)S=([\w@-]+)", readme)) | set(re.findall(r"dvc repro (?:-\w+ )*(\w+@[\w-]+)", readme))
     assert named, "the README shows no one-stage example"
     names = {address.split(":")[-1] for address in stages}
     assert named <= names, f"README names stages the default grid does not have: {sorted(named - names)}"
