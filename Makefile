@@ -12,11 +12,12 @@ export HF_DATASETS_OFFLINE := 1
 
 TORCH ?= 2.13.0
 
-# --no-compile: Python compiles what is imported on first use; byte-compiling all of site-packages costs 35 s of CPU
+# pip byte-compiles at install (35 s of CPU): without it, the tests' many concurrent processes each compile the
+# same modules on first import, and a fresh clone's make test took 609 s instead of 460 (docs/results.md)
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --no-compile torch==$(TORCH)
-	$(PY) -m pip install -q --no-compile -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -q torch==$(TORCH)
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
