@@ -204,7 +204,10 @@ _Dumper.add_representer(list, _inline_short)
 
 
 def render(params) -> str:
-    table, body = stages(params)
+    return _text(*stages(params))
+
+
+def _text(table: dict, body: dict) -> str:
     text = yaml.dump({"vars": [{"grid": table}], "stages": body, "plots": PLOTS}, Dumper=_Dumper, sort_keys=False,
                      width=120, default_flow_style=False)
     return HEADER + text
@@ -212,7 +215,10 @@ def render(params) -> str:
 
 def stage_names(params) -> set[str]:
     """The names of dvc.yaml's stages: `<stage>@<key>` for each group's items, and the single stages."""
-    table, body = stages(params)
+    return _names(*stages(params))
+
+
+def _names(table: dict, body: dict) -> set[str]:
     return {f"{stage}@{key}" for stage, items in table.items() for key in items} | \
         {name for name, stage in body.items() if "foreach" not in stage}
 
@@ -220,12 +226,12 @@ def stage_names(params) -> set[str]:
 def write(params_path: Path = PARAMS, path: Path = DVC_YAML) -> bool:
     """Write dvc.yaml for params.yaml, and keep dvc.lock to its stages (pipeline/dvc_lock.py); True if
     dvc.yaml changed."""
-    params = read_params(params_path)
-    text = render(params)
+    table, body = stages(read_params(params_path))  # the import closures: computed once for both files
+    text = _text(table, body)
     changed = not path.exists() or path.read_text(encoding="utf-8") != text
     if changed:
         path.write_text(text, encoding="utf-8")
-    stashed, restored = dvc_lock.sync(path.parent, stage_names(params))
+    stashed, restored = dvc_lock.sync(path.parent, _names(table, body))
     if stashed:
         print(f"[grid] dvc.lock: {len(stashed)} entries of stages no longer in dvc.yaml moved to {dvc_lock.STASH} "
               "(DVC re-reads the whole lock around every stage)", file=sys.stderr)
