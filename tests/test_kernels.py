@@ -85,3 +85,21 @@ def test_attention_dropout_only_off_on_cpu():
 def test_fingerprint_takes_the_measured_kernel():
     assert env.fingerprint(attention_kernel="flash_attention_for_cpu")["attention_kernel"] == "flash_attention_for_cpu"
     assert "not probed" in env.fingerprint()["attention_kernel"]
+
+
+def test_measurement_modes_do_not_import_the_compiler():
+    """The memory, kernel and FLOP probes run without importing torch._dynamo (1.4-2 s of every
+    evaluate, measure and benchmark process's start-up; nothing here compiles)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from pipeline.measure import flops, kernels, memory\n"
+            "m, x = torch.nn.Linear(8, 8), torch.randn(1, 1, 2, 8)\n"
+            "assert flops.forward_flops_per_token(lambda: m(x), m, 2) == 2 * 8 * 8\n"
+            "assert memory.peak_memory_mb(lambda: m(x), torch.device('cpu')) > 0\n"
+            "sdpa = torch.nn.functional.scaled_dot_product_attention\n"
+            "assert kernels.probe(lambda: sdpa(x, x, x), 2)['sdpa_calls'] == 1\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

@@ -25,7 +25,9 @@ import math
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
+
+from pipeline.measure.eager_modes import without_dynamo_import
 
 aten = torch.ops.aten
 
@@ -93,6 +95,6 @@ def _rnn_flops(module: nn.Module, tokens: int) -> int:
 
 
 def forward_flops_per_token(fn, module: nn.Module, tokens: int) -> float:
-    with torch.no_grad(), flop_counter() as counter:
+    with torch.no_grad(), without_dynamo_import(_FlopCounterMode), flop_counter() as counter:
         fn()
     return (counter.get_total_flops() + _rnn_flops(module, tokens)) / tokens

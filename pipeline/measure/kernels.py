@@ -29,8 +29,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from pipeline.measure.eager_modes import EagerDispatchMode
 
 aten = torch.ops.aten
 FUSED_SDPA = {aten._scaled_dot_product_flash_attention_for_cpu, aten._scaled_dot_product_flash_attention,
@@ -40,7 +41,7 @@ MATH = "math"
 PREFIX = "_scaled_dot_product_"
 
 
-class KernelProbe(TorchDispatchMode):
+class KernelProbe(EagerDispatchMode):
     """Within `with KernelProbe(n) as p:`, p.calls lists the kernels of each SDPA call (set by
     SdpaCalls) and p.score_tensor the largest n x n floating-point output of an op inside one."""
 

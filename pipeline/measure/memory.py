@@ -18,11 +18,12 @@ import weakref
 from typing import Callable
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from pipeline.measure.eager_modes import EagerDispatchMode
 
-class LiveTensorBytes(TorchDispatchMode):
+
+class LiveTensorBytes(EagerDispatchMode):
     """Within `with LiveTensorBytes() as m:`, m.peak is the most bytes held at once by tensors that
     ops created inside the block (views share their base's storage and are counted once)."""
 
