@@ -31,6 +31,8 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"tune.lrs={list(cfg.tune.lrs)}, tune.max_steps={cfg.tune.max_steps}: learning rates must be "
                           "> 0 and max_steps >= 1 (tune.lrs=[] turns the search off)")
     one_of("task.truncate", cfg.task.truncate, ("head", "tail"))
+    one_of("task.synthetic.filler", cfg.task.synthetic.filler, ("blank", "random"))
+    one_of("task.synthetic.query_gap", cfg.task.synthetic.query_gap, ("uniform", "power_law"))
     one_of("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))
     one_of("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))
     if cfg.trainer.strategy == "ddp_spawn":
@@ -170,6 +172,8 @@ RANGES: dict[str, Range] = {
     "task.synthetic.num_copy": Range(1, 10**6),
     "task.synthetic.max_depth": Range(1, 100, note="ListOps trees are generated recursively"),
     "task.synthetic.max_args": Range(2, 1000),
+    "task.synthetic.filler_vocab": Range(1, 10**7),
+    "task.synthetic.gap_power": Range(0, 1, lo_open=True, note="Zoology's power_a; 1 = uniform gaps"),
     "data.batch_size": Range(1, 2**20),
     "data.eval_batch_size": Range(1, 2**20),
     "data.num_workers": Range(0, 256, note="DataLoader processes; 0 = load in the main process"),
@@ -240,7 +244,7 @@ def _check_ranges(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value} is out of range: must be {rng.describe(kind is int)}"
                               f"{' or null' if optional else ''}")
     for key in ("seeds", "task.adaptive_cutoffs", "task.synthetic.extrapolate", "task.synthetic.sweep_pairs",
-                "task.synthetic.train_pairs"):
+                "task.synthetic.train_pairs", "task.synthetic.train_lengths"):
         rng = SEED if key == "seeds" else INT_DEFAULT
         for value in OmegaConf.select(cfg, key):
             if isinstance(value, bool) or not isinstance(value, int) or not rng.ok(value):
@@ -254,6 +258,11 @@ def _check_cross_fields(cfg: DictConfig) -> None:
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={seeds}: duplicate seeds (a repeated seed trains the same run twice and "
                           f"gives a zero-width interval); give distinct seeds")
+    longest_train = max([int(n) for n in t.synthetic.train_lengths], default=0)
+    if t.tokenizer == "none" and longest_train > t.max_len:
+        raise ConfigError(f"task.synthetic.train_lengths={list(t.synthetic.train_lengths)} is longer than "
+                          f"task.max_len={t.max_len}, which would cut the training sequences; set task.max_len to "
+                          f"at least {longest_train}")
     if t.max_len < d.bucket_min:
         raise ConfigError(f"task.max_len={t.max_len} is below data.bucket_min={d.bucket_min} (the first length "
                           f"bucket); lower data.bucket_min to at most {t.max_len}")

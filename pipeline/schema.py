@@ -47,6 +47,12 @@ class SyntheticConfig:
     num_pairs: int = 16  # MQAR: key-value pairs, each queried once
     sweep_pairs: list[int] = field(default_factory=list)  # MQAR: extra splits test_{k}pairs at seq_len, k pairs
     train_pairs: list[int] = field(default_factory=list)  # MQAR: train/val sequences mix these pair counts
+    train_lengths: list[int] = field(default_factory=list)  # MQAR: train/val sequences mix these lengths
+    scale_pairs: bool = False  # MQAR: a sequence of length L holds num_pairs * L // seq_len pairs (test_{k}x, train_lengths)
+    filler: str = "blank"  # MQAR: blank | random (tokens of their own, disjoint from keys and values)
+    filler_vocab: int = 128  # MQAR, filler=random: how many filler tokens
+    query_gap: str = "uniform"  # MQAR: uniform | power_law (gap g after the pairs drawn with weight g^(gap_power-1))
+    gap_power: float = 0.01  # MQAR, query_gap=power_law: Zoology's power_a (1 = uniform)
     num_copy: int = 16  # selcopy: data tokens to copy
     max_depth: int = 10  # ListOps: deepest nesting
     max_args: int = 5  # ListOps: most arguments per operator

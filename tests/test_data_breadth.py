@@ -228,13 +228,13 @@ def test_mqar_floor_is_measured_by_the_best_rule_without_recall():
     cfg = small(num_pairs=4, vocab=128, seq_len=64, n_test=400, sweep_pairs=[2, 16])
     for split, k in (("test", 4), ("test_2pairs", 2), ("test_16pairs", 16)):
         data = synthetic.generate("mqar", cfg, split)
-        assert synthetic.no_recall_accuracy(data.ids, data.targets, 64) == pytest.approx(1 / k, abs=1e-4)
+        assert synthetic.no_recall_accuracy(data.ids, data.targets, data.offsets) == pytest.approx(1 / k, abs=1e-4)
     ids = data.ids.reshape(-1, 64).copy()
     ids[:, 3] = ids[:, 1]  # the first pair's value repeated as the second's: with replacement, as before
     targets = data.targets.reshape(-1, 64).copy()
     second = np.isin(ids, ids[:, 2:3]) & (targets >= 0)  # where key 2 is queried
     targets[second] = np.repeat(ids[:, 1:2], 64, axis=1)[second]
-    floor = synthetic.no_recall_accuracy(ids.ravel(), targets.ravel(), 64)
+    floor = synthetic.no_recall_accuracy(ids.ravel(), targets.ravel(), data.offsets)
     assert floor > 1 / 16 + 0.05  # two of 16 queries now answer the one doubled value: 2/16 + a share of the rest
 
 

@@ -6,11 +6,19 @@ for every task. `tokens(name, cfg)` lists the string of every id (specials inclu
 
 * `mqar` — multi-query associative recall (Arora et al. 2023, "Zoology"). A sequence of length L
   starts with `num_pairs` key-value pairs `k1 v1 k2 v2 ...` (keys and values both drawn without
-  replacement, as Zoology does, so no value is more frequent than another); the remaining L - 2*num_pairs positions hold the blank token `_`,
-  except that every key is queried exactly once, in random order, at random distinct positions.
-  Keys come from the first half of the `vocab` data tokens, values from the second half.
-  target[t] = the value paired with the key ids[t] at each query position, -1 elsewhere.
-  (Zoology places queries with power-law gaps; here they are uniform over the query region.)
+  replacement, as Zoology does, so no value is more frequent than another); every key is then queried
+  exactly once, in random order, at distinct positions of the remaining L - 2*num_pairs (the query
+  region); the other positions of the region are filler. Keys come from the first half of the `vocab`
+  data tokens, values from the second half. target[t] = the value paired with the key ids[t] at each
+  query position, -1 elsewhere. Options (the defaults are generator version 2's data, byte for byte):
+  - `filler: blank` fills with the blank token `_`; `random` with tokens drawn uniformly from
+    `filler_vocab` filler tokens `f0 f1 ...`. Zoology draws filler from the whole vocabulary; here it
+    is disjoint from keys and values, so filler is never an unlabelled query nor a value the no-recall
+    rule would count, and it is drawn last: the pairs, queries, targets and floor are blank filler's.
+  - `query_gap: uniform` places the queries uniformly over the query region; `power_law` draws each
+    query's gap g >= 1 after the last pair with weight g^(gap_power - 1), without replacement, as
+    Zoology's `power_a` (0.01 there: most queries soon after the pairs, a few far; 1 = uniform).
+    Zoology keeps queries on every other slot; here any slot of the region.
 * `selcopy` — selective copying (Gu & Dao 2023, Mamba §4.1). The first L - num_copy positions are
   the noise token `.` with `num_copy` data tokens (from `vocab`) at random positions; the last
   num_copy positions are the marker `>`. target at the i-th marker = the i-th data token in order
@@ -26,6 +34,12 @@ position t having read ids[:t+1]; it is never ids[t+1] leaked into the input.
 
 Length extrapolation: `extrapolate=[2, 4]` adds splits `test_2x`, `test_4x` generated at 2x and 4x
 seq_len (MQAR keeps num_pairs, so queries sit further from their keys; selcopy keeps num_copy).
+MQAR `scale_pairs=true` scales the pairs with the length instead, as Zoology's settings do (64 tokens
+with 4 pairs, 128 with 8, 256 with 16): a sequence of length L holds num_pairs * L // seq_len pairs.
+
+Lengths (MQAR): `train_lengths=[64, 128, 256]` makes train and val a mixture of those lengths (equal
+shares, shuffled), as Zoology trains on several (length, pairs) settings; with extrapolate=[2, 4] at
+seq_len 64 the test splits at 64, 128, 256 are then inside the training distribution.
 
 Number of pairs (MQAR): `sweep_pairs=[2, 4, 16]` adds splits `test_2pairs`, ... at seq_len with that
 many key-value pairs (and as many queries), for Zoology's accuracy-vs-pairs curve: a fixed-size state
@@ -70,9 +84,11 @@ class Split:
 
 
 def split_lengths(cfg: Any) -> dict[str, int]:
-    """Split name -> generation length: train/val/test at seq_len, test_{k}x at k * seq_len,
-    test_{k}pairs (MQAR) at seq_len."""
+    """Split name -> generation length (the longest, for a mixture): train/val/test at seq_len (train/val:
+    the longest of train_lengths when set), test_{k}x at k * seq_len, test_{k}pairs (MQAR) at seq_len."""
     out = {s: int(cfg.seq_len) for s in ("train", "val", "test")}
+    if getattr(cfg, "train_lengths", None):
+        out.update(train=max(int(n) for n in cfg.train_lengths), val=max(int(n) for n in cfg.train_lengths))
     out.update({f"test_{int(k)}x": int(k) * int(cfg.seq_len) for k in cfg.extrapolate})
     out.update({f"test_{int(k)}pairs": int(cfg.seq_len) for k in getattr(cfg, "sweep_pairs", None) or []})
     return out
@@ -84,8 +100,21 @@ def split_sizes(cfg: Any) -> dict[str, int]:
 
 
 def split_pairs(cfg: Any, split: str) -> int:
-    """MQAR: the number of key-value pairs of a split (num_pairs but in the pairs sweep)."""
-    return int(split[len("test_"):-len("pairs")]) if split.endswith("pairs") else int(cfg.num_pairs)
+    """MQAR: the number of key-value pairs of a split (num_pairs but in the pairs sweep, and in test_{k}x
+    with scale_pairs)."""
+    if split.endswith("pairs"):
+        return int(split[len("test_"):-len("pairs")])
+    if split.startswith("test_") and split.endswith("x"):
+        return pairs_at(cfg, int(split[len("test_"):-1]) * int(cfg.seq_len))
+    return int(cfg.num_pairs)
+
+
+def pairs_at(cfg: Any, length: int) -> int:
+    """MQAR: pairs in a sequence of `length` tokens: num_pairs, or with scale_pairs num_pairs * length //
+    seq_len (at least 1)."""
+    if not getattr(cfg, "scale_pairs", False):
+        return int(cfg.num_pairs)
+    return max(1, int(cfg.num_pairs) * int(length) // int(cfg.seq_len))
 
 
 def _rng(name: str, cfg: Any, split: str) -> np.random.Generator:
@@ -102,6 +131,13 @@ def _distinct_sorted(rng: np.random.Generator, n: int, population: int, k: int) 
     return np.sort(np.argsort(rng.random((n, population)), axis=1)[:, :k], axis=1)
 
 
+def _weighted_distinct_sorted(rng: np.random.Generator, n: int, weights: np.ndarray, k: int) -> np.ndarray:
+    """[n, k] sorted distinct integers from range(len(weights)) per row, as numpy's choice(replace=False,
+    p=weights): the k largest keys u ** (1 / w) (Efraimidis & Spirakis 2006), compared as log(u) / w."""
+    keys = np.log(rng.random((n, len(weights)))) / weights
+    return np.sort(np.argsort(-keys, axis=1)[:, :k], axis=1)
+
+
 # ----------------------------------------------------------------------------- vocabularies
 
 
@@ -109,7 +145,8 @@ def tokens(name: str, cfg: Any) -> list[str]:
     """String of each id of the task's vocabulary (index = id), specials first."""
     if name == "mqar":
         half = int(cfg.vocab) // 2
-        return [*SPECIAL_NAMES, "_", *(f"k{i}" for i in range(half)), *(f"v{i}" for i in range(half))]
+        filler = [f"f{i}" for i in range(int(cfg.filler_vocab))] if getattr(cfg, "filler", "blank") == "random" else []
+        return [*SPECIAL_NAMES, "_", *(f"k{i}" for i in range(half)), *(f"v{i}" for i in range(half)), *filler]
     if name == "selcopy":
         return [*SPECIAL_NAMES, ".", ">", *(f"d{i}" for i in range(int(cfg.vocab)))]
     if name == "listops":
@@ -117,23 +154,35 @@ def tokens(name: str, cfg: Any) -> list[str]:
     raise ConfigError(f"unknown synthetic task '{name}'; known: {', '.join(KIND)}")
 
 
-def no_recall_accuracy(ids: np.ndarray, targets: np.ndarray, length: int) -> float:
-    """MQAR's floor, measured on a generated split: the expected accuracy of the best rule that reads
-    which values a sequence holds but cannot tell which key each belongs to, i.e. answer the value
-    seen most often before the query (ties split evenly). Values drawn with replacement put it above
-    1/num_pairs (0.28 at 4 pairs, 0.125 at 16 in generator version 1); without replacement it is 1/num_pairs."""
-    ids, targets = ids.reshape(-1, length), targets.reshape(-1, length)
+def no_recall_accuracy(ids: np.ndarray, targets: np.ndarray, offsets: np.ndarray) -> float:
+    """MQAR's floor, measured on a generated split (rows ids[offsets[i]:offsets[i + 1]]): the expected
+    accuracy of the best rule that reads which values a sequence holds but cannot tell which key each
+    belongs to, i.e. answer the value seen most often before the query (ties split evenly; nothing seen
+    yet scores 0). A value is any token that is some query's target in the split, so filler (its own
+    tokens) never counts. Values drawn with replacement put it above 1/num_pairs (0.28 at 4 pairs, 0.125
+    at 16 in generator version 1); without replacement it is 1/num_pairs."""
     values = np.unique(targets[targets >= 0])
     if not len(values):
         return 0.0
     is_value = np.isin(ids, values)
     total, queries = 0.0, 0
-    for row, tgt, mask in zip(ids, targets, is_value):
-        for t in np.flatnonzero(tgt >= 0):
-            seen, counts = np.unique(row[:t][mask[:t]], return_counts=True)
-            top = seen[counts == counts.max()] if len(counts) else seen
-            total += float(tgt[t] in top) / max(len(top), 1)
-            queries += 1
+    for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
+        tgt = targets[start:end]
+        asked = np.flatnonzero(tgt >= 0)
+        if not len(asked):
+            continue
+        queries += len(asked)
+        where = np.flatnonzero(is_value[start:end])
+        kinds, which = np.unique(ids[start:end][where], return_inverse=True)
+        if not len(kinds):
+            continue
+        before = (where[None, :] < asked[:, None]).astype(np.int64)  # [queries, value positions]
+        counts = before @ (which[:, None] == np.arange(len(kinds))[None, :]).astype(np.int64)  # [queries, kinds]
+        top = counts.max(axis=1)
+        ties = (counts == top[:, None]).sum(axis=1)
+        slot = np.minimum(np.searchsorted(kinds, tgt[asked]), len(kinds) - 1)
+        hit = (kinds[slot] == tgt[asked]) & (counts[np.arange(len(asked)), slot] == top) & (top > 0)
+        total += float((hit / ties).sum())
     return round(total / max(queries, 1), 4)
 
 
@@ -152,10 +201,13 @@ def chance_accuracy(name: str, cfg: Any) -> float:
 # ----------------------------------------------------------------------------- MQAR
 
 MQAR_BLANK = N_SPECIAL
+MQAR_FILLERS = ("blank", "random")
+MQAR_QUERY_GAPS = ("uniform", "power_law")
 
 
-def mqar(rng: np.random.Generator, n: int, seq_len: int, num_pairs: int, vocab: int) -> tuple[np.ndarray, np.ndarray]:
-    """ids, targets: int32 [n, seq_len]."""
+def mqar(rng: np.random.Generator, n: int, seq_len: int, num_pairs: int, vocab: int, filler: str = "blank",
+         filler_vocab: int = 0, query_gap: str = "uniform", gap_power: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """ids, targets: int32 [n, seq_len]. The default options draw exactly what generator version 2 drew."""
     half = vocab // 2
     key0, val0 = N_SPECIAL + 1, N_SPECIAL + 1 + half
     if num_pairs > half:
@@ -170,21 +222,54 @@ def mqar(rng: np.random.Generator, n: int, seq_len: int, num_pairs: int, vocab: 
     ids = np.full((n, seq_len), MQAR_BLANK, dtype=np.int32)
     ids[:, 0:2 * d:2] = key0 + keys
     ids[:, 1:2 * d:2] = val0 + values
-    qpos = 2 * d + _distinct_sorted(rng, n, seq_len - 2 * d, d)
+    if query_gap == "power_law":  # gap g = 1, 2, ... after the last pair, weight g^(gap_power - 1)
+        gap_weights = np.arange(1, seq_len - 2 * d + 1, dtype=np.float64) ** (float(gap_power) - 1.0)
+        qpos = 2 * d + _weighted_distinct_sorted(rng, n, gap_weights, d)
+    else:
+        qpos = 2 * d + _distinct_sorted(rng, n, seq_len - 2 * d, d)
     order = np.argsort(rng.random((n, d)), axis=1)  # which pair each query asks for
     ids[rows, qpos] = key0 + keys[rows, order]
     targets = np.full((n, seq_len), -1, dtype=np.int32)
     targets[rows, qpos] = val0 + values[rows, order]
+    if filler == "random":  # drawn last: the pairs, queries and targets are those of blank filler
+        blank = ids == MQAR_BLANK
+        ids[blank] = (val0 + half + rng.integers(0, filler_vocab, size=(n, seq_len)))[blank]
     return ids, targets
 
 
+def mqar_options(cfg: Any) -> dict:
+    """The filler and query-gap keyword arguments of `mqar` from a SyntheticConfig."""
+    options = {"filler": str(getattr(cfg, "filler", "blank")), "filler_vocab": int(getattr(cfg, "filler_vocab", 0)),
+               "query_gap": str(getattr(cfg, "query_gap", "uniform")), "gap_power": float(getattr(cfg, "gap_power", 1.0))}
+    for key, valid in (("filler", MQAR_FILLERS), ("query_gap", MQAR_QUERY_GAPS)):
+        if options[key] not in valid:
+            raise ConfigError(f"task.synthetic.{key}='{options[key]}' is not valid; choose one of: {', '.join(valid)}")
+    return options
+
+
 def mqar_mixture(rng: np.random.Generator, n: int, seq_len: int, pair_counts: list[int],
-                 vocab: int) -> tuple[np.ndarray, np.ndarray]:
+                 vocab: int, **options: Any) -> tuple[np.ndarray, np.ndarray]:
     """n MQAR rows, an equal share at each pair count of `pair_counts`, in shuffled order."""
     shares = np.array_split(np.arange(n), len(pair_counts))
-    parts = [mqar(rng, len(share), seq_len, k, vocab) for share, k in zip(shares, pair_counts)]
+    parts = [mqar(rng, len(share), seq_len, k, vocab, **options) for share, k in zip(shares, pair_counts)]
     order = rng.permutation(n)
     return np.concatenate([p[0] for p in parts])[order], np.concatenate([p[1] for p in parts])[order]
+
+
+def mqar_length_mixture(rng: np.random.Generator, n: int, settings: list[tuple[int, int]],
+                        vocab: int, **options: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n MQAR rows, an equal share at each (length, pairs) of `settings`, in shuffled order; returns the
+    flat ids and targets and each row's length."""
+    shares = np.array_split(np.arange(n), len(settings))
+    rows: list[tuple[np.ndarray, np.ndarray]] = []
+    for share, (length, pairs) in zip(shares, settings):
+        ids, targets = mqar(rng, len(share), length, pairs, vocab, **options)
+        rows += list(zip(ids, targets))
+    rows = [rows[i] for i in rng.permutation(n)]
+    lengths = np.array([len(r[0]) for r in rows], dtype=np.int64)
+    if not rows:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), lengths
+    return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows]), lengths
 
 
 # ----------------------------------------------------------------------------- selective copying
@@ -278,32 +363,54 @@ def generate(name: str, cfg: Any, split: str) -> Split:
     """Generate one split of the synthetic task `name` with parameters `cfg` (a SyntheticConfig)."""
     if name not in KIND:
         raise ConfigError(f"unknown synthetic task '{name}'; known: {', '.join(KIND)}")
-    for key in ("sweep_pairs", "train_pairs"):
-        if name != "mqar" and getattr(cfg, key, None):
+    mqar_only = {"sweep_pairs": [], "train_pairs": [], "train_lengths": [], "scale_pairs": False, "filler": "blank",
+                 "query_gap": "uniform"}  # MQAR's settings, at values that leave other tasks as they are
+    for key, unset in mqar_only.items():
+        if name != "mqar" and getattr(cfg, key, unset) not in (unset, None):
             raise ConfigError(f"task.synthetic.{key} is MQAR's; remove it from the '{name}' task")
+    if getattr(cfg, "train_pairs", None) and getattr(cfg, "train_lengths", None):
+        raise ConfigError("mqar: task.synthetic.train_pairs and train_lengths both mix the training data; set one "
+                          "(train_lengths with scale_pairs=true scales the pairs with each length)")
     if split.endswith("pairs"):
         k, half = split_pairs(cfg, split), int(cfg.vocab) // 2
         if not 1 <= k <= min(half, int(cfg.seq_len) // 3):
             raise ConfigError(f"mqar: task.synthetic.sweep_pairs holds {k}; each must be in 1..{min(half, int(cfg.seq_len) // 3)} "
                               f"(at most vocab/2 = {half} keys, and 3 tokens per pair in seq_len={cfg.seq_len})")
     length, n = split_lengths(cfg)[split], split_sizes(cfg)[split]
+    if name == "mqar" and split.endswith("x") and split_pairs(cfg, split) > int(cfg.vocab) // 2:
+        raise ConfigError(f"mqar: task.synthetic.scale_pairs puts {split_pairs(cfg, split)} pairs in {split} ({length} "
+                          f"tokens), more than the {int(cfg.vocab) // 2} keys of vocab={cfg.vocab}; raise "
+                          f"task.synthetic.vocab to at least {2 * split_pairs(cfg, split)}")
     rng = _rng(name, cfg, split)
     if name == "listops":
         seqs, labels = listops(rng, n, length, int(cfg.max_depth), int(cfg.max_args))
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         ids = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(lengths.sum()))
         return Split(ids, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), labels=labels)
-    ids_parts, tgt_parts = [], []
+    options = mqar_options(cfg) if name == "mqar" else {}
+    mixed = split in ("train", "val")
+    settings = [(int(n_), pairs_at(cfg, int(n_))) for n_ in getattr(cfg, "train_lengths", None) or []] if mixed else []
+    for n_, k in settings:
+        if not 1 <= k <= min(int(cfg.vocab) // 2, n_ // 3):
+            raise ConfigError(f"mqar: task.synthetic.train_lengths holds {n_}, which takes {k} pairs; a length must "
+                              f"hold 1..{min(int(cfg.vocab) // 2, n_ // 3)} pairs (vocab/2 keys, 3 tokens per pair)")
+    ids_parts, tgt_parts, lengths = [], [], []
     for start in range(0, n, CHUNK_ROWS):
         rows = min(CHUNK_ROWS, n - start)
-        if name == "mqar" and split in ("train", "val") and getattr(cfg, "train_pairs", None):
-            ids, tgt = mqar_mixture(rng, rows, length, [int(k) for k in cfg.train_pairs], int(cfg.vocab))
+        row_lengths = np.full(rows, length, dtype=np.int64)
+        if name == "mqar" and settings:
+            ids, tgt, row_lengths = mqar_length_mixture(rng, rows, settings, int(cfg.vocab), **options)
+        elif name == "mqar" and mixed and getattr(cfg, "train_pairs", None):
+            ids, tgt = mqar_mixture(rng, rows, length, [int(k) for k in cfg.train_pairs], int(cfg.vocab), **options)
         elif name == "mqar":
-            ids, tgt = mqar(rng, rows, length, split_pairs(cfg, split), int(cfg.vocab))
+            ids, tgt = mqar(rng, rows, length, split_pairs(cfg, split), int(cfg.vocab), **options)
         else:
             ids, tgt = selcopy(rng, rows, length, int(cfg.num_copy), int(cfg.vocab))
         ids_parts.append(ids.ravel())
         tgt_parts.append(tgt.ravel())
+        lengths.append(row_lengths)
     ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int32)
     targets = np.concatenate(tgt_parts) if tgt_parts else np.zeros(0, np.int32)
-    return Split(ids, (np.arange(n + 1, dtype=np.int64) * length), targets=targets)
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64) if lengths \
+        else np.zeros(1, np.int64)
+    return Split(ids, offsets, targets=targets)

@@ -36,6 +36,7 @@ def main(cfg: Any) -> None:
     meta = tokenize_task(cfg.task, paths.raw_dir(cfg), paths.tokenized_dir(cfg))
     print(f"[tokenize] {cfg.task.name}: vocabulary {meta['vocab_size']}; "
           + ", ".join(f"{s} {v['examples']} examples" + (f" ({v['tokens']} tokens)" if "tokens" in v else "")
+                      + (f" no-recall floor {v['no_recall']}" if "no_recall" in v else "")
                       for s, v in meta["splits"].items()))
 
 
@@ -102,8 +103,7 @@ def tokenize_synthetic(task: Any, source: dict, out_dir: Path) -> dict:
                 np.save(tmp / f"{split}.targets.npy", data.targets.astype(np.int32))
                 stats[split]["targets"] = int((data.targets >= 0).sum())
                 if name == "mqar":  # the floor, measured on this split (synthetic.no_recall_accuracy)
-                    stats[split]["no_recall"] = synthetic.no_recall_accuracy(
-                        data.ids, data.targets, synthetic.split_lengths(cfg)[split])
+                    stats[split]["no_recall"] = synthetic.no_recall_accuracy(data.ids, data.targets, data.offsets)
             if data.labels is not None:
                 np.save(tmp / f"{split}.labels.npy", data.labels.astype(np.int64))
                 labels[split] = data.labels.tolist()
