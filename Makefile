@@ -50,13 +50,13 @@ stage: install
 	dvc repro $(S)
 	$(if $(FORCE),dvc repro --force --single-item $(S))
 
-# Experiments side by side: the settings that differ and each run's test metric (reports/metrics.json: a column
-# per run, named <task>/<model>), without dependency hashes or the runs' own metrics files (dvc exp show has every
-# column). RUN keeps the runs whose <task>/<model> match it: make exps RUN=ptb/lstm, RUN='ptb/.*'.
-RUN ?= [^/:]+/[^/:]+
+# Experiments side by side (pipeline/exps.py): a row per run, named <task>/<model>, with its test metric from
+# reports/metrics.json, under the params that differ; a column per experiment (workspace, baseline, each
+# `dvc exp run`), wrapped into blocks to fit 120 columns. RUN keeps the runs whose <task>/<model> match it:
+# make exps RUN=ptb/lstm, RUN='ptb/.*'.
+RUN ?=
 exps: install
-	dvc exp show --only-changed --keep '^($(RUN))$$' \
-	  --drop '(Created|State|Executor)$$|(?!Experiment$$|[^/:]+$$|[^:]+\.yaml:)'
+	$(PY) -m pipeline exps $(if $(RUN),--run '$(RUN)')
 
 # Upload this experiment's offline W&B runs (not every stale run in wandb/); needs `wandb login`
 sync: install

@@ -25,12 +25,14 @@ TOOLS = {
                "(and translations) into DEST, for `rescore`",
     "rescore": "DEST: recompute a published report's metrics, intervals and verdicts from its outcomes alone; "
                "exit 1 naming any that differ",
+    "exps": "[--run REGEX] [--all]: DVC experiments side by side in 120 columns: a row per run (<task>/<model>, its "
+            "test metric) under the params that differ, a column per experiment (workspace, baseline, each exp run)",
     "stability": "BENCH_DIR OTHER_BENCH_DIR: the report's benchmark verdicts from two runs side by side; exit 1 "
                  "when one is firm in both and differs (docs/verdict-stability.md)",
 }
 # Tools imported by name, so that no stage's import closure (its DVC code deps) holds them
 TOOL_MODULES = {"grid": "pipeline.grid", "sync": "pipeline.sync", "publish": "pipeline.publish",
-                "rescore": "pipeline.rescore", "stability": "pipeline.report.stability"}
+                "rescore": "pipeline.rescore", "stability": "pipeline.report.stability", "exps": "pipeline.exps"}
 
 
 def usage() -> str:
