@@ -14,7 +14,7 @@ A step's time is the steady-state interval between the starts of consecutive ste
 steps, so both ways include everything that happens between two steps. The overhead is
 trainer / plain - 1 of the medians. Needs the tasks' tokenized data (`make stage S=tokenize@ptb`).
 
-    python -m bench.trainer_overhead [--runs lstm-ptb mamba-selcopy] [--steps 30] [--repeats 3]
+    python -m bench.trainer_overhead [--runs lstm-ptb mamba-selcopy] [--steps 30] [--repeats 3] [--allocator glibc-default]
 """
 from __future__ import annotations
 
@@ -134,7 +134,8 @@ def measure_run(name: str, model: str, task: str, profile: str, steps: int, warm
 
 def table(report: dict) -> str:
     lines = [f"Trainer vs plain PyTorch loop, per step (median of {report['repeats']} interleaved repeats of "
-             f"{report['steps']} steps after {report['warmup']} warm-up; {report['profile']} profile); "
+             f"{report['steps']} steps after {report['warmup']} warm-up; {report['profile']} profile; allocator "
+             f"{report.get('allocator', 'glibc-default')}); "
              f"{report['host']['cpu']}, {report['threads']} threads, torch {report['host']['torch']}", "",
              "| run | batch × length | plain ms/step | Trainer ms/step | overhead |", "|---|---|---:|---:|---:|"]
     for r in report["runs"]:
@@ -150,8 +151,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/trainer_overhead[-<allocator>].json")
+    parser.add_argument("--allocator", choices=("pipeline", "glibc-default"), default="pipeline",
+                        help="pipeline: glibc keeps freed memory, as every `python -m pipeline` stage sets it "
+                             "(pipeline/allocator.py); glibc-default: malloc's own trim and mmap thresholds")
     args = parser.parse_args()
+    if args.allocator == "pipeline":
+        from pipeline.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    out = args.out or (OUT if args.allocator == "pipeline" else OUT.with_name(f"{OUT.stem}-{args.allocator}.json"))
     params = read_params()
     grid = check_runs(params)
     names = args.runs or list(grid)
@@ -166,10 +175,10 @@ def main() -> None:
         runs.append(measure_run(name, model, task, profile, args.steps, args.warmup, args.repeats))
         print(f"{name}: plain {runs[-1]['plain_step_ms']} ms, Trainer {runs[-1]['trainer_step_ms']} ms, "
               f"overhead {100 * runs[-1]['overhead']:+.1f}%", flush=True)
-    report = {"profile": profile, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
+    report = {"profile": profile, "allocator": args.allocator, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
               "threads": torch.get_num_threads(), "host": fingerprint(), "runs": runs,
               "wall_s": round(time.perf_counter() - t0, 1)}
-    write_results(report, args.out, table(report))
+    write_results(report, out, table(report))
 
 
 if __name__ == "__main__":
