@@ -11,7 +11,6 @@ still mapped and unmapped. Not glibc (macOS, musl): nothing to do.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD_MAX = 32 * 2**20  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit; mallopt refuses more
@@ -19,11 +18,8 @@ MMAP_THRESHOLD_MAX = 32 * 2**20  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit; mallopt
 
 def keep_freed_memory() -> bool:
     """Set glibc's trim and mmap thresholds; True where that took effect."""
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this Python is linked with (no ldconfig subprocess)
+    except (OSError, AttributeError):  # no mallopt: not glibc
         return False
     return bool(mallopt(M_TRIM_THRESHOLD, 2**30)) and bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX))
