@@ -109,10 +109,10 @@ def test_stage_processes_keep_freed_memory():
             "x = torch.randn(512, 256)\n"
             "def step():\n"
             "    model(x).square().mean().backward()\n"
-            "for _ in range(3): step()\n"
+            "for _ in range(10): step()\n"
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
             "for _ in range(20): step()\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n")
     faults = {how: int(subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True,
                                       check=True).stdout) for how in ("default", "keep")}
-    assert faults["keep"] < faults["default"] / 5, faults  # measured: 7,809 -> 384 page faults in 20 steps
+    assert faults["keep"] < faults["default"] / 4, faults  # measured: 3,200-6,800 -> 1-510 page faults in 20 steps
