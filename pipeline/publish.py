@@ -2,19 +2,22 @@
 
     python -m pipeline publish DEST [runs=runs] [reports=reports]
 
-DEST gets the report's quality tables (summary.csv, buckets.csv, extrapolation.csv: what `rescore` checks; the
-report.md and plots are published beside them as before) and, for every run in its summary, runs/<task>/<model>/:
+DEST gets the report's quality tables (summary.csv, buckets.csv, extrapolation.csv, context_use.csv: what
+`rescore` checks; the report.md and plots are published beside them as before) and, for every run in its
+summary, runs/<task>/<model>/:
 
     eval.json                       what ran: task, model, metric and its direction, length buckets, seeds
     examples/seed<k>[.<split>].npz  evaluate's per-example outcomes (pipeline/outcomes.py), one row per test
-                                    sequence and length bucket (below)
+                                    sequence and length bucket (below); <split> is an extra test split, or
+                                    `context`: the context-use probe's (pipeline/measure/context_probe.py)
     examples/seed<k>.{hyp,ref,src}.txt.gz   a translation's hypotheses, references and sources (test order)
 
 Outcomes are collapsed to one row per (test sequence, length bucket): the weighted mean of its terms and the
 sum of their weights. Every number the report computes from outcomes is a ratio of sums over whole sequences
 (the bootstrap resamples sequences: stats._units collapses each group to the same two sums), so every mean,
 interval and paired test is unchanged. PTB's 82k scored tokens per seed become ~1k rows. The context-use
-probe's outcomes (seed<k>.context.npz) are not published.
+table likewise sums each (block of consecutive targets, context bucket) before its bootstrap
+(report/context_use.py _window_sums), so the probe's 98k rows per PTB seed become 768 (355 kB -> ~5 kB).
 
 `python -m pipeline rescore DEST` (pipeline/rescore.py) recomputes the tables from DEST alone.
 """
@@ -30,7 +33,7 @@ import pandas as pd
 
 from pipeline import outcomes
 
-TABLES = ("summary.csv", "buckets.csv", "extrapolation.csv")
+TABLES = ("summary.csv", "buckets.csv", "extrapolation.csv", "context_use.csv")
 
 
 def collapse(o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -67,7 +70,7 @@ def publish(dest: Path, runs: Path, reports: Path) -> list[Path]:
         shutil.copyfile(src / "eval.json", out / "eval.json")
         written.append(out / "eval.json")
         for path in sorted((src / "examples").iterdir()):
-            if path.suffix == ".npz" and not path.name.endswith(".context.npz"):
+            if path.suffix == ".npz":
                 outcomes.save(out / "examples" / path.name, collapse(outcomes.load(path)))
                 written.append(out / "examples" / path.name)
             elif path.suffix == ".txt":

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline import outcomes, stats
@@ -14,7 +15,7 @@ from pipeline.paths import ROOT
 from pipeline.publish import collapse
 from pipeline.report.collect import collect
 from pipeline.report.write import write_report
-from test_report import REFERENCES, translation_eval, write_runs
+from test_report import EDGES, REFERENCES, make_eval, translation_eval, write_runs
 
 PUBLISHED = ROOT / "docs" / "cpu"
 
@@ -102,3 +103,67 @@ def test_publish_without_outcomes_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "examples does not exist" in err[0]
     assert json.loads((runs / "bible-ende" / "transformer" / "eval.json").read_text())["metric"] == "bleu"
+
+
+def _lm_outcomes(rng, nll: float) -> dict:
+    """evaluate's test outcomes of a language model: 20 windows of 128 positions, bucketed by position."""
+    position = np.tile(np.arange(1, 129), 20)
+    return {"values": rng.normal(nll, 1.0, len(position)).astype(np.float32),
+            "weights": np.ones(len(position), np.float32),
+            "bucket": np.searchsorted(EDGES, position).astype(np.int16),
+            "group": np.repeat(np.arange(20), 128).astype(np.int32)}
+
+
+def _context_outcomes(rng, nll: list[float], n: int = 2048) -> dict:
+    """The context probe's (pipeline/measure/context_probe.py): the same n targets once per context bucket,
+    in blocks of 128 consecutive targets; a token's NLL shared across buckets plus a per-bucket shift."""
+    token = rng.normal(0.0, 1.0, n)
+    return {"values": np.concatenate([token + m + rng.normal(0, 0.05, n) for m in nll]).astype(np.float32),
+            "weights": np.ones(n * len(nll), np.float32), "bucket": np.repeat(np.arange(len(nll)), n).astype(np.int16),
+            "group": np.tile(np.arange(n) // 128, len(nll)).astype(np.int32)}
+
+
+def test_the_context_use_table_rescores_from_the_published_probe_outcomes(tmp_path, capsys):
+    """publish collapses the probe's outcomes per (block, bucket) and copies context_use.csv; rescore recomputes
+    the table from them alone (the report's code) and names a changed value."""
+    rng = np.random.default_rng(3)
+    shifts = {"lstm": [5.3, 5.2, 5.2, 5.2], "transformer": [5.3, 5.2, 5.1, 5.1]}  # gains stop by 32 / by 64
+    files, results = {}, []
+    for model, seeds in (("lstm", 2), ("transformer", 1)):
+        for seed in range(seeds):
+            files[model, f"seed{seed}.npz"] = _lm_outcomes(rng, 5.2)
+            files[model, f"seed{seed}.context.npz"] = _context_outcomes(rng, shifts[model])
+        mains = [files[model, f"seed{seed}.npz"] for seed in range(seeds)]
+        # eval.json's numbers are those of its outcomes, as evaluate writes them
+        ppl = [(float(np.exp(o["values"].mean())),
+                [float(np.exp(o["values"][o["bucket"] == b].mean())) for b in range(4)]) for o in mains]
+        results.append(make_eval("ptb", model, ppl))
+    runs = write_runs(tmp_path, results)
+    for (model, name), o in files.items():
+        (runs / "ptb" / model / "examples").mkdir(exist_ok=True)
+        outcomes.save(runs / "ptb" / model / "examples" / name, o)
+    write_report(collect(runs), tmp_path / "reports")
+    table = (tmp_path / "reports" / "context_use.csv").read_text()
+    used = pd.read_csv(tmp_path / "reports" / "context_use.csv").groupby("model")[["used_up_to", "paired"]].first()
+    assert used.to_dict() == {"used_up_to": {"lstm": 32, "transformer": 64},
+                              "paired": {"lstm": True, "transformer": True}}  # from the probe's outcomes
+    pub = tmp_path / "pub"
+    assert main(["publish", str(pub), f"runs={runs}", f"reports={tmp_path / 'reports'}"]) == 0
+    published = outcomes.load(pub / "runs" / "ptb" / "lstm" / "examples" / "seed1.context.npz")
+    assert len(published["values"]) == 16 * 4  # 8,192 probe rows -> one per (block, bucket)
+    assert (pub / "context_use.csv").read_text() == table
+    assert main(["rescore", str(pub)]) == 0
+    out = capsys.readouterr().out
+    assert ", 0 differ" in out
+    compared = int(out.split("[rescore]")[1].split(":")[1].split()[0])
+    (pub / "context_use.csv").unlink()  # a folder published before context use was: not checked for it
+    assert main(["rescore", str(pub)]) == 0
+    assert f": {compared - 2 * 4 * 7} published numbers" in capsys.readouterr().out
+    lines = table.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("ptb,transformer,64,"))
+    cells = lines[row].split(",")
+    cells[3] = "150.0"  # ppl with 33-64 tokens of context
+    (pub / "context_use.csv").write_text("\n".join(lines[:row] + [",".join(cells)] + lines[row + 1:]) + "\n")
+    assert main(["rescore", str(pub)]) == 1
+    out = capsys.readouterr().out
+    assert "differs: context_use.csv ptb/transformer/64 ppl: published 150.0" in out and ", 1 differ" in out
