@@ -91,21 +91,78 @@ def load(path: Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def intervals(outcomes: dict[str, np.ndarray], metric: str, n_buckets: int, seed: int = 0) -> dict:
-    """95% bootstrap intervals over the test examples: overall and per bucket (None where empty)."""
-    transform = transform_for(metric)
+def stacked(per_seed: list[dict[str, np.ndarray]]) -> Optional[dict[str, np.ndarray]]:
+    """One run's outcomes over its seeds: `values` stacked [seeds, n], the rest from the first seed; None
+    when the seeds were scored on different units (then they cannot share one resample of the test set)."""
+    first = per_seed[0]
+    if any(len(o["values"]) != len(first["values"]) or not np.array_equal(o["group"], first["group"])
+           for o in per_seed[1:]):
+        return None
+    return {**first, "values": np.stack([o["values"] for o in per_seed])}
 
-    def one(mask: Optional[np.ndarray]) -> Optional[dict]:
-        o = outcomes if mask is None else {k: v[mask] for k, v in outcomes.items()}
-        if not len(o["values"]):
+
+# Every interval of eval.json and the report is of one estimand (#21): the metric averaged over a run's seeds,
+# as it would vary with other seeds and another test set: stats.bootstrap_interval's two-stage bootstrap.
+# The evaluate stage writes it; the report reads it (report/significance.py, which also says it in words).
+INTERVAL_KEYS = ("lo", "hi", "value", "n", "seeds", "seed_variation", "method")
+
+
+def estimand_interval(o: dict[str, np.ndarray], metric: str, keep: Optional[np.ndarray] = None,
+                      per_seed: Optional[list] = None) -> Optional[dict]:
+    """The estimand's 95% interval from `stacked` outcomes (of the units where `keep`; None if none).
+    `per_seed`, if given, receives each seed's own interval over the test examples, read off the same
+    resamples (stats.bootstrap_interval's "per_seed"): no second bootstrap."""
+    values, weights, group = o["values"], o["weights"], o["group"]
+    if keep is not None:
+        if not keep.any():
             return None
-        r = stats.bootstrap_interval(o["values"], o["weights"], o["group"], n_boot=N_BOOT, seed=seed,
-                                     transform=transform)
-        return {"lo": r["lo"], "hi": r["hi"], "value": r["value"], "n": r["n"], "n_units": r["n_units"]}
+        values, weights, group = values[:, keep], weights[keep], group[keep]
+    r = stats.bootstrap_interval(values, weights, group, n_boot=N_BOOT, transform=transform_for(metric))
+    if per_seed is not None:
+        per_seed.extend({"lo": lo, "hi": hi, "value": value, "n": r["n"]} for value, lo, hi in r["per_seed"])
+    return {k: r[k] for k in INTERVAL_KEYS}
 
-    overall = one(None)
-    overall["method"] = f"bootstrap over test examples ({N_BOOT} resamples; whole sequences where tokens are scored)"
-    return {"overall": overall, "per_bucket": [one(outcomes["bucket"] == b) for b in range(n_buckets)]}
+
+def estimand_intervals(o: dict[str, np.ndarray], metric: str, n_buckets: int) -> dict:
+    """eval.json's overall_interval and per_bucket_interval (None where a bucket is empty), and each seed's
+    own `interval` and `per_bucket_interval` over the test examples: {"run": {...}, "seeds": [{...}, ...]}."""
+    overall_seeds: list = []
+    overall = estimand_interval(o, metric, per_seed=overall_seeds)
+    per_bucket, bucket_seeds = [], []
+    for b in range(n_buckets):
+        found: list = []
+        per_bucket.append(estimand_interval(o, metric, o["bucket"] == b, per_seed=found))
+        bucket_seeds.append(found or [None] * len(overall_seeds))
+    seeds = [{"interval": {**iv, "method": "bootstrap over test examples (this seed)"},
+              "per_bucket_interval": [found[k] for found in bucket_seeds]} for k, iv in enumerate(overall_seeds)]
+    return {"run": {"overall_interval": overall, "per_bucket_interval": per_bucket}, "seeds": seeds}
+
+
+def intervals_over_seeds(seeds: list[dict], metric: str, n_buckets: int) -> dict:
+    """The estimand where there are no per-unit outcomes to resample (BLEU and chrF, which are corpus
+    statistics; an eval.json whose examples/ are not on disk): each seed's own interval over the test set
+    (sacreBLEU's bootstrap) combined with the seeds' spread (stats.interval_over_seeds). Reads eval.json's
+    `seeds` (overall, per_bucket, interval, per_bucket_interval; chrf, chrf_interval for BLEU) and
+    returns the fields it can fill: overall_interval, per_bucket_interval, chrf_interval."""
+    out = {}
+    keys = [("overall_interval", "overall", "interval")] + \
+        ([("chrf_interval", "chrf", "chrf_interval")] if metric == "bleu" else [])
+    for key, value, interval in keys:
+        if all(s.get(value) is not None and s.get(interval) for s in seeds):
+            out[key] = _over_seeds([s[value] for s in seeds], [s[interval] for s in seeds])
+    if all(s.get("per_bucket_interval") for s in seeds):
+        out["per_bucket_interval"] = [
+            None if any(s["per_bucket"][i] is None or s["per_bucket_interval"][i] is None for s in seeds) else
+            _over_seeds([s["per_bucket"][i] for s in seeds], [s["per_bucket_interval"][i] for s in seeds])
+            for i in range(n_buckets)]
+    return out
+
+
+def _over_seeds(values: list[float], intervals: list[dict]) -> dict:
+    """One seed: its own interval as it is (seed variation not measured); several: interval_over_seeds."""
+    if len(values) == 1:
+        return {**intervals[0], "seeds": 1, "seed_variation": False}
+    return stats.interval_over_seeds(values, intervals)
 
 
 def save_translations(directory: Path, seed: int, hyps: list[str], refs: list[str], srcs: list[str]) -> None:

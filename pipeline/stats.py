@@ -143,7 +143,9 @@ def bootstrap_interval(values, weights=None, groups=None, statistic: str = "mean
     is, then the seed mean's deviation drawn from Student t on the seeds' spread. One seed: the
     interval covers test sampling only ("seed_variation": False).
     Returns {"value", "lo", "hi", "n", "n_units", "seeds", "seed_variation", "n_boot", "level",
-    "method"}; n is the number of examples. Cost: O(n + seeds * n_boot * units).
+    "method", "per_seed"}; n is the number of examples; per_seed is [(value, lo, hi)] per seed: that seed's
+    own percentile interval over the test examples, read off the same resamples (with one seed, the
+    interval itself). Cost: O(n + seeds * n_boot * units).
     """
     if statistic != "mean":
         raise ValueError(f"only statistic='mean' is supported, got {statistic!r}")
@@ -151,15 +153,18 @@ def bootstrap_interval(values, weights=None, groups=None, statistic: str = "mean
     x = _per_seed(values)
     sums, totals, kind = _units(list(x), weights, groups)
     points = _apply(transform, sums.sum(axis=1) / totals.sum())
-    boot = _apply(transform, _resampled_means(sums, totals, n_boot, seed)).mean(axis=0)
+    rows = _apply(transform, _resampled_means(sums, totals, n_boot, seed))
+    boot = rows.mean(axis=0)
     k = len(x)
     if k > 1:
         boot = boot + _seed_stage(points.var(ddof=1) / k, k - 1, n_boot, seed)
     lo, hi = _percentiles(boot, level)
     method = f"bootstrap (percentile, {kind})" if k == 1 else \
         f"two-stage bootstrap (percentile; {kind} resampled, then {k} seeds: Student t on their spread)"
+    per_seed = [(float(p), *_percentiles(row, level)) for p, row in zip(points, rows)]
     return {"value": float(points.mean()), "lo": lo, "hi": hi, "n": int(x.shape[1]), "n_units": int(totals.size),
-            "seeds": k, "seed_variation": k > 1, "n_boot": int(n_boot), "level": float(level), "method": method}
+            "seeds": k, "seed_variation": k > 1, "n_boot": int(n_boot), "level": float(level), "method": method,
+            "per_seed": per_seed}
 
 
 def _per_seed(values) -> np.ndarray:

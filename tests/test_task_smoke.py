@@ -233,3 +233,49 @@ def test_evaluate_runs_and_gives_the_same_bytes_without_lightning(smoke):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert {f: f.read_bytes() for f in files} == before
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory, tokenize):
+    """run(task, model) -> the report's collected result after train and evaluate with seeds 0 and 1."""
+    runs, logs = tmp_path_factory.mktemp("runs-two-seeds"), tmp_path_factory.mktemp("logs-two-seeds")
+
+    def run(task: str, model: str) -> dict:
+        cfg = load([f"task={task}", f"model={model}", "profile=smoke", "logger=none", f"paths.runs={runs}",
+                    f"paths.logs={logs}",  # not the smoke runs' training logs
+                    f"paths.tokenized={tokenize(task)}", f"data.max_eval_examples={EVAL_EXAMPLES}", "seeds=[0,1]",
+                    *TEST_TASKS[task]])
+        train.main(cfg)
+        evaluate.main(cfg)
+        return next(r for r in collect(runs) if (r["task"], r["model"]) == (task, model))
+
+    return run
+
+
+@pytest.mark.parametrize("task, model", [("mqar", "transformer"), ("bible-ende", "transformer")])
+def test_eval_json_intervals_are_the_reports_estimand(two_seeds, task, model):
+    """#21: eval.json's intervals (overall, per bucket, extra splits; chrF for translation) are the estimand the
+    report computes from the outcomes, with the same numbers, so the report uses them as they are: two seeds,
+    so the seed stage is in them; each seed keeps its own interval over the test examples."""
+    import copy
+
+    from pipeline.report import significance
+
+    result = two_seeds(task, model)
+    recomputed = copy.deepcopy(result)
+    significance.one_estimand(recomputed, recompute=True)
+    fields = ["overall_interval", "per_bucket_interval", *(["chrf_interval"] if result["metric"] == "bleu" else [])]
+    for field in fields:
+        assert result[field] == recomputed[field], field
+    assert result["overall_interval"]["seeds"] == 2 and result["overall_interval"]["seed_variation"]
+    assert result["overall_interval"]["method"].startswith("two-stage")
+    for split, entry in (result.get("extrapolation") or {}).items():
+        assert entry["interval"] == recomputed["extrapolation"][split]["interval"], split
+        assert entry["interval"]["seeds"] == 2
+    assert bool(result.get("extrapolation")) == (task == "mqar")
+    kept = copy.deepcopy(result)
+    significance.one_estimand(kept)  # what the report does: eval.json's intervals as they are
+    assert kept == result
+    for s in result["seeds"]:  # W&B's per-seed summary and the report's fallback read these
+        assert s["interval"]["lo"] <= s["interval"]["hi"]
+        assert len(s["per_bucket_interval"]) == len(result["buckets"]["edges"])

@@ -4,6 +4,8 @@
 One estimand for every quality number (one_estimand): how far the metric, averaged over the run's
 seeds, would move with other seeds and another test set of the same kind: a two-stage bootstrap
 (test examples, then seeds). With one seed only test sampling is measured, and the interval says so.
+The evaluate stage computes these intervals (pipeline/outcomes.py estimand_intervals) into eval.json;
+the report uses them as they are and recomputes them, with the same code, only for an older eval.json.
 
 For each task, models are ranked by their test metric and each is compared with the next one: a
 paired bootstrap on the same test examples (Koehn 2004) with Welch's t on the seed means on top
@@ -33,12 +35,7 @@ def outcomes_of(result: dict, split: str = "") -> dict | None:
     found = [directory / f"seed{s['seed']}{'.' + split if split else ''}.npz" for s in result["seeds"]]
     if not found or not all(p.exists() for p in found):
         return None
-    loaded = [_load(str(p)) for p in found]
-    first = loaded[0]
-    if any(len(o["values"]) != len(first["values"]) or not np.array_equal(o["group"], first["group"])
-           for o in loaded[1:]):
-        return None
-    return {**first, "values": np.stack([o["values"] for o in loaded])}
+    return outcomes.stacked([_load(str(p)) for p in found])
 
 
 @lru_cache(maxsize=64)
@@ -59,49 +56,31 @@ ESTIMAND = ("95% intervals are of the metric averaged over a run's seeds, as it 
             "over the test set stands in for the first stage.")
 
 
-def _interval(o: dict, metric: str, keep=None) -> dict | None:
-    values, weights, group = o["values"], o["weights"], o["group"]
-    if keep is not None:
-        if not keep.any():
-            return None
-        values, weights, group = values[:, keep], weights[keep], group[keep]
-    r = stats.bootstrap_interval(values, weights, group, n_boot=N_BOOT, transform=outcomes.transform_for(metric))
-    return {k: r[k] for k in ("lo", "hi", "value", "n", "seeds", "seed_variation", "method")}
+def carries_estimand(interval: dict | None) -> bool:
+    """Whether an eval.json interval is already ESTIMAND's: the evaluate stage writes it since #21 (with
+    `seeds` and `seed_variation`); older eval.json files (docs/ published before, a fixture) have a bootstrap
+    over one seed's test examples or a t-interval over seeds, without them."""
+    return bool(interval) and "seed_variation" in interval
 
 
-def one_estimand(result: dict) -> None:
-    """Replace the run's overall, per-bucket and extra-split intervals (evaluate's: a bootstrap over test
-    examples with one seed, a t-interval over seeds with several) by ESTIMAND's, computed from the
-    outcomes. Without outcomes (BLEU and chrF, or a run whose examples/ are not on disk) each seed's own
-    test-sampling interval in eval.json is combined with the seeds' spread (stats.interval_over_seeds)."""
+def one_estimand(result: dict, recompute: bool = False) -> None:
+    """Give the run ESTIMAND's overall, per-bucket and extra-split intervals. eval.json's are used as they are
+    where the evaluate stage wrote them (carries_estimand); they are recomputed (pipeline/outcomes.py, the
+    code evaluate runs) only for an older eval.json, or with `recompute` (rescore, whose per-seed numbers
+    come from the published outcomes, not from eval.json). Without outcomes (BLEU and chrF, or a run whose
+    examples/ are not on disk) each seed's own test-sampling interval is combined with the seeds' spread."""
     metric = result["metric"]
-    found = None if metric == "bleu" else outcomes_of(result)
-    if found is None:
-        _from_seed_intervals(result)
-        return
-    result["overall_interval"] = _interval(found, metric)
-    result["per_bucket_interval"] = [_interval(found, metric, found["bucket"] == b)
-                                     for b in range(len(result["buckets"]["edges"]))]
+    if recompute or not carries_estimand(result.get("overall_interval")):
+        found = None if metric == "bleu" else outcomes_of(result)
+        if found is None:
+            result.update(outcomes.intervals_over_seeds(result["seeds"], metric, len(result["buckets"]["edges"])))
+        else:
+            result.update(outcomes.estimand_intervals(found, metric, len(result["buckets"]["edges"]))["run"])
     for split, entry in (result.get("extrapolation") or {}).items():
-        extra = outcomes_of(result, split)
-        if extra is not None:
-            entry["interval"] = _interval(extra, metric)
-
-
-def _from_seed_intervals(result: dict) -> None:
-    seeds = result["seeds"]
-    if len(seeds) < 2:  # one seed: evaluate's interval is that seed's bootstrap over test examples already
-        return
-    keys = [("overall_interval", "overall", "interval")] + \
-        ([("chrf_interval", "chrf", "chrf_interval")] if result["metric"] == "bleu" else [])
-    for key, value, interval in keys:
-        if all(s.get(value) is not None and s.get(interval) for s in seeds):
-            result[key] = stats.interval_over_seeds([s[value] for s in seeds], [s[interval] for s in seeds])
-    if all(s.get("per_bucket_interval") for s in seeds):
-        result["per_bucket_interval"] = [
-            None if any(s["per_bucket"][i] is None for s in seeds) else
-            stats.interval_over_seeds([s["per_bucket"][i] for s in seeds], [s["per_bucket_interval"][i] for s in seeds])
-            for i in range(len(result["buckets"]["edges"]))]
+        if recompute or not carries_estimand(entry.get("interval")):
+            extra = outcomes_of(result, split)
+            if extra is not None:
+                entry["interval"] = outcomes.estimand_interval(extra, metric)
 
 
 def in_bucket(a: dict, b: dict, bucket: int) -> str:

@@ -19,7 +19,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from pipeline import buckets, kinds, outcomes, paths, stats
+from pipeline import buckets, kinds, outcomes, paths
 from pipeline.artifacts import EvalResult, SpeedResult, run_folder_lock, write_json
 from pipeline.data.datamodule import SequenceData, read_meta
 from pipeline.eval_tracking import log_eval
@@ -74,43 +74,41 @@ def measured_receptive_field(module: TaskModule, cfg: Config) -> dict | None:
 
 
 def extrapolation(module: TaskModule, cfg: Config, seed: int, splits: list[str], meta: dict) -> dict:
-    """Overall metric, with its bootstrap interval, on each extra test split of a synthetic task:
-    trained at L, tested at 2L, 4L (test_{k}x), or at another number of MQAR pairs (test_{k}pairs).
-    Each split's scored units go to examples/seed<k>.<split>.npz beside the test split's."""
+    """Overall metric on each extra test split of a synthetic task: trained at L, tested at 2L, 4L
+    (test_{k}x), or at another number of MQAR pairs (test_{k}pairs). Each split's scored units go to
+    examples/seed<k>.<split>.npz beside the test split's, and under "scored" (summarize_extrapolation's
+    interval)."""
     out = {}
     limit = cfg.data.max_eval_examples  # the data module evaluates at most this many per split
     for split in splits:
         r, scored = score(module, cfg, seed, split)
         outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.{split}.npz", scored)
-        interval = outcomes.intervals(scored, module.metric_name, 0, seed=seed)["overall"]
         examples = meta["splits"][split]["examples"]
         out[split] = {"length": meta.get("split_lengths", {}).get(split, meta["splits"][split]["max_len"]),
                       "overall": r["overall"], "examples": examples if limit is None else min(examples, limit),
-                      "interval": {k: interval[k] for k in ("lo", "hi")}}
+                      "scored": scored}
         if split.endswith("pairs"):
             pairs = int(split[len("test_"):-len("pairs")])
             out[split].update(num_pairs=pairs, chance=meta["splits"][split]["no_recall"])  # measured floor
     return out
 
 
-def summarize_extrapolation(extra: dict[int, dict]) -> dict:
-    """Per extra split: the mean over seeds, with the bootstrap interval (one seed) or the Student-t
-    interval across seeds (several); `method` says which."""
+def summarize_extrapolation(extra: dict[int, dict], metric: str) -> dict:
+    """Per extra split: the mean over seeds, with the estimand's interval (pipeline/outcomes.py: test
+    examples, then seeds) from every seed's scored units."""
     seeds = sorted(extra)
     out = {}
     for split, first in extra[seeds[0]].items():
         values = [extra[s][split]["overall"] for s in seeds]
-        if len(seeds) == 1:
-            interval = {**first["interval"], "method": "bootstrap over test examples"}
-        else:
-            across = stats.seed_interval(values)
-            interval = {"lo": across["lo"], "hi": across["hi"], "method": f"t-interval over {len(seeds)} seeds"}
-        out[split] = {**{k: v for k, v in first.items() if k not in ("overall", "interval")},
-                      "overall": float(np.mean(values)), "interval": interval}
+        found = outcomes.stacked([extra[s][split]["scored"] for s in seeds])
+        out[split] = {**{k: v for k, v in first.items() if k not in ("overall", "scored")},
+                      "overall": float(np.mean(values)),
+                      "interval": None if found is None else outcomes.estimand_interval(found, metric)}
     return out
 
 
-def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, meta: dict) -> EvalResult:
+def summarize(cfg: Config, seeds: list[dict], scored: list[dict], train: dict, module: TaskModule,
+              meta: dict) -> EvalResult:
     kind = kinds.get(cfg.task.kind)
     overall = [s["overall"] for s in seeds]
     n_buckets = len(seeds[0]["per_bucket"])
@@ -134,8 +132,9 @@ def summarize(cfg: Config, seeds: list[dict], train: dict, module: TaskModule, m
         seeds=seeds,
         overall=float(np.mean(overall)), overall_std=float(np.std(overall, ddof=1)) if len(overall) > 1 else None,
         per_bucket=per_bucket, count=seeds[0]["count"])
-    fields.update(interval_fields(seeds, n_buckets))
-    return EvalResult(**{**fields, **kind.summarize(seeds)})
+    extra = kind.summarize(seeds)
+    fields.update(interval_fields(seeds, scored, extra.get("metric", module.metric_name), n_buckets))
+    return EvalResult(**{**fields, **extra})
 
 
 def claimed_costs(module: TaskModule) -> dict | None:
@@ -149,19 +148,20 @@ def data_hygiene(meta: dict) -> dict:
     return {**(meta.get("hygiene") or {}), "test_examples": test.get("examples")}
 
 
-def interval_fields(seeds: list[dict], n_buckets: int) -> dict:
-    """95% intervals of the overall and per-bucket metric: over the test examples (bootstrap) with one
-    seed; across seeds (Student t) with several. `method` says which."""
-    if len(seeds) == 1:
-        return {"overall_interval": seeds[0]["interval"], "per_bucket_interval": seeds[0]["per_bucket_interval"]}
-    across = stats.seed_interval([s["overall"] for s in seeds])
-    per_bucket = []
-    for i in range(n_buckets):
-        vals = [s["per_bucket"][i] for s in seeds if s["per_bucket"][i] is not None]
-        per_bucket.append(None if len(vals) < 2 else
-                          {k: v for k, v in stats.seed_interval(vals).items() if k in ("lo", "hi", "value", "n")})
-    return {"overall_interval": {k: across[k] for k in ("lo", "hi", "value", "n", "method")},
-            "per_bucket_interval": per_bucket}
+def interval_fields(seeds: list[dict], scored: list[dict], metric: str, n_buckets: int) -> dict:
+    """95% intervals of the overall and per-bucket metric, of the report's one estimand (pipeline/outcomes.py):
+    from every seed's scored units (a two-stage bootstrap: test examples, then seeds), which also gives each
+    seed its own `interval` and `per_bucket_interval` over the test examples; for BLEU (a corpus statistic,
+    no per-unit outcomes) each seed's sacreBLEU interval combined with the seeds' spread."""
+    if metric == "bleu":
+        return outcomes.intervals_over_seeds(seeds, metric, n_buckets)
+    found = outcomes.stacked(scored)
+    if found is None:  # seeds scored on different units: cannot happen for one test split, but say so if it does
+        raise ValueError("the seeds' test outcomes differ in units; the two-stage bootstrap needs the same test set")
+    both = outcomes.estimand_intervals(found, metric, n_buckets)
+    for seed, own in zip(seeds, both["seeds"]):
+        seed.update(own)
+    return both["run"]
 
 
 def main(cfg: Config) -> None:
@@ -174,7 +174,7 @@ def evaluate_run(cfg: Config) -> None:
     train = require_finished_training(cfg)  # a killed training's best.ckpt is no result
     meta = read_meta(cfg)
     kind = kinds.get(cfg.task.kind)
-    seeds, module, extra = [], None, {}
+    seeds, scored_by_seed, module, extra = [], [], None, {}
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
                           else "cpu")  # the profile's accelerator: beam search on a GPU machine's GPU
     # LM: the same test tokens at every context length, for the report's context use (read once)
@@ -184,21 +184,19 @@ def evaluate_run(cfg: Config) -> None:
         tested, scored = score(module, cfg, seed)  # the metric and every scored unit, in one pass
         seed_result = kind.evaluate(module, cfg, seed, scored_once(tested))
         outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.npz", scored)
+        scored_by_seed.append(scored)
         if context_stream is not None:
             probed = context_probe.probe(module, context_stream, module.bucket_edges, cfg.task.max_len,
                                           cfg.data.eval_batch_size * cfg.task.max_len)
             if probed is not None:
                 outcomes.save(paths.run_dir(cfg) / "examples" / f"seed{seed}.context.npz", probed)
-        if "interval" not in seed_result:  # translation: sacreBLEU's own bootstrap of BLEU
-            found = outcomes.intervals(scored, module.metric_name, len(module.bucket_edges), seed=seed)
-            seed_result["interval"], seed_result["per_bucket_interval"] = found["overall"], found["per_bucket"]
         seeds.append(seed_result)
         if meta.get("extra_test_splits"):
             extra[seed] = extrapolation(module, cfg, seed, meta["extra_test_splits"], meta)
     assert module is not None
-    result = summarize(cfg, seeds, train, module, meta)
+    result = summarize(cfg, seeds, scored_by_seed, train, module, meta)  # intervals over seeds: after the last
     if extra:
-        result.extrapolation = summarize_extrapolation(extra)
+        result.extrapolation = summarize_extrapolation(extra, result.metric)
     out = paths.run_dir(cfg)
     # metrics.json first: eval.json is what marks the stage done, so the pair never disagrees
     write_json(out / paths.HEADLINE_METRICS, result.headline())
