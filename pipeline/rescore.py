@@ -7,9 +7,10 @@ and runs/<task>/<model>/{eval.json, examples/}. Every metric is recomputed from 
 metric is transform(sum(w·v) / sum(w)) overall, per length bucket and per extra test split (perplexity =
 exp of the mean NLL; accuracy the mean). A translation's BLEU and chrF come from its hypotheses and
 references with sacreBLEU. eval.json contributes only what ran (task, model, metric, buckets, seeds),
-its numbers are replaced. The report's own code then computes the intervals and the "vs next" verdicts
-(significance.one_estimand, tables.build_tables), and every value, interval end and verdict is compared
-with the published tables: exit 0 when all agree (to 1e-6 relative), 1 naming each that does not.
+its numbers are replaced. The intervals are recomputed from the outcomes by the code the evaluate stage
+writes them with (significance.one_estimand with recompute), the "vs next" verdicts by the report's
+(tables.build_tables), and every value, interval end and verdict is compared with the published tables:
+exit 0 when all agree (to 1e-6 relative), 1 naming each that does not.
 
 Not re-scored: per-bucket BLEU (the published files do not say which length bucket a sentence is in)
 and the context-use table (its outcomes are not published).
@@ -76,9 +77,6 @@ def recompute(r: dict) -> None:
         entry["overall"] = float(np.mean([_metric(_load(r, s["seed"], split), metric) for s in r["seeds"]]))
     if metric == "bleu":
         r["chrf"] = float(np.mean([s["chrf"] for s in r["seeds"]]))
-        if len(r["seeds"]) == 1:  # the report shows one seed's own sacreBLEU intervals (several: one_estimand)
-            r["overall_interval"] = {**(r.get("overall_interval") or {}), **r["seeds"][0]["interval"]}
-            r["chrf_interval"] = {**(r.get("chrf_interval") or {}), **r["seeds"][0]["chrf_interval"]}
 
 
 def _translation(r: dict, s: dict) -> None:
@@ -104,7 +102,7 @@ def rescore(dest: Path) -> tuple[int, list[str]]:
     results = collect(dest / "runs")
     for r in results:
         recompute(r)
-        significance.one_estimand(r)
+        significance.one_estimand(r, recompute=True)  # eval.json's intervals are not re-scored numbers
     tables = build_tables(results)
     compared, differences = 0, []
     for name, (keys, columns) in COMPARED.items():
