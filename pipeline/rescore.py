@@ -12,8 +12,9 @@ writes them with (significance.one_estimand with recompute), the "vs next" verdi
 (tables.build_tables), and every value, interval end and verdict is compared with the published tables:
 exit 0 when all agree (to 1e-6 relative), 1 naming each that does not.
 
-Not re-scored: per-bucket BLEU (the published files do not say which length bucket a sentence is in)
-and the context-use table (its outcomes are not published).
+The context-use table (context_use.csv) is recomputed from the probe's outcomes (seed<k>.context.npz) by the
+report's code and compared the same way; a folder published without it is not checked for it. Not re-scored:
+per-bucket BLEU (the published files do not say which length bucket a sentence is in).
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ from pipeline.report.tables import build_tables
 RTOL = 1e-6
 COMPARED = {"summary": (["task", "model"], ["value", "lo", "hi", "chrf", "chrf_lo", "chrf_hi", "vs_next"]),
             "buckets": (["task", "model", "bucket"], ["value", "lo", "hi"]),
-            "extrapolation": (["task", "model", "sweep", "split"], ["value", "lo", "hi"])}
+            "extrapolation": (["task", "model", "sweep", "split"], ["value", "lo", "hi"]),
+            "context_use": (["task", "model", "position_hi"], ["ppl", "gain_from_previous", "gain_lo", "gain_hi",
+                                                               "used_up_to", "max_position", "paired"])}
 
 
 def _metric(o: dict, metric: str, keep=None) -> float | None:
@@ -106,6 +109,8 @@ def rescore(dest: Path) -> tuple[int, list[str]]:
     tables = build_tables(results)
     compared, differences = 0, []
     for name, (keys, columns) in COMPARED.items():
+        if name == "context_use" and not (dest / f"{name}.csv").exists():
+            continue  # published before context use was (docs/cpu)
         published = pd.read_csv(dest / f"{name}.csv")
         if published.empty:
             continue
