@@ -152,7 +152,7 @@ def test_experiment_settings_in_params_yaml_win_over_conf_and_config_says_where_
     sources: dict = {}
     cfg = load(["model=lstm", "task=mqar"], params_path=path, sources=sources)
     assert cfg.optim.lr == 0.02 and sources["optim.lr"] == "params.yaml"
-    assert cfg.trainer.max_epochs == 8 and sources["trainer.max_epochs"] == "conf/profile/cpu.yaml tasks.mqar"
+    assert cfg.trainer.max_epochs == 6 and sources["trainer.max_epochs"] == "conf/profile/cpu.yaml tasks.mqar"
     assert cfg.optim.weight_decay == load(["model=lstm", "task=mqar"], params_path=None).optim.weight_decay
     with pytest.raises(ConfigError, match="params.yaml: unknown key 'optim.lrr'"):
         load(["model=lstm", "task=mqar"], params_path=write_params(tmp_path, "optim: {lrr: 0.1}\n"))
