@@ -11,6 +11,9 @@ summary, runs/<task>/<model>/:
                                     sequence and length bucket (below); <split> is an extra test split, or
                                     `context`: the context-use probe's (pipeline/measure/context_probe.py)
     examples/seed<k>.{hyp,ref,src}.txt.gz   a translation's hypotheses, references and sources (test order)
+    examples/source_lengths.txt.gz          a translation's source length in tokens per test sentence (test
+                                            order): what evaluate buckets sentences by, so that `rescore`
+                                            can re-score per-bucket BLEU; read from the tokenized test split
 
 Outcomes are collapsed to one row per (test sequence, length bucket): the weighted mean of its terms and the
 sum of their weights. Every number the report computes from outcomes is a ratio of sums over whole sequences
@@ -27,6 +30,8 @@ import gzip
 import shutil
 import sys
 from pathlib import Path
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -77,7 +82,33 @@ def publish(dest: Path, runs: Path, reports: Path) -> list[Path]:
                 target = out / "examples" / f"{path.name}.gz"
                 target.write_bytes(gzip.compress(path.read_bytes(), mtime=0))  # same bytes for the same text
                 written.append(target)
+        evaluated = json.loads((src / "eval.json").read_text(encoding="utf-8"))
+        if evaluated.get("metric") == "bleu":
+            lengths = source_lengths(evaluated["config"])
+            if lengths is None:
+                print(f"publish: {task}/{model}: no tokenized test split here (`dvc repro tokenize@{task}`), so "
+                      f"its per-bucket BLEU is published without the sentences' lengths and `rescore` cannot "
+                      f"check it", file=sys.stderr)
+                continue
+            target = out / "examples" / "source_lengths.txt.gz"
+            target.write_bytes(gzip.compress("".join(f"{n}\n" for n in lengths).encode(), mtime=0))
+            written.append(target)
     return written
+
+
+def source_lengths(config: dict) -> np.ndarray | None:
+    """Source length of every test sentence, as evaluate's bleu_by_bucket buckets them (the test split's
+    `lengths`, read from the tokenize stage's output for the run's config); None where that is not on disk."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from pipeline.artifacts import ArtifactError
+    from pipeline.data.datamodule import SequenceData
+
+    try:
+        return SequenceData(OmegaConf.create(config)).split("test").lengths
+    except (FileNotFoundError, ArtifactError, OmegaConfBaseException):  # not tokenized here; an older eval.json
+        return None
 
 
 def main(argv: list[str]) -> int:

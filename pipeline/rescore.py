@@ -6,15 +6,16 @@ DEST is what `python -m pipeline publish` wrote: the report's summary.csv, bucke
 and runs/<task>/<model>/{eval.json, examples/}. Every metric is recomputed from the outcomes: a seed's
 metric is transform(sum(w·v) / sum(w)) overall, per length bucket and per extra test split (perplexity =
 exp of the mean NLL; accuracy the mean). A translation's BLEU and chrF come from its hypotheses and
-references with sacreBLEU. eval.json contributes only what ran (task, model, metric, buckets, seeds),
+references with sacreBLEU, per length bucket too where the folder has the sentences' source lengths
+(examples/source_lengths.txt.gz; a folder published without them is not checked for per-bucket BLEU).
+eval.json contributes only what ran (task, model, metric, buckets, seeds),
 its numbers are replaced. The intervals are recomputed from the outcomes by the code the evaluate stage
 writes them with (significance.one_estimand with recompute), the "vs next" verdicts by the report's
 (tables.build_tables), and every value, interval end and verdict is compared with the published tables:
 exit 0 when all agree (to 1e-6 relative), 1 naming each that does not.
 
 The context-use table (context_use.csv) is recomputed from the probe's outcomes (seed<k>.context.npz) by the
-report's code and compared the same way; a folder published without it is not checked for it. Not re-scored:
-per-bucket BLEU (the published files do not say which length bucket a sentence is in).
+report's code and compared the same way; a folder published without it is not checked for it.
 """
 from __future__ import annotations
 
@@ -90,6 +91,26 @@ def _translation(r: dict, s: dict) -> None:
     s["chrf"] = CHRF().corpus_score(hyps, [refs]).score
     s["interval"] = {k: v for k, v in stats.bleu_interval(hyps, refs, seed=s["seed"]).items() if k in ("lo", "hi")}
     s["chrf_interval"] = {k: v for k, v in stats.chrf_interval(hyps, refs, seed=s["seed"]).items() if k in ("lo", "hi")}
+    lengths = _examples(r) / "source_lengths.txt.gz"
+    if not lengths.exists():
+        return
+    # bucket i holds lengths in (edges[i-1], edges[i]], the last one everything longer: buckets.index's rule
+    edges = r["buckets"]["edges"]
+    bucket = np.minimum(np.searchsorted(edges, np.array([int(n) for n in _lines(lengths)]), side="left"),
+                        len(edges) - 1)
+    if len(bucket) != len(hyps):
+        raise ArtifactError(f"{lengths} has {len(bucket)} lines for {len(hyps)} test sentences")
+    s["per_bucket"], s["per_bucket_interval"] = [], []
+    for b in range(len(edges)):
+        members = np.flatnonzero(bucket == b)
+        if not len(members):
+            s["per_bucket"].append(None)
+            s["per_bucket_interval"].append(None)
+            continue
+        h, t = [hyps[i] for i in members], [refs[i] for i in members]
+        s["per_bucket"].append(BLEU().corpus_score(h, [t]).score)
+        s["per_bucket_interval"].append({k: v for k, v in stats.bleu_interval(h, t, seed=s["seed"]).items()
+                                         if k in ("lo", "hi")})
 
 
 def _same(a, b) -> bool:
@@ -103,6 +124,7 @@ def _same(a, b) -> bool:
 def rescore(dest: Path) -> tuple[int, list[str]]:
     """(numbers compared, differences) between DEST's tables and those recomputed from DEST's outcomes."""
     results = collect(dest / "runs")
+    bleu_by_bucket = {(r["task"], r["model"]): (_examples(r) / "source_lengths.txt.gz").exists() for r in results}
     for r in results:
         recompute(r)
         significance.one_estimand(r, recompute=True)  # eval.json's intervals are not re-scored numbers
@@ -117,8 +139,8 @@ def rescore(dest: Path) -> tuple[int, list[str]]:
         mine = tables[name].set_index(keys)
         for row in published.to_dict("records"):
             key = tuple(row[k] for k in keys)
-            if name == "buckets" and row["metric"] == "bleu":
-                continue  # per-bucket BLEU: not re-scorable from the published files
+            if name == "buckets" and row["metric"] == "bleu" and not bleu_by_bucket.get(key[:2]):
+                continue  # published without the sentences' source lengths: per-bucket BLEU not re-scorable
             if key not in mine.index:
                 differences.append(f"{name}.csv {key}: no such run in {dest / 'runs'}")
                 continue

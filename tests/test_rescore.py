@@ -2,6 +2,7 @@
 (pipeline/publish.py, pipeline/rescore.py), on the committed docs/cpu and on fixtures."""
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def test_translations_rescore_bleu_and_chrf_from_the_published_hypotheses(tmp_pa
                                            "bucket": np.zeros(8, np.int16), "group": np.repeat(np.arange(4), 2).astype(np.int32)})
     write_report(collect(runs), tmp_path / "reports")
     assert main(["publish", str(tmp_path / "pub"), f"runs={runs}", f"reports={tmp_path / 'reports'}"]) == 0
+    assert "no tokenized test split here (`dvc repro tokenize@bible-ende`)" in capsys.readouterr().err
     published = tmp_path / "pub" / "runs" / "bible-ende" / "transformer" / "examples"
     assert sorted(p.name for p in published.iterdir()) == ["seed0.hyp.txt.gz", "seed0.npz", "seed0.ref.txt.gz",
                                                           "seed0.src.txt.gz"]
@@ -94,6 +96,52 @@ def test_translations_rescore_bleu_and_chrf_from_the_published_hypotheses(tmp_pa
     assert main(["rescore", str(tmp_path / "pub")]) == 1
     out = capsys.readouterr().out
     assert "bible-ende/transformer value" in out and "bible-ende/transformer chrf" in out
+
+
+def rescored(out: str) -> int:
+    return int(re.search(r"(\d+) published numbers and verdicts re-scored", out).group(1))
+
+
+def test_per_bucket_bleu_rescores_from_the_published_source_lengths(tmp_path, capsys):
+    """Sentences of 10, 12, 20 and 30 source tokens: buckets 1-16 and 17-32 hold two each; their BLEU and
+    sacreBLEU intervals re-score from the hypotheses once publish has written the source lengths, and a
+    sentence moved to another bucket is named."""
+    hyps = ["Im Anfang schuf Gott die Himmel und Erde.", "Und Gott sprach: Es werde Licht!",
+            "Die Erde war wüst und leer.", "Und es ward Abend und es ward Morgen: der erste Tag."]
+    from sacrebleu.metrics import BLEU
+
+    r = translation_eval("transformer", hyps)
+    per_bucket, per_bucket_interval = [], []
+    for members in ([0, 1], [2, 3]):
+        h, t = [hyps[i] for i in members], [REFERENCES[i] for i in members]
+        per_bucket.append(BLEU().corpus_score(h, [t]).score)
+        found = stats.bleu_interval(h, t, seed=0)
+        per_bucket_interval.append({"lo": found["lo"], "hi": found["hi"]})
+    bleu = stats.bleu_interval(hyps, REFERENCES, seed=0)
+    r["seeds"][0].update(interval={"lo": bleu["lo"], "hi": bleu["hi"]}, count=[2, 2, 0, 0],
+                         per_bucket=per_bucket + [None, None], per_bucket_interval=per_bucket_interval + [None, None])
+    r.update(per_bucket=per_bucket + [None, None], count=[2, 2, 0, 0])
+    runs = write_runs(tmp_path, [r])
+    examples = runs / "bible-ende" / "transformer" / "examples"
+    examples.mkdir()
+    outcomes.save_translations(examples, 0, hyps, REFERENCES, REFERENCES)
+    write_report(collect(runs), tmp_path / "reports")
+    assert main(["publish", str(tmp_path / "pub"), f"runs={runs}", f"reports={tmp_path / 'reports'}"]) == 0
+    buckets = pd.read_csv(tmp_path / "pub" / "buckets.csv")
+    assert buckets[buckets["value"].notna()]["value"].tolist() == pytest.approx(per_bucket)
+    assert main(["rescore", str(tmp_path / "pub")]) == 0
+    without = rescored(capsys.readouterr().out)
+    lengths = tmp_path / "pub" / "runs" / "bible-ende" / "transformer" / "examples" / "source_lengths.txt.gz"
+    lengths.write_bytes(gzip.compress(b"10\n12\n20\n30\n"))
+    assert main(["rescore", str(tmp_path / "pub")]) == 0
+    out = capsys.readouterr().out
+    assert ", 0 differ" in out and rescored(out) == without + 12  # 4 buckets (2 empty) x value, lo, hi
+    lengths.write_bytes(gzip.compress(b"10\n12\n14\n30\n"))  # the third sentence moves to 1-16
+    assert main(["rescore", str(tmp_path / "pub")]) == 1
+    assert "buckets.csv bible-ende/transformer/1-16 value" in capsys.readouterr().out
+    lengths.write_bytes(gzip.compress(b"10\n12\n"))
+    assert main(["rescore", str(tmp_path / "pub")]) == 2
+    assert "has 2 lines for 4 test sentences" in capsys.readouterr().err
 
 
 def test_publish_without_outcomes_is_one_line(tmp_path, capsys):
