@@ -50,3 +50,15 @@ def test_all_padding_segments_leave_the_memory_alone():
     with torch.no_grad():
         new = block.update(mem, k, v, seg_mask)
     assert torch.equal(new[1], mem[1]) and not torch.allclose(new[0], mem[0])
+
+
+def test_flops_are_counted_through_the_memory_as_the_benchmark_counts_them():
+    """The benchmark counts FLOPs under no_grad with torch's FlopCounterMode, whose ModuleTracker hooks every
+    module input that requires grad: an expanded view of the memory parameter made it fail (benchmark@
+    memory-transformer, 2026-12-04). Three segments: qkv and out over every token, plus the memory reads."""
+    from pipeline.measure.flops import forward_flops_per_token
+
+    block = make(causal=True)
+    x = torch.randn(1, 3 * S, D)
+    per_token = forward_flops_per_token(lambda: block(x), block, 3 * S)
+    assert per_token > 2 * (3 * D * D + D * D)  # at least the qkv and out projections of each token

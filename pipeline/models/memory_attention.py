@@ -72,7 +72,9 @@ class MemoryAttention(Block):
         if self.use_rotary:
             q, k = rotary(q), rotary(k)
         key_mask = None if self.causal or mask is None or bool(mask.all()) else mask
-        mem = self.memory_init.expand(B, -1, -1)
+        # repeat, not expand: under no_grad an expanded view of a parameter requires grad without a grad_fn,
+        # which torch's ModuleTracker (FlopCounterMode, the benchmark's FLOP count) cannot hook when passed to qkv
+        mem = self.memory_init.unsqueeze(0).repeat(B, 1, 1)
         M, outs = self.n_memory, []
         for start in range(0, L, self.segment_len):
             seg = slice(start, min(start + self.segment_len, L))
