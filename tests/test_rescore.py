@@ -29,6 +29,12 @@ def test_the_published_cpu_report_rescores_to_its_printed_numbers(capsys):
     assert size < 300_000  # seven runs' outcomes, collapsed per test sequence and length bucket
 
 
+def test_the_published_cpu_full_report_rescores_to_its_printed_numbers(capsys):
+    """docs/cpu-full: three seeds, translation included (BLEU and chrF overall and BLEU per bucket)."""
+    assert main(["rescore", str(ROOT / "docs" / "cpu-full")]) == 0
+    assert "631 published numbers and verdicts re-scored from the outcomes, 0 differ" in capsys.readouterr().out
+
+
 def test_a_changed_outcome_is_named_and_a_missing_one_is_one_line(tmp_path, capsys):
     dest = tmp_path / "cpu"
     shutil.copytree(PUBLISHED, dest)
