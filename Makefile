@@ -45,7 +45,8 @@ repro-full: install
 	$(PY) -m pipeline grid models=lstm tasks=mqar bench=kim-cnn --add
 	$(PY) -m pipeline grid models=conv-transformer tasks=ptb bench=conv-transformer,memory-transformer,ssm-attention --add
 	dvc repro
-	rm -rf docs/cpu-full && mkdir -p docs/cpu-full && cp -r reports/. docs/cpu-full/
+	mkdir -p docs/cpu-full && find docs/cpu-full -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +  # keeps the hand-written README
+	cp -r reports/. docs/cpu-full/
 	$(PY) -m pipeline publish docs/cpu-full
 	git rev-parse HEAD > docs/cpu-full/COMMIT
 
