@@ -20,11 +20,17 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.config import read_params
+from pipeline.paths import PARAMS
+
 OUT = Path(__file__).parent / "results"
 # The budget: 15 minutes on the reference 2-core host, whose fp32 matmul peak reads ~190 GFLOP/s (177-205 over
 # several runs). In minutes x peak GFLOP/s it carries to any host: one with twice the peak has half the minutes.
 BUDGET_MINUTES, REFERENCE_GFLOPS = 15.0, 190.0
 BUDGET_MINUTE_GFLOPS = BUDGET_MINUTES * REFERENCE_GFLOPS
+# Each profile's budget in minutes on the reference host (conf/profile/<profile>.yaml's header): `make repro` runs
+# cpu, `make repro-full` cpu-full; smoke and paper have none here.
+PROFILE_BUDGET_MINUTES = {"cpu": BUDGET_MINUTES, "cpu-full": 120.0}
 STAGE = re.compile(r"Running stage '([^']+)'")
 READINGS = 3  # peak readings before and after the repro each; the host reads 133-170 GFLOP/s idle from one to the next
 SKIPPED = re.compile(r"Stage '([^']+)' didn't change, skipping")
@@ -100,11 +106,21 @@ def table(record: dict) -> str:
     if record.get("skipped"):
         lines += ["", f"Skipped as up to date ({len(record['skipped'])}): {', '.join(record['skipped'])}. `-- --force` "
                       "runs every stage."]
-    lines += ["", f"Total {record['total_s']:.0f} s = {record['minutes']:.1f} min = {record['minute_gflops']:.0f} "
-              f"min·GFLOP/s; budget {BUDGET_MINUTE_GFLOPS:.0f} min·GFLOP/s ({BUDGET_MINUTES:.0f} min at the reference "
-              f"{REFERENCE_GFLOPS:.0f} GFLOP/s), i.e. {record['allowed_minutes']:.1f} min at this host's peak: "
-              f"{'within' if record['minute_gflops'] <= BUDGET_MINUTE_GFLOPS else 'OVER'} budget."]
+    total = f"Total {record['total_s']:.0f} s = {record['minutes']:.1f} min = {record['minute_gflops']:.0f} min·GFLOP/s"
+    profile, budget = record.get("profile", "cpu"), record.get("budget_minute_gflops")
+    if budget is None:
+        lines += ["", f"{total}; the {profile} profile has no time budget here."]
+    else:
+        lines += ["", f"{total}; the {profile} profile's budget {budget:.0f} min·GFLOP/s ({budget / REFERENCE_GFLOPS:.0f} "
+                      f"min at the reference {REFERENCE_GFLOPS:.0f} GFLOP/s), i.e. {record['allowed_minutes']:.1f} min at "
+                      f"this host's peak: {'within' if record['minute_gflops'] <= budget else 'OVER'} budget."]
     return "\n".join(lines) + "\n"
+
+
+def budget_of(profile: str) -> float | None:
+    """The profile's budget in min·GFLOP/s, None for a profile without one."""
+    minutes = PROFILE_BUDGET_MINUTES.get(profile)
+    return None if minutes is None else minutes * REFERENCE_GFLOPS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,13 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     for s in stages:
         s.pop("start")
     minutes = total / 60
+    profile = str(read_params(PARAMS).profile)
+    budget = budget_of(profile)
     record = {"schema": 1, "label": args.label, "date": time.strftime("%Y-%m-%d %H:%M"), "args": extra,
               "exit_code": code, "host": machine, "stages": stages, "skipped": skipped, "total_s": round(total, 1),
               "minutes": round(minutes, 2), "minute_gflops": round(minutes * machine["fp32_peak_gflops"], 0),
-              "budget_minute_gflops": BUDGET_MINUTE_GFLOPS,
-              "allowed_minutes": round(BUDGET_MINUTE_GFLOPS / machine["fp32_peak_gflops"], 2)}
+              "profile": profile, "budget_minute_gflops": budget,
+              "allowed_minutes": None if budget is None else round(budget / machine["fp32_peak_gflops"], 2)}
     OUT.mkdir(parents=True, exist_ok=True)
-    stem = f"repro_budget-{args.label}"
+    # a failed repro keeps its own record: the re-run after the fix does not overwrite what the failure cost
+    stem = f"repro_budget-{args.label}" + (f"-exit{code}" if code else "")
     (OUT / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     (OUT / f"{stem}.md").write_text(table(record))
     print(table(record))

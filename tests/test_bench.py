@@ -32,3 +32,22 @@ def test_a_step_over_the_time_cap_is_null_with_a_reason_and_longer_lengths_are_s
     first, second = json.loads(out.read_text())["models"]["tcn"]["cells"]
     assert first["tokens_per_s"] is None and "--max-step-seconds" in first["reason"]
     assert second["tokens_per_s"] is None and "skipped" in second["reason"]
+
+
+def test_repro_budget_judges_a_run_by_its_own_profiles_budget():
+    """A cpu-full run of 105 min at a peak of 172 GFLOP/s is within cpu-full's 120 minutes (at 190 GFLOP/s), though
+    far over the cpu profile's 15; a profile without a budget says so instead of borrowing one."""
+    from bench import repro_budget
+
+    def record(profile, minutes):
+        budget = repro_budget.budget_of(profile)
+        return {"host": {"cores": 2, "fp32_peak_gflops": 172.0}, "label": profile, "date": "2026-12-04 13:00",
+                "exit_code": 0, "stages": [{"stage": "train@lstm-ptb", "seconds": minutes * 60}], "skipped": [],
+                "total_s": minutes * 60, "minutes": minutes, "minute_gflops": minutes * 172.0, "profile": profile,
+                "budget_minute_gflops": budget, "allowed_minutes": None if budget is None else budget / 172.0}
+
+    assert repro_budget.budget_of("cpu") == 15 * 190 and repro_budget.budget_of("cpu-full") == 120 * 190
+    assert "the cpu-full profile's budget 22800 min·GFLOP/s (120 min" in repro_budget.table(record("cpu-full", 105.0))
+    assert "within budget" in repro_budget.table(record("cpu-full", 105.0))
+    assert "OVER budget" in repro_budget.table(record("cpu", 20.0))
+    assert "the smoke profile has no time budget here" in repro_budget.table(record("smoke", 1.0))
