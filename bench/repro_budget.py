@@ -27,7 +27,6 @@ OUT = Path(__file__).parent / "results"
 # The budget: 15 minutes on the reference 2-core host, whose fp32 matmul peak reads ~190 GFLOP/s (177-205 over
 # several runs). In minutes x peak GFLOP/s it carries to any host: one with twice the peak has half the minutes.
 BUDGET_MINUTES, REFERENCE_GFLOPS = 15.0, 190.0
-BUDGET_MINUTE_GFLOPS = BUDGET_MINUTES * REFERENCE_GFLOPS
 # Each profile's budget in minutes on the reference host (conf/profile/<profile>.yaml's header): `make repro` runs
 # cpu, `make repro-full` cpu-full; smoke and paper have none here.
 PROFILE_BUDGET_MINUTES = {"cpu": BUDGET_MINUTES, "cpu-full": 120.0}

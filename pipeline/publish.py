@@ -27,11 +27,10 @@ table likewise sums each (block of consecutive targets, context bucket) before i
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 import sys
 from pathlib import Path
-
-import json
 
 import numpy as np
 import pandas as pd
