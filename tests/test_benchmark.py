@@ -5,7 +5,7 @@ import math
 import pytest
 
 from pipeline.config import ConfigError, load
-from pipeline.measure import sweep
+from pipeline.measure import scaling, sweep
 
 SMOKE = ["profile=smoke", "bench.threads=1"]
 
@@ -100,9 +100,15 @@ def test_decode_is_fitted_from_its_own_start_with_an_iqr_per_context():
     decode = sweep.measure_decode(model, [32, 64, 128], cfg, device)
     assert [c["window"] for c in decode["cells"]] == [32, sweep.DECODE_WINDOW, sweep.DECODE_WINDOW]
     assert all(0 <= c["latency_iqr_ms"] and c["latency_ms"] > 0 for c in decode["cells"])
+    # every context timed again in each round, from the state saved DECODE_ROUND_TOKENS tokens before it
+    assert decode["rounds"] == sweep.DECODE_ROUNDS == 5
+    assert all(len(c["rounds_ms"]) == 5 and c["round_tokens"] == sweep.DECODE_ROUND_TOKENS for c in decode["cells"])
+    assert all(c["latency_ms"] == sorted(c["rounds_ms"])[2] and c["stream_latency_ms"] > 0 for c in decode["cells"])
     claim = model.backbone.complexity
     own = sweep.fit_all([], decode, claim, cfg.bench.fit_min_len, cfg.bench.decode_fit_min_len)["decode_latency"]
     assert own["fit"]["points"] == 3 and own["fit"]["lengths"] == [32, 128] and own["claimed"] == 0
+    assert own["fit"]["rounds"] == 5  # the interval over the rounds' slopes, widened by DECODE_SLOPE_SD
+    assert own["fit"]["hi"] - own["fit"]["lo"] >= 2 * 1.96 * scaling.DECODE_SLOPE_SD
     assert sweep.fit_all([], decode, claim, cfg.bench.fit_min_len)["decode_latency"]["fit"] is None  # 128 alone
 
 
@@ -179,3 +185,30 @@ def test_adaptive_timing_calls_once_per_run_and_stops_on_a_steady_median():
     calls.clear()
     slow = adaptive_timing(lambda: calls.append(time.sleep(0.06)), torch.device("cpu"), max_run_time=0.1)
     assert slow["runs"] == len(calls) == 2
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_decode_round_continues_from_the_saved_state_exactly():
+    """A round restores a copy of the state saved before context n, so the tokens it generates are the ones
+    the generation produced there (greedy decoding is deterministic): the round times the same work."""
+    import torch
+
+    cfg = smoke_cfg("transformer")
+    model, _, device, _ = _model(cfg)
+    generated = []
+    step = model.backbone.step
+
+    def recording(x_t, state):
+        y, state = step(x_t, state)
+        generated.append(model.head(y).argmax(-1).item())
+        return y, state
+
+    model.backbone.step = recording
+    decode = sweep.measure_decode(model, [32, 64], cfg, device, rounds_count=2)
+    first, rounds = generated[:64], generated[64:]
+    assert decode["tokens_generated"] == 64 and len(rounds) == 2 * 2 * sweep.DECODE_ROUND_TOKENS
+    window = {32: first[16:32], 64: first[48:64]}
+    chunks = [rounds[i:i + 16] for i in range(0, len(rounds), 16)]
+    assert all(chunk in (window[32], window[64]) for chunk in chunks)
+    assert chunks.count(window[32]) == chunks.count(window[64]) == 2 or window[32] == window[64]
+    assert torch.is_grad_enabled()

@@ -1,5 +1,6 @@
 """Exponent fits, claim verdicts, crossovers and cap predictions (pipeline/measure/scaling.py)."""
 import math
+import random
 
 import numpy as np
 import pytest
@@ -155,3 +156,35 @@ def test_a_transformer_below_12d_is_judged_against_its_flop_count():
     assert near.startswith("matches")
     assert scaling.cost_model_verdict({**measured, "points": 3}, predicted).startswith("inconclusive (3 points)")
     assert scaling.cost_model_verdict(measured, None) == "—"
+
+
+def test_rounds_cancel_a_drift_that_a_single_pass_reads_as_growth():
+    """A fixed-state decoder (true exponent 0) on a host that slows down 60% over the run: timed in one pass
+    the late (long) contexts come out slow; timed in interleaved rounds each round shares the drift."""
+    contexts = [256, 512, 1024, 2048, 4096]
+    rng = random.Random(1)
+    one_pass = [1.0 * (1 + 0.6 * i / 4) for i in range(5)]  # context i timed at time i
+    fit = scaling.fit_exponent(contexts, one_pass, 256)
+    assert fit["exponent"] > 0.15  # the drift, read as growth with n
+    # 5 rounds, each round later and slower than the one before, each context with 2% noise
+    rounds = [[1.0 * (1 + 0.15 * r) * (1 + rng.gauss(0, 0.02)) for r in range(5)] for _ in contexts]
+    fit = scaling.fit_exponent_over_rounds(contexts, rounds, 256)
+    assert fit["rounds"] == 5 and len(fit["slopes"]) == 5 and fit["points"] == 5
+    assert fit["lo"] < 0 < fit["hi"] and fit["hi"] - fit["lo"] < 0.1
+    assert scaling.verdict(fit, 0) == "holds"
+    # the mean of the rounds' slopes is the slope of their mean log cost (least squares is linear)
+    assert fit["exponent"] == pytest.approx(sum(fit["slopes"]) / 5)
+    wide = scaling.fit_exponent_over_rounds(contexts, rounds, 256, between_sd=scaling.DECODE_SLOPE_SD)
+    assert wide["exponent"] == fit["exponent"] and wide["hi"] - wide["lo"] > 2 * scaling.Z95 * scaling.DECODE_SLOPE_SD
+
+
+def test_rounds_recover_a_kv_cache_slope_and_its_spread():
+    contexts = [256, 512, 1024, 2048, 4096]
+    rng = random.Random(2)
+    rounds = [[0.5 * n ** 1.0 * math.exp(rng.gauss(0, 0.05)) for _ in range(7)] for n in contexts]
+    fit = scaling.fit_exponent_over_rounds(contexts, rounds)
+    assert fit["lo"] < 1.0 < fit["hi"] and scaling.verdict(fit, 1) == "holds"
+    # one round: the residual interval of the one curve; a context below min_len is left out
+    one = scaling.fit_exponent_over_rounds(contexts, [r[:1] for r in rounds], 512)
+    assert one["points"] == 4 and "rounds" not in one
+    assert scaling.fit_exponent_over_rounds(contexts[:2], [[1.0], [1.0]], 512) is None

@@ -19,6 +19,10 @@ sequence (4·n²·d without the mask) beside about 24·n·d² on projections and
 yet n² below n ≈ 12·d, and a slope between 1 and 2 there is what its FLOP count predicts, not a
 shortfall of the claim (cost_model_verdict).
 
+Decode latency is timed in interleaved rounds (pipeline/measure/sweep.py), and its exponent is the mean
+of the rounds' slopes with a t-interval over them, widened by the slope's measured sd between processes
+(fit_exponent_over_rounds, DECODE_SLOPE_SD).
+
 A crossover length is named only where the ratio of the two models' costs is resolved on both sides of
 it: its 95% interval, from each cell's own spread and the run-to-run spread of a cell's time
 (TIMING_SD), lies above 1 below the crossover and below 1 from it on.
@@ -72,6 +76,33 @@ def fit_exponent(lengths: Sequence[float], costs: Sequence[Optional[float]], min
         lo, hi = slope - half, slope + half
     return {"exponent": slope, "lo": lo, "hi": hi, "points": len(pts),
             "lengths": [int(pts[0][0]), int(pts[-1][0])], "r2": r2}
+
+
+def fit_exponent_over_rounds(lengths: Sequence[float], rounds: Sequence[Sequence[float]],
+                             min_len: float = 0, between_sd: float = 0.0) -> Optional[dict]:
+    """The exponent from repeated rounds of timings that each visited every length (rounds[i][r]: length
+    i in round r): the mean of the rounds' least-squares slopes, with the 95% t-interval over those slopes
+    on rounds - 1 degrees of freedom. A drift of the host shared by one round moves its level, not its
+    slope, and what is left varies from round to round, so the interval measures it. The mean of the
+    slopes is the slope of the rounds' mean log cost (least squares is linear in y). Returns
+    fit_exponent's dict over that mean curve with this exponent and interval, plus "rounds" and
+    "slopes"; with one round, fit_exponent's own residual interval. `between_sd` is the sd of the slope
+    between processes (DECODE_SLOPE_SD), which the rounds of one process cannot see; it widens the interval
+    as an independent normal term."""
+    kept = [(n, [float(v) for v in r]) for n, r in zip(lengths, rounds)
+            if n >= min_len and r and all(v > 0 and not math.isnan(v) for v in r)]
+    if len(kept) < 2:
+        return None
+    k = min(len(r) for _, r in kept)
+    ns = [n for n, _ in kept]
+    mean_curve = [math.exp(sum(math.log(v) for v in r[:k]) / k) for _, r in kept]
+    fit = fit_exponent(ns, mean_curve)
+    if k < 2:
+        return fit
+    slopes = [fit_exponent(ns, [r[j] for _, r in kept])["exponent"] for j in range(k)]
+    mean = sum(slopes) / k
+    half = math.hypot(t975(k - 1) * float(np.std(slopes, ddof=1)) / math.sqrt(k), Z95 * between_sd)
+    return {**fit, "exponent": mean, "lo": mean - half, "hi": mean + half, "rounds": k, "slopes": slopes}
 
 
 def local_exponents(lengths: Sequence[float], costs: Sequence[Optional[float]]) -> list[dict]:
@@ -157,6 +188,11 @@ def cost_model_verdict(fit: Optional[dict], predicted: Optional[dict], tolerance
 # ratio of two models' cells (two processes) moves from run to run. Measured on two runs of the same
 # code, docs/verdict-stability.md. Peak memory is exact from run to run (sd 0).
 TIMING_SD = 0.15
+# The sd of a decode exponent between benchmark processes on the same host, beyond the spread of one
+# process's interleaved rounds: the Transformer's KV-cache slope over 256-4K read 0.40, 0.31 and 0.41 in
+# three processes whose own intervals were ±0.04-0.09 (sd of the three 0.055; fixed-state models 0.01-0.02).
+# Measured by bench/decode_stability.py, docs/verdict-stability.md.
+DECODE_SLOPE_SD = 0.05
 Z95 = 1.96
 
 

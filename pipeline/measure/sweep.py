@@ -21,9 +21,13 @@ n, and anything that grows with n is the architecture's own n-dependence. Per ce
 
 Decoding is one greedy generation at batch 1 through the backbone's recurrent `step` (KV cache for
 attention, a fixed-size state for RNNs, SSMs, RWKV and linear attention), `bench.max_len` tokens
-long; the latency at context n is the median wall time of the DECODE_WINDOW tokens generated just
-before the context reached n (with their IQR). Its exponent is fitted from `bench.decode_fit_min_len`
-(default `bench.fit_min_len`): the one generation gives every context, so more fitted points cost nothing.
+long. The state reached DECODE_ROUND_TOKENS tokens before each context n is saved, and after the
+generation every context is timed again in DECODE_ROUNDS rounds, each visiting the contexts in a
+fresh random order from a copy of its saved state: the latency at n is the median over rounds of each
+round's median step time (with their IQR). Timed in one pass, n = 4K came last, and a host slowing
+down during the pass read as growth with n (Mamba's exponent −0.01, −0.07 and 0.18 in three runs). The
+exponent is fitted from `bench.decode_fit_min_len` (default `bench.fit_min_len`) in each round, and its
+interval is the t-interval of the rounds' slopes (scaling.fit_exponent_over_rounds).
 
 A cell never ends the sweep by failing: running out of memory (on CPU, past `bench.max_mem_gb` of
 live tensors: pipeline/measure/memory.py) is recorded as `oom`, a call slower than
@@ -33,7 +37,9 @@ Longer cells after an oom or timeout are skipped: at a fixed token count cost on
 """
 from __future__ import annotations
 
+import copy
 import os
+import random
 import statistics
 import time
 from typing import Optional
@@ -52,7 +58,9 @@ from pipeline.models import registry
 from pipeline.models.base import count_params
 from pipeline.models.sizing import build_sized
 
-DECODE_WINDOW = 64  # tokens whose median latency is the cell's: 16 let one OS hiccup read as a 1.7x step
+DECODE_WINDOW = 64  # the generation's own reading at n: the median of this many tokens before n
+DECODE_ROUND_TOKENS = 16  # tokens timed per context in each round; the round's reading is their median
+DECODE_ROUNDS = 5  # a t-interval over 5 rounds' slopes; the rounds add 5 x 16 steps per context
 # Per-sequence costs fitted against the family's claimed exponents: (fit key, cell key, claim); a
 # cell's cost is divided by its batch, except the fixed-batch series, which is one sequence already.
 FITTED = (("train_time", "train_s", "time"), ("infer_time", "infer_s", "time"),
@@ -244,11 +252,27 @@ def run_cells(model: BenchLM, cfg: Config, device: torch.device, peak_flops: flo
 
 
 @torch.no_grad()
-def measure_decode(model: BenchLM, contexts: list[int], cfg: Config, device: torch.device) -> dict:
-    """Greedy generation at batch 1 through `step`, up to the longest context (or the time cap)."""
+def measure_decode(model: BenchLM, contexts: list[int], cfg: Config, device: torch.device,
+                  rounds_count: int = DECODE_ROUNDS) -> dict:
+    """Greedy generation at batch 1 through `step`, up to the longest context (or the time cap), then
+    DECODE_ROUNDS timing rounds: each restores, for every context reached in a fresh random order,
+    a copy of the state saved DECODE_ROUND_TOKENS tokens before it and times those tokens again."""
     backbone = model.backbone
     if not getattr(backbone, "has_step", False):
         return {"status": "no recurrent form (decoding would re-run forward on the prefix)", "cells": []}
+
+    def timed_step(token, state):
+        t0 = time.perf_counter()
+        y, state = backbone.step(model.embed(token), state)
+        token = model.head(y).argmax(-1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return token, state, time.perf_counter() - t0
+
+    resume: dict[int, list[int]] = {}  # tokens generated -> the contexts timed from there in the rounds
+    for c in contexts:
+        resume.setdefault(max(c - DECODE_ROUND_TOKENS, 0), []).append(c)
+    saved: dict[int, tuple] = {}
     model.eval()
     try:
         state = backbone.init_state(1, device)
@@ -256,27 +280,38 @@ def measure_decode(model: BenchLM, contexts: list[int], cfg: Config, device: tor
         times: list[float] = []
         start = time.perf_counter()
         while len(times) < max(contexts) and time.perf_counter() - start < cfg.bench.cell_timeout_s:
-            t0 = time.perf_counter()
-            y, state = backbone.step(model.embed(token), state)
-            token = model.head(y).argmax(-1)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - t0)
+            for c in resume.get(len(times), []):
+                saved[c] = (len(times), copy.deepcopy(state), token.clone())
+            token, state, dt = timed_step(token, state)
+            times.append(dt)
+        reached = [c for c in contexts if len(times) >= c]
+        rounds: dict[int, list[float]] = {c: [] for c in reached}
+        order = random.Random(0)
+        for _ in range(rounds_count):
+            for c in order.sample(reached, len(reached)):
+                at, state, token = saved[c][0], copy.deepcopy(saved[c][1]), saved[c][2]
+                step_times = []
+                for _ in range(c - at):
+                    token, state, dt = timed_step(token, state)
+                    step_times.append(dt)
+                rounds[c].append(statistics.median(step_times) * 1e3)
     finally:
         model.train()
     cells, elapsed = [], 0.0
     cumulative = [elapsed := elapsed + t for t in times]
     for c in contexts:
-        window = times[max(0, c - DECODE_WINDOW):c]
-        if len(times) >= c:
-            q1, _, q3 = statistics.quantiles(window, n=4) if len(window) > 1 else (window[0],) * 3
-            cells.append({"context": c, "status": "ok", "latency_ms": statistics.median(window) * 1e3,
-                          "latency_iqr_ms": (q3 - q1) * 1e3, "window": len(window),
-                          "sequence_s": cumulative[c - 1]})  # the whole sequence, token by token
-        else:
+        if c not in rounds:
             cells.append({"context": c, "status": "timeout",
                           "detail": f"generated {len(times)} tokens in bench.cell_timeout_s={cfg.bench.cell_timeout_s:g}"})
-    return {"status": "ok", "tokens_generated": len(times), "cells": cells}
+            continue
+        stream = times[max(0, c - DECODE_WINDOW):c]
+        q1, _, q3 = statistics.quantiles(rounds[c], n=4) if len(rounds[c]) > 1 else (rounds[c][0],) * 3
+        cells.append({"context": c, "status": "ok", "latency_ms": statistics.median(rounds[c]),
+                      "latency_iqr_ms": q3 - q1, "rounds_ms": rounds[c], "round_tokens": c - saved[c][0],
+                      # the one generation's own reading: the median of the DECODE_WINDOW tokens before c
+                      "stream_latency_ms": statistics.median(stream) * 1e3, "window": len(stream),
+                      "sequence_s": cumulative[c - 1]})  # the whole sequence, token by token
+    return {"status": "ok", "tokens_generated": len(times), "rounds": rounds_count, "cells": cells}
 
 
 def parallel_speedup(cells: list[dict], decode: dict) -> list[dict]:
@@ -302,13 +337,17 @@ def fit_all(cells: list[dict], decode: dict, claim, min_len: int, decode_min_len
         out[key] = _fit(lengths, costs, claimed, min_len)
     dec = [c for c in decode.get("cells", []) if c["status"] == "ok"]
     claimed = None if claim is None else claim.decode_exponent
+    # results written before the rounds existed carry one reading per context
+    rounds = [c["rounds_ms"] for c in dec] if dec and all("rounds_ms" in c for c in dec) else None
     out["decode_latency"] = _fit([c["context"] for c in dec], [c["latency_ms"] for c in dec], claimed,
-                                 decode_min_len or min_len)
+                                 decode_min_len or min_len, rounds)
     return out
 
 
-def _fit(lengths: list[int], costs: list[float], claimed, min_len: int) -> dict:
-    fit = scaling.fit_exponent(lengths, costs, min_len)
+def _fit(lengths: list[int], costs: list[float], claimed, min_len: int,
+         rounds: Optional[list[list[float]]] = None) -> dict:
+    fit = scaling.fit_exponent(lengths, costs, min_len) if rounds is None else \
+        scaling.fit_exponent_over_rounds(lengths, rounds, min_len, scaling.DECODE_SLOPE_SD)
     local = scaling.local_exponents(lengths, costs)
     return {"fit": fit, "local": local, "claimed": claimed, "verdict": scaling.verdict(fit, claimed, local=local)}
 

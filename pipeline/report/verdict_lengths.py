@@ -79,7 +79,8 @@ def cell_log_sd(cell: dict, key: str) -> float:
     """The sd of log(cost) of one cell's `key`: timings from their median, IQR and number of runs with the
     run-to-run floor (scaling.log_sd); peak memory is exact from run to run."""
     if key == "decode":
-        return scaling.log_sd(cell["latency_ms"], cell.get("latency_iqr_ms"), cell.get("window"))
+        runs = len(cell["rounds_ms"]) if "rounds_ms" in cell else cell.get("window")  # older results: one pass
+        return scaling.log_sd(cell["latency_ms"], cell.get("latency_iqr_ms"), runs)
     if key.endswith("_s"):
         stem = key[:-2]
         return scaling.log_sd(cell[key], cell.get(f"{stem}_iqr_s"), cell.get(f"{stem}_runs"))
