@@ -188,3 +188,15 @@ def test_rounds_recover_a_kv_cache_slope_and_its_spread():
     one = scaling.fit_exponent_over_rounds(contexts, [r[:1] for r in rounds], 512)
     assert one["points"] == 4 and "rounds" not in one
     assert scaling.fit_exponent_over_rounds(contexts[:2], [[1.0], [1.0]], 512) is None
+
+
+def test_a_time_fit_carries_the_between_process_sd():
+    """Four cells on a perfect n^1.25 line: one process's residuals say ±0, but the slope moves ~0.065 between
+    runs (an LSTM's 1.21-1.28 'does not hold' in one run, 1.15-1.21 in the next), so the interval must too."""
+    costs = [n ** 1.25 for n in LENGTHS[-4:]]
+    tight = scaling.fit_exponent(LENGTHS[-4:], costs, 1024)
+    assert tight["hi"] - tight["lo"] < 1e-9 and scaling.verdict(tight, 1) == "does not hold"
+    wide = scaling.fit_exponent(LENGTHS[-4:], costs, 1024, between_sd=scaling.TIME_SLOPE_SD)
+    assert wide["exponent"] == pytest.approx(1.25)
+    assert wide["hi"] - wide["lo"] == pytest.approx(2 * scaling.Z95 * scaling.TIME_SLOPE_SD)
+    assert scaling.verdict(wide, 1).startswith("inconclusive")

@@ -38,6 +38,7 @@ import numpy as np
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
          10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
 CLAIM_TOLERANCE = 0.2
+Z95 = 1.96
 MIN_POINTS = 4  # a slope with its interval from fewer lengths is no evidence either way
 # The exponent each claimed one is meant to rule out: constant vs linear (decode per token: fixed state vs
 # KV cache), linear vs quadratic (time and memory per sequence), quadratic vs linear.
@@ -51,11 +52,14 @@ def t975(dof: int) -> float:
     return _T975[max(known)] if dof <= 30 else 1.96
 
 
-def fit_exponent(lengths: Sequence[float], costs: Sequence[Optional[float]], min_len: float = 0) -> Optional[dict]:
+def fit_exponent(lengths: Sequence[float], costs: Sequence[Optional[float]], min_len: float = 0,
+                 between_sd: float = 0.0) -> Optional[dict]:
     """Slope of log(cost) vs log(n) over points with n >= min_len and a positive cost.
 
     Returns {"exponent", "lo", "hi", "points", "lengths": [first, last], "r2"} or None when fewer
-    than two points remain. With exactly two points the interval is unbounded (lo/hi None)."""
+    than two points remain. With exactly two points the interval is unbounded (lo/hi None).
+    `between_sd` is the slope's sd between processes (TIME_SLOPE_SD for timings): the residuals of one
+    process's cells cannot see a drift over its sweep, so it widens the interval as an independent term."""
     pts = [(float(n), float(c)) for n, c in zip(lengths, costs)
            if c is not None and not math.isnan(float(c)) and float(c) > 0 and n >= min_len]
     if len(pts) < 2:
@@ -72,7 +76,7 @@ def fit_exponent(lengths: Sequence[float], costs: Sequence[Optional[float]], min
     lo = hi = None
     if dof > 0:
         se = math.sqrt(float((resid ** 2).sum()) / dof / sxx)
-        half = t975(dof) * se
+        half = math.hypot(t975(dof) * se, Z95 * between_sd)
         lo, hi = slope - half, slope + half
     return {"exponent": slope, "lo": lo, "hi": hi, "points": len(pts),
             "lengths": [int(pts[0][0]), int(pts[-1][0])], "r2": r2}
@@ -193,7 +197,11 @@ TIMING_SD = 0.15
 # three processes whose own intervals were ±0.04-0.09 (sd of the three 0.055; fixed-state models 0.01-0.02).
 # Measured by bench/decode_stability.py, docs/verdict-stability.md.
 DECODE_SLOPE_SD = 0.05
-Z95 = 1.96
+# The sd of a time exponent (train, inference, batch-1 train; 1K-8K) between benchmark runs on the same
+# host: 0.065 as the rms over 6 models x 3 series of each one's sd across 5 runs (0.02-0.16), where one
+# run's own interval was often ±0.01-0.04: the cells of a sweep are timed one length after another, so a
+# drift of the host bends the slope. docs/verdict-stability.md.
+TIME_SLOPE_SD = 0.065
 
 
 def log_sd(median: float, iqr: Optional[float] = None, runs: Optional[int] = None, floor: Optional[float] = None) -> float:

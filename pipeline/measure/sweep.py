@@ -334,7 +334,9 @@ def fit_all(cells: list[dict], decode: dict, claim, min_len: int, decode_min_len
         lengths = [c["length"] for c in have]
         costs = [c[cell_key] / (1 if cell_key in PER_SEQUENCE else c["batch"]) for c in have]
         claimed = None if claim is None else getattr(claim, f"{claim_key}_exponent")
-        out[key] = _fit(lengths, costs, claimed, min_len)
+        # timed series: widened by the exponent's sd between processes; peak memory is exact from run to run
+        between = scaling.TIME_SLOPE_SD if cell_key.endswith("_s") or cell_key.endswith("_batch1") else 0.0
+        out[key] = _fit(lengths, costs, claimed, min_len, between_sd=between)
     dec = [c for c in decode.get("cells", []) if c["status"] == "ok"]
     claimed = None if claim is None else claim.decode_exponent
     # results written before the rounds existed carry one reading per context
@@ -345,8 +347,8 @@ def fit_all(cells: list[dict], decode: dict, claim, min_len: int, decode_min_len
 
 
 def _fit(lengths: list[int], costs: list[float], claimed, min_len: int,
-         rounds: Optional[list[list[float]]] = None) -> dict:
-    fit = scaling.fit_exponent(lengths, costs, min_len) if rounds is None else \
+         rounds: Optional[list[list[float]]] = None, between_sd: float = 0.0) -> dict:
+    fit = scaling.fit_exponent(lengths, costs, min_len, between_sd) if rounds is None else \
         scaling.fit_exponent_over_rounds(lengths, rounds, min_len, scaling.DECODE_SLOPE_SD)
     local = scaling.local_exponents(lengths, costs)
     return {"fit": fit, "local": local, "claimed": claimed, "verdict": scaling.verdict(fit, claimed, local=local)}
