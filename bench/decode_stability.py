@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 from itertools import combinations
@@ -40,7 +39,7 @@ def one_process(model: str, profile: str) -> dict:
     contexts = [n for n in sweep.sweep_lengths(cfg) if n <= (cfg.bench.decode_max_len or cfg.bench.max_len)]
     decode = sweep.measure_decode(bench_model, contexts, cfg, device)
     claim = bench_model.backbone.complexity.decode_exponent
-    min_len = cfg.bench.decode_fit_min_len or cfg.bench.fit_min_len
+    min_len = decode_fit_min_len(profile)
     ok = [c for c in decode["cells"] if c["status"] == "ok"]
     n = [c["context"] for c in ok]
     # the rounds' own interval, without the between-process term the benchmark adds (it was measured here)
@@ -56,26 +55,28 @@ def overlap(a: dict, b: dict) -> bool:
     return a["lo"] <= b["hi"] and b["lo"] <= a["hi"]
 
 
-def with_between_process_sd(fit: dict) -> dict:
-    """The rounds' fit widened by scaling.DECODE_SLOPE_SD, as the benchmark stage writes it."""
-    from pipeline.measure import scaling
+def decode_fit_min_len(profile: str) -> int:
+    from pipeline.config import load
 
-    half = math.hypot((fit["hi"] - fit["lo"]) / 2, scaling.Z95 * scaling.DECODE_SLOPE_SD)
-    return {**fit, "lo": fit["exponent"] - half, "hi": fit["exponent"] + half}
+    bench = load(["model=lstm", f"profile={profile}"], task_bound=False).bench
+    return bench.decode_fit_min_len or bench.fit_min_len
 
 
 DESIGNS = {"one_pass": "one pass (before)", "rounds": "interleaved rounds",
            "benchmark": "rounds + between-process sd (the benchmark's)"}
 
 
-def summarise(runs: dict[str, list[dict]]) -> list[dict]:
+def summarise(runs: dict[str, list[dict]], profile: str) -> list[dict]:
     from pipeline.measure import scaling
 
+    min_len = decode_fit_min_len(profile)
     rows = []
     for model, procs in runs.items():
         for design in DESIGNS:
-            if design == "benchmark":
-                fits = [with_between_process_sd(p["rounds"]["fit"]) for p in procs]
+            if design == "benchmark":  # the rounds' fit as the benchmark stage writes it
+                fits = [scaling.fit_exponent_over_rounds([c["context"] for c in p["cells"]],
+                                                         [c["rounds_ms"] for c in p["cells"]], min_len,
+                                                         scaling.DECODE_SLOPE_SD) for p in procs]
                 verdicts = [scaling.verdict(f, p["claimed"]) for f, p in zip(fits, procs)]
             else:
                 fits = [p[design]["fit"] for p in procs]
@@ -127,7 +128,7 @@ def main(argv=None) -> None:
 
 
 def write(runs: dict[str, list[dict]], profile: str, processes: int) -> None:
-    rows = summarise(runs)
+    rows = summarise(runs, profile)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json").write_text(json.dumps({"profile": profile, "processes": processes,
                                                     "summary": rows, "runs": runs}, indent=1) + "\n")

@@ -51,3 +51,22 @@ def test_repro_budget_judges_a_run_by_its_own_profiles_budget():
     assert "within budget" in repro_budget.table(record("cpu-full", 105.0))
     assert "OVER budget" in repro_budget.table(record("cpu", 20.0))
     assert "the smoke profile has no time budget here" in repro_budget.table(record("smoke", 1.0))
+
+
+def test_decode_stability_fits_one_process_both_ways_and_compares_processes():
+    """bench.decode_stability: one (in-process, smoke-sized) decode measurement fitted as the old one pass
+    and as the benchmark's rounds; the benchmark's interval adds the between-process sd to the rounds' own."""
+    from bench import decode_stability
+    from pipeline.measure import scaling
+
+    one = decode_stability.one_process("lstm", "smoke")
+    assert [c["context"] for c in one["cells"]] == [32, 64, 128] and one["claimed"] == 0
+    assert all(len(c["rounds_ms"]) == 5 for c in one["cells"])
+    assert one["rounds"]["fit"]["rounds"] == 5 and one["one_pass"]["fit"]["points"] == 3
+    rows = decode_stability.summarise({"lstm": [one, one]}, "smoke")
+    assert [r["design"] for r in rows] == ["one_pass", "rounds", "benchmark"]
+    assert all(r["pairs"] == 1 and r["pairs_overlapping"] == 1 for r in rows)  # a process overlaps itself
+    bench_fit = scaling.fit_exponent_over_rounds([32, 64, 128], [c["rounds_ms"] for c in one["cells"]], 32,
+                                                 scaling.DECODE_SLOPE_SD)
+    assert bench_fit["hi"] - bench_fit["lo"] >= 2 * scaling.Z95 * scaling.DECODE_SLOPE_SD
+    assert rows[2]["fits"][0] == f"{bench_fit['exponent']:+.2f} [{bench_fit['lo']:+.2f}, {bench_fit['hi']:+.2f}]"
