@@ -51,10 +51,6 @@ def one_process(model: str, profile: str) -> dict:
             "one_pass": {"fit": one_pass, "verdict": scaling.verdict(one_pass, claim)}}
 
 
-def overlap(a: dict, b: dict) -> bool:
-    return a["lo"] <= b["hi"] and b["lo"] <= a["hi"]
-
-
 def decode_fit_min_len(profile: str) -> int:
     from pipeline.config import load
 
@@ -68,6 +64,7 @@ DESIGNS = {"one_pass": "one pass (before)", "rounds": "interleaved rounds",
 
 def summarise(runs: dict[str, list[dict]], profile: str) -> list[dict]:
     from pipeline.measure import scaling
+    from pipeline.report.significance import apart
 
     min_len = decode_fit_min_len(profile)
     rows = []
@@ -85,7 +82,7 @@ def summarise(runs: dict[str, list[dict]], profile: str) -> list[dict]:
             rows.append({"model": model, "design": design,
                          "fits": [f"{f['exponent']:+.2f} [{f['lo']:+.2f}, {f['hi']:+.2f}]" for f in fits],
                          "verdicts": [v.split(" (")[0] for v in verdicts],
-                         "pairs_overlapping": sum(overlap(fits[i], fits[j]) for i, j in pairs),
+                         "pairs_overlapping": sum(not apart(fits[i], fits[j]) for i, j in pairs),
                          "pairs": len(pairs)})
     return rows
 
