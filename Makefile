@@ -36,6 +36,15 @@ repro: install
 # selective copying, the conv + attention hybrid on PTB and three hybrids in the length sweep, over FULL_SEEDS.
 # Run it in its own clone: it rewrites params.yaml, dvc.yaml and dvc.lock. Its report is copied to docs/cpu-full/
 # with the commit it ran from; `python -m pipeline publish docs/cpu-full` adds the outcomes `rescore` checks.
+# The report of this clone's run to docs/<folder>/ with what its numbers came from (`rescore` checks them) and
+# the commit it ran from; the folder's hand-written README.md is kept.
+define publish_report
+	mkdir -p docs/$(1) && find docs/$(1) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	cp -r reports/. docs/$(1)/
+	$(PY) -m pipeline publish docs/$(1)
+	git rev-parse HEAD > docs/$(1)/COMMIT
+endef
+
 FULL_SEEDS ?= 0,1,2
 repro-full: install
 	$(PY) -m pipeline grid profile=cpu-full seeds=$(FULL_SEEDS) models=lstm,transformer,kim-cnn tasks=rt --add
@@ -45,10 +54,7 @@ repro-full: install
 	$(PY) -m pipeline grid models=lstm tasks=mqar bench=kim-cnn --add
 	$(PY) -m pipeline grid models=conv-transformer tasks=ptb bench=conv-transformer,memory-transformer,ssm-attention --add
 	dvc repro
-	mkdir -p docs/cpu-full && find docs/cpu-full -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +  # keeps the hand-written README
-	cp -r reports/. docs/cpu-full/
-	$(PY) -m pipeline publish docs/cpu-full
-	git rev-parse HEAD > docs/cpu-full/COMMIT
+	$(call publish_report,cpu-full)
 
 # Quality at long lengths, under the cpu-full profile's settings, over LONG_SEEDS (one by default: its claims
 # are then "suggested"): MQAR as Zoology draws it at 64 -> 256 tokens (tested to 512) for attention and three
@@ -60,10 +66,7 @@ repro-long: install
 	$(PY) -m pipeline grid models=transformer,lstm,mamba tasks=ptb-long --add
 	$(PY) -m pipeline grid models=transformer,mamba,s4d tasks=selcopy-long --add
 	dvc repro
-	mkdir -p docs/cpu-long && find docs/cpu-long -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +  # keeps the hand-written README
-	cp -r reports/. docs/cpu-long/
-	$(PY) -m pipeline publish docs/cpu-long
-	git rev-parse HEAD > docs/cpu-long/COMMIT
+	$(call publish_report,cpu-long)
 
 # One stage and what it needs, e.g. make stage S=train@lstm-ptb: its missing or stale inputs first (never
 # `dvc repro -s` alone, which deletes the stage's outputs and then fails when an input is missing); FORCE=1
