@@ -436,8 +436,8 @@ def test_length_extrapolation_table_csv_and_metrics(breadth):
                 assert by.loc[(model, split), "value"] == pytest.approx(s["overall"])
 
     section = md_section((out / "report.md").read_text(), "mqar", "Length extrapolation")
-    assert table_row(section, "model \\ length")[1:] == [f"{TRAIN_LEN} (train)", f"{2 * TRAIN_LEN} (2×)",
-                                                         f"{4 * TRAIN_LEN} (4×)"]
+    assert table_row(section, "model \\ length")[1:] == [f"{TRAIN_LEN} (trained)", f"{2 * TRAIN_LEN} (2× trained)",
+                                                         f"{4 * TRAIN_LEN} (4× trained)"]
     for model, r in synthetic.items():
         values = [r["seeds"][0]["overall"], r["extrapolation"]["test_2x"]["overall"],
                   r["extrapolation"]["test_4x"]["overall"]]
@@ -484,7 +484,7 @@ def test_missing_optional_fields_render_as_dash(tmp_path: Path):
     assert "lstm greedy" in decoding and "transformer —" in decoding
     assert "No sample translations" in md_section(md, "bible-ende", "Sample translations")
     section = md_section(md, "mqar", "Length extrapolation")
-    assert table_row(section, "model \\ length")[1] == "? (train)"
+    assert table_row(section, "model \\ length")[1] == "?"
     assert table_row(section, "transformer")[2] == "—"
     assert "mqar/transformer/acc_test_2x" not in json.loads((tmp_path / "reports" / "summary.json").read_text())
 
@@ -600,3 +600,18 @@ def test_tied_is_never_printed_beside_intervals_that_are_apart(tmp_path: Path):
     assert significance.vs_next([a, b]) == {"a": "tied", "b": ""}
     a["overall_interval"], b["overall_interval"] = {"lo": 0.72, "hi": 0.75}, {"lo": 0.66, "hi": 0.69}  # by hand
     assert significance.vs_next([a, b]) == {"a": "unresolved", "b": ""}
+
+
+def test_extrapolation_columns_mark_every_trained_length():
+    """mqar-long trains on a 64 / 128 / 256 mixture: its 128- and 256-token splits are inside the training
+    range (not "2x" and "4x"), and only the 512-token split is beyond it."""
+    from pipeline.report.markdown import _extrapolation_label
+    from pipeline.report.tables import trained_lengths
+
+    mixture = {"config": {"task": {"max_len": 256, "synthetic": {"seq_len": 64, "train_lengths": [64, 128, 256]}}}}
+    single = {"config": {"task": {"max_len": 256, "synthetic": {"seq_len": 256}}}}
+    assert trained_lengths(mixture) == [64, 128, 256] and trained_lengths(single) == [256]
+    assert [_extrapolation_label(n, [64, 128, 256]) for n in (64, 128, 256, 512)] == \
+        ["64 (trained)", "128 (trained)", "256 (trained)", "512 (2× trained)"]
+    assert [_extrapolation_label(n, [256]) for n in (256, 512, 1024)] == \
+        ["256 (trained)", "512 (2× trained)", "1024 (4× trained)"]

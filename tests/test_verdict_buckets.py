@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline import outcomes
-from pipeline.report.verdict_lengths import bucket_verdict_rows, leaders
+from pipeline.report.verdict_lengths import bucket_verdict_rows, leaders, with_length_splits
 from test_report import make_eval
 from test_verdict import LINEAR, make_bench
 
@@ -85,3 +85,37 @@ def test_quality_vs_throughput_has_one_panel_per_joined_bucket(tmp_path):
     for r in bench:
         r["cells"] = [c for c in r["cells"] if c["length"] != 128]
     assert quality_throughput_plot("rt", *args, bench, tmp_path / "other", 30) is None
+
+
+def test_longer_test_splits_fill_the_buckets_beyond_the_trained_length(tmp_path):
+    """A synthetic task trained at 128 and tested at 256 (test_2x): the 129-256 bucket gets a verdict row from
+    the longer split, paired on that split's outcomes; a pairs sweep split at the same length does not count."""
+    edges, labels = [16, 32, 64, 128, 256], ["1-16", "17-32", "33-64", "65-128", "129-256"]
+    # at 128 all three are right on 90%; at 256 only c keeps it (a and b fall to 55%)
+    right = {"short": np.arange(400) % 10 != 0, "long": np.arange(400) % 20 < 11}
+    long_right = {"a": right["long"], "b": right["long"], "c": right["short"]}
+    out = []
+    for model in ("a", "b", "c"):
+        r = make_eval("selcopy", model, [(0.9, [None, None, None, 0.9])], kind="recall", metric="acc", higher=True,
+                      baseline=("chance", 1 / 16), count=[0, 0, 0, 400])
+        r["buckets"] = {"edges": edges, "labels": labels, "unit": "sequence length"}
+        r["seeds"][0].update(per_bucket=[None, None, None, 0.9, None], count=[0, 0, 0, 400, 0])
+        r.update(per_bucket=[None, None, None, 0.9, None], count=[0, 0, 0, 400, 0])
+        acc_long = float(long_right[model].mean())
+        r["extrapolation"] = {"test_2x": {"length": 256, "examples": 400, "overall": acc_long},
+                              "test_8pairs": {"length": 256, "num_pairs": 8, "examples": 400, "overall": 0.01}}
+        run = tmp_path / "runs" / "selcopy" / model
+        for split, values, bucket in (("", right["short"], 3), (".test_2x", long_right[model], 4)):
+            outcomes.save(run / "examples" / f"seed0{split}.npz", {
+                "values": values.astype(np.float32), "weights": np.ones(400, np.float32),
+                "bucket": np.full(400, bucket, np.int16), "group": np.arange(400, dtype=np.int32)})
+        r["_path"] = str(run / "eval.json")
+        out.append(r)
+    folded = with_length_splits(out[2])
+    assert folded["per_bucket"][4] == pytest.approx(0.9) and folded["count"][4] == 400
+    assert folded["bucket_split"] == {4: "test_2x"} and out[2]["per_bucket"][4] is None  # a copy, not in place
+    rows = bucket_verdict_rows(out, _bench(a=5e-6, b=5e-6, c=5e-6)).set_index("bucket")
+    assert list(rows.index) == ["65–128", "129–256"]
+    assert rows.loc["65–128", "most accurate"] == "a 0.900 ≈ b 0.900 ≈ c 0.900 (tied)"
+    # c beats a on the 256-token split's own examples: one seed, so "suggested"
+    assert rows.loc["129–256", "most accurate"] == "c 0.900 (suggested, one seed)"

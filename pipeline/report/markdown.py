@@ -17,7 +17,7 @@ from pipeline.report import context_use
 from pipeline.report.significance import ESTIMAND
 from pipeline.report.format import (SAMPLES_PER_MODEL, _is_nan, _num, fmt_mb, fmt_metric, fmt_receptive_field, fmt_si,
                                     md_table, md_text)
-from pipeline.report.tables import AT_CHANCE, CHANCE_ABS_MARGIN, CHANCE_REL_MARGIN
+from pipeline.report.tables import AT_CHANCE, CHANCE_ABS_MARGIN, CHANCE_REL_MARGIN, trained_lengths
 
 
 def render_markdown(results: list[dict], tables: dict[str, pd.DataFrame], plots: dict[str, dict[str, Path]],
@@ -124,12 +124,13 @@ def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame
     extrapolation = tables["extrapolation"][tables["extrapolation"]["task"] == task]
     if len(extrapolation):
         out += ["### Length extrapolation", "",
-                f"Test {metric} at the training length and on splits generated longer, evaluated untruncated "
+                f"Test {metric} at the lengths trained at (marked `trained`: one length, or each of a training mixture) and on splits "
+                f"generated longer, evaluated untruncated "
                 f"(95% intervals as in the summary):", "",
-                _extrapolation_md(extrapolation, summary), ""]
+                _extrapolation_md(extrapolation, summary, trained_lengths(results[0])), ""]
         if (extrapolation["sweep"] == "pairs").any():
             out += ["### Recall vs number of key-value pairs", "",
-                    f"Test {metric} of the models trained at the column marked `train`, on splits of the same "
+                    f"Test {metric} of the models trained at the column marked `train` (at that length), on splits of the same "
                     "length generated with fewer and more key-value pairs (after Zoology, Arora et al. 2023, Fig. 2: "
                     "a fixed-size recurrent state must hold every pair, attention looks them up). Up to the trained "
                     "count this measures capacity; beyond it, transfer to longer key-value lists than any seen in "
@@ -226,12 +227,12 @@ def fmt_decoding(decoding: Optional[dict]) -> Optional[str]:
     return ", ".join(parts)
 
 
-def _extrapolation_md(extrapolation: pd.DataFrame, summary: pd.DataFrame) -> str:
-    """model x length (train, 2x, 4x, ...) with 95% intervals, and an examples row."""
+def _extrapolation_md(extrapolation: pd.DataFrame, summary: pd.DataFrame, trained: list[int]) -> str:
+    """model x length (trained, 2x trained, ...) with 95% intervals, and an examples row."""
     length = extrapolation[extrapolation["sweep"] == "length"]
     cols = length.drop_duplicates("split")[["split", "length"]].values.tolist()
     cols.sort(key=lambda c: _num(c[1]))
-    header = ["model \\ length", *[_extrapolation_label(split, n) for split, n in cols]]
+    header = ["model \\ length", *[_extrapolation_label(n, trained) for _, n in cols]]
     return _sweep_md(length, summary, header, [s for s, _ in cols])
 
 
@@ -258,13 +259,15 @@ def _sweep_md(rows_of: pd.DataFrame, summary: pd.DataFrame, header: list[str], s
     return md_table(header, rows)
 
 
-def _extrapolation_label(split: str, length: Any) -> str:
-    """'128 (train)', '256 (2×)' from the split names the tokenizer writes (test, test_<k>x)."""
-    n = "?" if _is_nan(_num(length)) else str(int(length))
-    if split == "test":
-        return f"{n} (train)"
-    factor = split.removeprefix("test_").removesuffix("x")
-    return f"{n} ({factor}×)" if factor.isdigit() else f"{n} ({split})"
+def _extrapolation_label(length: Any, trained: list[int]) -> str:
+    """'128 (trained)' for a length the model trained at (one, or one of a mixture), '512 (2× trained)' beyond
+    the longest; the split names (test_2x, ...) count from the test split, not from what was trained."""
+    if _is_nan(_num(length)):
+        return "?"
+    n = int(length)
+    if n in trained or not trained:
+        return f"{n} (trained)" if trained else str(n)
+    return f"{n} ({n / max(trained):g}× trained)" if n > max(trained) else f"{n} (shorter than trained)"
 
 
 def _buckets_md(buckets: pd.DataFrame, summary: pd.DataFrame) -> str:

@@ -86,10 +86,14 @@ def one_estimand(result: dict, recompute: bool = False) -> None:
 def in_bucket(a: dict, b: dict, bucket: int) -> str:
     """"better" | "suggested" | "tied" | "worse" | "not paired": run `a` against run `b` on the test examples
     of one length bucket (paired, with Welch t over seeds), for the verdict's per-bucket winner; a difference
-    found with one seed on either side is only "suggested"."""
+    found with one seed on either side is only "suggested". A bucket filled from a longer test split
+    (verdict_lengths.with_length_splits) is tested on that split's outcomes."""
     if a["metric"] == "bleu":
         return "not paired"
-    oa, ob = outcomes_of(a), outcomes_of(b)
+    split = (a.get("bucket_split") or {}).get(bucket, "")
+    if split != (b.get("bucket_split") or {}).get(bucket, ""):
+        return "not paired"
+    oa, ob = outcomes_of(a, split), outcomes_of(b, split)
     if not _pairs(oa, ob):
         return "not paired"
     keep = oa["bucket"] == bucket

@@ -236,6 +236,17 @@ def _extrapolation_rows(r: dict) -> list[dict]:
     return [{"task": r["task"], "model": r["model"], **row} for row in rows]
 
 
+def trained_lengths(r: dict) -> list[int]:
+    """Every sequence length the model trained at: the generator's mixture (synthetic.train_lengths, e.g.
+    mqar-long's 64 / 128 / 256), each cut to task.max_len, else the one trained_length."""
+    task = (r.get("config") or {}).get("task") or {}
+    mixture = (task.get("synthetic") or {}).get("train_lengths") or []
+    cut = task.get("max_len")
+    lengths = sorted({min(int(n), int(cut)) if cut else int(n) for n in mixture})
+    one = trained_length(r)
+    return lengths or ([one] if one else [])
+
+
 def trained_length(r: dict) -> Optional[int]:
     """Sequence length the model trained at: the generator's seq_len, cut to task.max_len at batching."""
     task = (r.get("config") or {}).get("task") or {}

@@ -3,7 +3,7 @@ and the cost leaders from the benchmark (verdict_rows; pipeline/report/verdict.p
 first table), and one verdict per task and bucket with quality and cost side by side (bucket_verdict_rows).
 
 For every bucket of a task that has both a quality number (eval.json, two or more models with enough
-examples) and benchmark cells at its upper edge n for those models: the most accurate model or the set
+examples; a synthetic task's longer test splits fill the buckets its test split leaves empty: with_length_splits) and benchmark cells at its upper edge n for those models: the most accurate model or the set
 statistically tied with it (the report's paired bootstrap, significance.in_bucket), and among that set the
 fastest to train, fastest at inference, lowest decode latency and leanest train step, each judged on the
 95% interval of the cost ratio (timing spread and run-to-run floor, scaling.ratio_interval; memory is
@@ -118,12 +118,36 @@ def _bench_cell(bench: list[dict], length: int, key: str, lower_is_better: bool,
     return f"{best} {fmt(value)} {unit} ({value / second:.2f}× {runner})"
 
 
+def with_length_splits(r: dict) -> dict:
+    """The run with its longer test splits (a synthetic task's test_2x, test_4x, ...: eval.json's `extrapolation`
+    entries that have a length and no pairs count) as the quality of the buckets its test split leaves empty, so
+    a task trained at 256 tokens and tested at 512 and 1,024 has verdict rows there. `bucket_split` maps each
+    filled bucket to its split, whose per-example outcomes the paired test then uses (significance.in_bucket)."""
+    edges = r["buckets"]["edges"]
+    splits = [(name, s) for name, s in sorted((r.get("extrapolation") or {}).items())
+              if s.get("length") and not s.get("num_pairs") and s.get("overall") is not None]
+    if not splits:
+        return r
+    out = {**r, "per_bucket": list(r["per_bucket"]), "count": list(r["count"]),
+           "per_bucket_interval": list(r.get("per_bucket_interval") or [None] * len(edges)), "bucket_split": {}}
+    for name, s in splits:
+        i = next((k for k, edge in enumerate(edges) if s["length"] <= edge), None)
+        if i is None or out["count"][i]:
+            continue  # beyond the last bucket, or the test split has examples there: those are the bucket's
+        interval = s.get("interval") or {}
+        out["per_bucket"][i], out["per_bucket_interval"][i] = float(s["overall"]), interval or None
+        out["count"][i] = int(interval.get("n") or s.get("examples") or 0)
+        out["bucket_split"][i] = name
+    return out
+
+
 def _bucket_interval(r: dict, index: int) -> dict | None:
     return (r.get("per_bucket_interval") or [None] * (index + 1))[index]
 
 
 def verdict_rows(results: list[dict], bench: list[dict], min_examples: int = MIN_BUCKET_EXAMPLES) -> pd.DataFrame:
     """One row per length (every task bucket edge and every benchmarked length)."""
+    results = [with_length_splits(r) for r in results]
     tasks = sorted({r["task"] for r in results})
     lengths = sorted({e for r in results for e in r["buckets"]["edges"]} |
                      {c["length"] for r in bench for c in r["cells"]})
@@ -271,6 +295,7 @@ def bucket_verdict_rows(results: list[dict], bench: list[dict], min_examples: in
     """One row per task and bucket with both quality (two or more models) and benchmark cells at its edge."""
     columns = ["task", "length", "bucket", "most accurate", *[c for c, *_ in COSTS], "verdict"]
     rows = []
+    results = [with_length_splits(r) for r in results]
     bench_lengths = {c["length"] for r in bench for c in r["cells"]}
     for task in sorted({r["task"] for r in results}):
         mine = [r for r in results if r["task"] == task]
