@@ -603,7 +603,7 @@ def test_tied_is_never_printed_beside_intervals_that_are_apart(tmp_path: Path):
 
 
 def test_extrapolation_columns_mark_every_trained_length():
-    """mqar-long trains on a 64 / 128 / 256 mixture: its 128- and 256-token splits are inside the training
+    """A model trained on a mixture of lengths (as Zoology trains MQAR, 64 / 128 / 256): its 128- and 256-token splits are inside the training
     range (not "2x" and "4x"), and only the 512-token split is beyond it."""
     from pipeline.report.markdown import _extrapolation_label
     from pipeline.report.tables import trained_lengths
