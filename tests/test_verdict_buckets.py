@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline import outcomes
-from pipeline.report.verdict_lengths import bucket_verdict_rows, leaders, with_length_splits
+from pipeline.report.verdict_lengths import bucket_verdict_rows, leaders, length_split_bucket_rows, with_length_splits
 from test_report import make_eval
 from test_verdict import LINEAR, make_bench
 
@@ -119,3 +119,7 @@ def test_longer_test_splits_fill_the_buckets_beyond_the_trained_length(tmp_path)
     assert rows.loc["65–128", "most accurate"] == "a 0.900 ≈ b 0.900 ≈ c 0.900 (tied)"
     # c beats a on the 256-token split's own examples: one seed, so "suggested"
     assert rows.loc["129–256", "most accurate"] == "c 0.900 (suggested, one seed)"
+    # the quality vs throughput panels get the same bucket (write.py adds these rows to the buckets table)
+    extra = length_split_bucket_rows(out)
+    assert sorted(extra["model"]) == ["a", "b", "c"] and set(extra["bucket"]) == {"129-256"}
+    assert set(extra["split"]) == {"test_2x"} and extra.set_index("model").loc["a", "value"] == pytest.approx(0.55)

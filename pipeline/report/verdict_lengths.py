@@ -141,6 +141,21 @@ def with_length_splits(r: dict) -> dict:
     return out
 
 
+def length_split_bucket_rows(results: list[dict]) -> pd.DataFrame:
+    """The buckets that with_length_splits fills, as rows of the report's buckets table (tables.BUCKET_COLUMNS'
+    names), for the quality vs throughput panels to show what the verdict table does."""
+    rows = []
+    for r in results:
+        folded = with_length_splits(r)
+        for i, split in (folded.get("bucket_split") or {}).items():
+            interval = folded["per_bucket_interval"][i] or {}
+            rows.append({"task": r["task"], "model": r["model"], "bucket": r["buckets"]["labels"][i],
+                         "bucket_hi": int(r["buckets"]["edges"][i]), "unit": r["buckets"].get("unit"),
+                         "metric": r["metric"], "value": folded["per_bucket"][i], "count": folded["count"][i],
+                         "lo": interval.get("lo"), "hi": interval.get("hi"), "split": split})
+    return pd.DataFrame(rows)
+
+
 def _bucket_interval(r: dict, index: int) -> dict | None:
     return (r.get("per_bucket_interval") or [None] * (index + 1))[index]
 
@@ -322,7 +337,9 @@ def bucket_verdict_md(rows: pd.DataFrame) -> list[str]:
     keep = [c for c in rows.columns if c not in ("length",)]
     return ["### Verdict per length bucket: quality and cost side by side", "",
             "For each task's bucket that the benchmark also measured (at its upper edge n, same budget): the most "
-            "accurate model, or every model the paired bootstrap cannot tell from it; among those, the cost leaders, "
+            "accurate model, or every model the paired bootstrap cannot tell from it (a synthetic task's buckets "
+            "longer than its test split are its longer test splits, models trained shorter: see its length "
+            "extrapolation table); among those, the cost leaders, "
             "each with the ratio to the next and its 95% interval (timings: each cell's spread with the run-to-run "
             f"floor, sd {scaling.TIMING_SD:g} in log; memory is exact), 'A ≈ B (within timing noise)' where the "
             "interval includes 1. The verdict joins quality with train throughput over all of the task's models: "

@@ -26,6 +26,8 @@ import json
 from pathlib import Path
 from typing import Iterable, Optional
 
+import pandas as pd
+
 from pipeline.report.files import write_text
 from pipeline.report.format import MIN_BUCKET_EXAMPLES
 from pipeline.report import significance, verdict, verdict_plots
@@ -34,6 +36,7 @@ from pipeline.report.plots import plot_task
 from pipeline.report.tables import add_bench_memory, build_tables, flat_metrics, summary_backbone_memory
 from pipeline.report.plot_data import write_plot_data
 from pipeline.report.tracking import WandbTarget, log_to_wandb
+from pipeline.report.verdict_lengths import length_split_bucket_rows
 
 def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
                  wandb: Optional[WandbTarget] = None, bench: Optional[list[dict]] = None,
@@ -50,11 +53,15 @@ def write_report(results: list[dict], out_dir: Path, *, experiment: str = "",
     tables["summary"] = summary_backbone_memory(tables["summary"], tables["speed"])
     plots = {task: plot_task(task, tables, out_dir / "plots") for task in tables["summary"]["task"].unique()}
     verdict_plots_ = verdict_plots.scaling_plots(verdict.bench_table(bench), out_dir / "plots") if bench else {}
+    # the buckets a longer test split fills count in the quality vs throughput panels, as in the verdict table
+    split_buckets = length_split_bucket_rows(results)
+    with_split_buckets = pd.concat([tables["buckets"], split_buckets], ignore_index=True) if len(split_buckets) \
+        else tables["buckets"]
     for task in tables["summary"]["task"].unique():
         path = verdict_plots.pareto_plot(task, tables["summary"], out_dir / "plots")
         if path is not None:
             verdict_plots_[f"pareto_{task}"] = path
-        path = verdict_plots.quality_throughput_plot(task, tables["summary"], tables["buckets"], bench,
+        path = verdict_plots.quality_throughput_plot(task, tables["summary"], with_split_buckets, bench,
                                                      out_dir / "plots", MIN_BUCKET_EXAMPLES)
         if path is not None:
             verdict_plots_[f"quality_vs_throughput_{task}"] = path
