@@ -124,13 +124,14 @@ def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame
     extrapolation = tables["extrapolation"][tables["extrapolation"]["task"] == task]
     if len(extrapolation):
         out += ["### Length extrapolation", "",
-                f"Test {metric} at the lengths trained at (marked `trained`: one length, or each of a training mixture) and on splits "
-                f"generated longer, evaluated untruncated "
+                f"Test {metric} at the lengths trained at (marked `trained`: one length, or each of a training "
+                f"mixture) and on splits generated longer, evaluated untruncated "
                 f"(95% intervals as in the summary):", "",
                 _extrapolation_md(extrapolation, summary, trained_lengths(results[0])), ""]
         if (extrapolation["sweep"] == "pairs").any():
             out += ["### Recall vs number of key-value pairs", "",
-                    f"Test {metric} of the models trained at the column marked `train` (at that length), on splits of the same "
+                    f"Test {metric} of the models trained at the column marked `train` (at that length), on splits "
+                    "of the same "
                     "length generated with fewer and more key-value pairs (after Zoology, Arora et al. 2023, Fig. 2: "
                     "a fixed-size recurrent state must hold every pair, attention looks them up). Up to the trained "
                     "count this measures capacity; beyond it, transfer to longer key-value lists than any seen in "

@@ -87,7 +87,8 @@ def in_bucket(a: dict, b: dict, bucket: int) -> str:
     """"better" | "suggested" | "tied" | "worse" | "not paired": run `a` against run `b` on the test examples
     of one length bucket (paired, with Welch t over seeds), for the verdict's per-bucket winner; a difference
     found with one seed on either side is only "suggested". A bucket filled from a longer test split
-    (verdict_lengths.with_length_splits) is tested on that split's outcomes."""
+    (verdict_lengths.with_length_splits) is tested on all of that split's outcomes, as its value is the split's
+    overall metric (MQAR's queries sit at every position of a sequence, not only in the last bucket)."""
     if a["metric"] == "bleu":
         return "not paired"
     split = (a.get("bucket_split") or {}).get(bucket, "")
@@ -96,7 +97,7 @@ def in_bucket(a: dict, b: dict, bucket: int) -> str:
     oa, ob = outcomes_of(a, split), outcomes_of(b, split)
     if not _pairs(oa, ob):
         return "not paired"
-    keep = oa["bucket"] == bucket
+    keep = oa["bucket"] == bucket if not split else np.ones(oa["bucket"].shape, bool)
     if not keep.any():
         return "not paired"
     r = stats.paired_bootstrap(oa["values"][:, keep], ob["values"][:, keep], weights=oa["weights"][keep],

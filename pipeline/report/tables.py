@@ -238,7 +238,7 @@ def _extrapolation_rows(r: dict) -> list[dict]:
 
 def trained_lengths(r: dict) -> list[int]:
     """Every sequence length the model trained at: the generator's mixture (synthetic.train_lengths, e.g.
-    mqar-long's 64 / 128 / 256), each cut to task.max_len, else the one trained_length."""
+    mqar-long's 64 and 128), each cut to task.max_len, else the one trained_length."""
     task = (r.get("config") or {}).get("task") or {}
     mixture = (task.get("synthetic") or {}).get("train_lengths") or []
     cut = task.get("max_len")

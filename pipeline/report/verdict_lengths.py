@@ -3,7 +3,8 @@ and the cost leaders from the benchmark (verdict_rows; pipeline/report/verdict.p
 first table), and one verdict per task and bucket with quality and cost side by side (bucket_verdict_rows).
 
 For every bucket of a task that has both a quality number (eval.json, two or more models with enough
-examples; a synthetic task's longer test splits fill the buckets its test split leaves empty: with_length_splits) and benchmark cells at its upper edge n for those models: the most accurate model or the set
+examples; a synthetic task's longer test splits fill the buckets its test split leaves empty:
+with_length_splits) and benchmark cells at its upper edge n for those models: the most accurate model or the set
 statistically tied with it (the report's paired bootstrap, significance.in_bucket), and among that set the
 fastest to train, fastest at inference, lowest decode latency and leanest train step, each judged on the
 95% interval of the cost ratio (timing spread and run-to-run floor, scaling.ratio_interval; memory is
