@@ -58,15 +58,15 @@ repro-full: install
 
 # Quality at long lengths, under the cpu-full profile's settings, over LONG_SEEDS (one by default: its claims
 # are then "suggested"): MQAR as Zoology draws it at 64 and 128 tokens (tested to 512) for attention and three
-# fixed-state models, PTB at a 1,024-token context, Wikipedia bytes at a 2,048-byte context (with the conv +
-# attention hybrid), and selective copying at 256 (tested to 1,024); every model of a task in the length sweep.
+# fixed-state models, PTB at a 1,024-token context, Wikipedia bytes at a 2,048-byte context, and selective
+# copying at 256 (tested to 1,024); every model of a task in the length sweep.
 # Run it in its own clone; its report is copied to docs/cpu-long/.
 LONG_SEEDS ?= 0
 repro-long: install
 	$(PY) -m pipeline grid profile=cpu-full seeds=$(LONG_SEEDS) models=transformer,lstm,mamba,linear-transformer tasks=mqar-long bench=transformer,lstm,mamba,linear-transformer,s4d
 	$(PY) -m pipeline grid models=transformer,lstm,mamba tasks=ptb-long --add
 	$(PY) -m pipeline grid models=transformer,mamba,s4d tasks=selcopy-long --add
-	$(PY) -m pipeline grid models=transformer,lstm,mamba,conv-transformer tasks=wiki-bytes bench=conv-transformer --add
+	$(PY) -m pipeline grid models=transformer,lstm,mamba tasks=wiki-bytes --add
 	dvc repro
 	$(call publish_report,cpu-long)
 
