@@ -131,8 +131,7 @@ def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame
         if (extrapolation["sweep"] == "pairs").any():
             out += ["### Recall vs number of key-value pairs", "",
                     f"Test {metric} of the models trained at the column marked `train` (at that length), on splits "
-                    "of the same "
-                    "length generated with fewer and more key-value pairs (after Zoology, Arora et al. 2023, Fig. 2: "
+                    "of the same length generated with fewer and more key-value pairs (after Zoology, Arora et al. 2023, Fig. 2: "
                     "a fixed-size recurrent state must hold every pair, attention looks them up). Up to the trained "
                     "count this measures capacity; beyond it, transfer to longer key-value lists than any seen in "
                     "training, which attention does not get for free either (Zoology trains on a mixture of counts: "
@@ -266,8 +265,10 @@ def _extrapolation_label(length: Any, trained: list[int]) -> str:
     if _is_nan(_num(length)):
         return "?"
     n = int(length)
-    if n in trained or not trained:
-        return f"{n} (trained)" if trained else str(n)
+    if not trained:
+        return str(n)
+    if n in trained:
+        return f"{n} (trained)"
     return f"{n} ({n / max(trained):g}× trained)" if n > max(trained) else f"{n} (shorter than trained)"
 
 

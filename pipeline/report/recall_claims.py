@@ -74,6 +74,12 @@ def _floor(r: dict) -> float:
     return float((r.get("baseline") or {}).get("value") or 0.0)
 
 
+def _not_learned(r: dict) -> list[str]:
+    """The evidence and verdict cells of a claim about a run that stayed at the no-recall floor."""
+    return [f"{r['model']} {_value(r)}; floor {fmt_metric(_floor(r))}",
+            f"not tested: {r['model']} did not learn the task (within {LEARNED_MARGIN} of the floor)"]
+
+
 def learned(r: dict) -> bool:
     iv = r.get("overall_interval") or {}
     lo = iv.get("lo") if iv.get("lo") is not None else r["overall"]
@@ -115,8 +121,7 @@ def mqar_rows(task: str, runs: list[dict]) -> list[list[str]]:
         best = attention[0]
         claim = f"{task}: attention solves multi-query recall (Zoology: near 100%; here ≥ {SOLVED})"
         if not learned(best):  # at the floor: this training budget, not attention, is what was measured
-            rows.append([claim, f"{best['model']} {_value(best)}; floor {fmt_metric(_floor(best))}",
-                         f"not tested: {best['model']} did not learn the task (within {LEARNED_MARGIN} of the floor)"])
+            rows.append([claim, *_not_learned(best)])
         else:
             iv = best.get("overall_interval") or {}
             lo, hi = (None if v is None else _clip(best["metric"], v) for v in (iv.get("lo"), iv.get("hi")))
@@ -127,8 +132,7 @@ def mqar_rows(task: str, runs: list[dict]) -> list[list[str]]:
         for r in fixed:
             if not learned(r):  # at the no-recall floor: a gap to attention says nothing about its state
                 rows.append([f"{task}: a fixed-state recurrence stays far below attention at equal size",
-                             f"{r['model']} {_value(r)}; floor {fmt_metric(_floor(r))}",
-                             f"not tested: {r['model']} did not learn the task (within {LEARNED_MARGIN} of the floor)"])
+                             *_not_learned(r)])
                 continue
             c = significance.compare(r, best)
             verdict = "not paired" if c is None else _margin(c, -1, "holds", "below, not far", "below, margin unresolved",
