@@ -58,8 +58,8 @@ repro-full: install
 
 # Quality at long lengths, under the cpu-full profile's settings, over LONG_SEEDS (one by default: its claims
 # are then "suggested"): MQAR as Zoology draws it at 64 and 128 tokens (tested to 512) for attention and three
-# fixed-state models, PTB at a 1,024-token context, Wikipedia bytes at a 2,048-byte context, and selective
-# copying at 256 (tested to 1,024); every model of a task in the length sweep.
+# fixed-state models, PTB at a 1,024-token context, Wikipedia bytes at a 2,048-byte context, selective
+# copying at 256 (tested to 1,024) and Pang & Lee reviews at 1,024 tokens; every model of a task in the length sweep.
 # Run it in its own clone; its report is copied to docs/cpu-long/.
 LONG_SEEDS ?= 0
 repro-long: install
@@ -67,6 +67,7 @@ repro-long: install
 	$(PY) -m pipeline grid models=transformer,lstm,mamba tasks=ptb-long --add
 	$(PY) -m pipeline grid models=transformer,mamba,s4d tasks=selcopy-long --add
 	$(PY) -m pipeline grid models=transformer,lstm,mamba tasks=wiki-bytes --add
+	$(PY) -m pipeline grid models=kim-cnn,transformer,mamba tasks=pl-reviews-long bench=kim-cnn --add
 	dvc repro
 	$(call publish_report,cpu-long)
 

@@ -90,6 +90,13 @@ class Layout:
                 keys += _keys_in(self.profile[part][name], stage, f"{part}.{name}.")
         return keys
 
+    def report_keys(self, tasks: list[str], models: list[str]) -> list[str]:
+        """The profile keys the report reads: the common part and the grid's own task and model entries. Not
+        the whole file: a task outside this grid (a `make repro-long` one) may change without staling it."""
+        keys = [k for k in self.profile if k not in ("tasks", "models")]
+        return keys + [f"{part}.{name}" for part, names in (("tasks", tasks), ("models", models))
+                       for name in dict.fromkeys(names) if _present(self.profile, f"{part}.{name}")]
+
     def filler(self, stage: str) -> str:
         """A key of the profile that fills an instance's unused slots (DVC counts it once)."""
         return (self.common_keys(stage) or [str(next(iter(self.profile.keys())))])[0]
@@ -171,11 +178,11 @@ def stages(params) -> tuple[dict, dict]:
               "python -m pipeline benchmark model=${key}", [], [{"conf/model/${key}.yaml": None}, {layout.trainer_path: None}],
               [{"results/bench/${key}.json": {"cache": False}}])
     results = [f"runs/{t}/{m}/{f}" for m, t in runs.values() for f in ("eval.json", "speed.json", "curve.csv", "examples")]
+    report_profile = layout.report_keys(tasks, [*(m for m, _ in runs.values()), *bench])
     out["report"] = {
         "cmd": "python -m pipeline report",
-        "deps": [*results, *[f"results/bench/{m}.json" for m in bench], "conf/config.yaml", layout.profile_path,
-                 *_code("report")],
-        "params": PARAMS_KEYS["report"],
+        "deps": [*results, *[f"results/bench/{m}.json" for m in bench], "conf/config.yaml", *_code("report")],
+        "params": [*PARAMS_KEYS["report"], *([{layout.profile_path: report_profile}] if report_profile else [])],
         "outs": [{f"reports/{name}": {"cache": False}} for name in
                  ("report.md", "summary.json", "plots", "plot_data", *(f"{t}.csv" for t in REPORT_TABLES))],
         "metrics": [{"reports/metrics.json": {"cache": False}}]}  # every run's test metric: pipeline/stages/report.py

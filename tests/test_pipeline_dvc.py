@@ -123,6 +123,22 @@ def test_editing_code_or_configs_outside_the_grid_reruns_nothing(smoke_repo):
             p.write_text(text)
 
 
+def test_a_profile_entry_of_a_task_outside_the_grid_stales_nothing(smoke_repo):
+    """The report depends on the profile's common part and the grid's own entries, not on the whole file: the
+    settings of a task that another grid runs (`make repro-long`'s, kept in the same profile) leave it current."""
+    repo, env, _ = smoke_repo
+    path = repo / "conf" / "profile" / "smoke.yaml"
+    original = path.read_text()
+    try:
+        path.write_text(original.replace("tasks:\n", "tasks:\n  mqar:\n    trainer: {max_epochs: 3}\n"))
+        assert "mqar" in path.read_text()
+        assert json.loads(run(["dvc", "status", "--json"], repo, env)) == {}
+        path.write_text(original.replace("  log_every_n_steps: 2", "  log_every_n_steps: 3"))
+        assert "report" in json.loads(run(["dvc", "status", "--json"], repo, env))  # its common part does
+    finally:
+        path.write_text(original)
+
+
 def test_notebook_runs_on_the_results(smoke_repo):
     import nbformat
     from nbclient import NotebookClient
