@@ -49,15 +49,21 @@ def inspect(run_dir: Path) -> dict:
     """`wandb leet inspect` (wandb >= 0.31) of an offline run directory, read without uploading: its
     --summary (config, summary, tags, name, state) plus `run_group`, `job_type` from the run record and
     `history`, the keys of every history row."""
+    import os
     import subprocess
     import sys
+    import tempfile
 
     def leet(*args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", *args, str(run_dir)],
-                              capture_output=True, text=True, check=True).stdout
+        return subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", *args, str(Path(run_dir).resolve())],
+                              capture_output=True, text=True, check=True, cwd=scratch,
+                              env={**os.environ, "WANDB_DIR": scratch}).stdout
 
-    out = json.loads(leet("--summary", "--json"))
-    records = [json.loads(line) for line in leet("--json").splitlines() if line.startswith("{")]
+    # The wandb CLI appends a debug log to ./wandb/ when that folder exists (a checkout that ran `make repro`
+    # has one): run it in a scratch folder, so the tests leave the working tree as they found it.
+    with tempfile.TemporaryDirectory(prefix="wandb-cli-") as scratch:
+        out = json.loads(leet("--summary", "--json"))
+        records = [json.loads(line) for line in leet("--json").splitlines() if line.startswith("{")]
     run = next(r["run"] for r in records if r["type"] == "run")
     out.update(run_group=run.get("run_group"), job_type=run.get("job_type"),
                history=set().union(*(r["history"]["item"] for r in records if r["type"] == "history")))
