@@ -67,7 +67,7 @@ repro-long: install
 	$(PY) -m pipeline grid models=transformer,lstm,mamba tasks=ptb-long --add
 	$(PY) -m pipeline grid models=transformer,mamba,s4d tasks=selcopy-long --add
 	$(PY) -m pipeline grid models=transformer,lstm,mamba tasks=wiki-bytes --add
-	$(PY) -m pipeline grid models=kim-cnn,transformer,mamba tasks=pl-reviews-long bench=kim-cnn --add
+	$(PY) -m pipeline grid models=kim-cnn,transformer,mamba,lstm tasks=pl-reviews-long bench=kim-cnn --add
 	dvc repro
 	$(call publish_report,cpu-long)
 
