@@ -126,3 +126,26 @@ def test_longer_test_splits_fill_the_buckets_beyond_the_trained_length(tmp_path)
     extra = length_split_bucket_rows(out)
     assert sorted(extra["model"]) == ["a", "b", "c"] and set(extra["bucket"]) == {"129-256"}
     assert set(extra["split"]) == {"test_2x"} and extra.set_index("model").loc["a", "value"] == pytest.approx(0.5)
+
+
+def test_a_bidirectional_task_is_priced_by_bidirectional_cells_only(tmp_path):
+    """A classification trains the bidirectional form; the sweep measures the causal one where a backbone has it
+    (another width; packed sequences for an RNN): a causal cell must not price a model the task never ran."""
+    results = _results(tmp_path)
+    for r in results:
+        r["receptive_field"] = {"left": 64, "right": 63}  # measured on the trained model: reads both ways
+    bench = _bench(a=1e-6, b=5e-6, c=5e-6)
+    for b, causal in zip(bench, (True, False, True)):
+        b["causal"] = causal
+    row = bucket_verdict_rows(results, bench).iloc[0]
+    assert row["fastest to train"] == "b 200k tok/s (a: benchmarked causal only)"
+    assert row["verdict"] == ("use a or b for quality; no speed comparison: only b has a benchmark cell in the form "
+                              "this task trained")
+    for r in results:
+        r["receptive_field"] = {"left": 127, "right": 0}  # causal runs: a's and c's cells are their form, b's is not
+    row = bucket_verdict_rows(results, bench).iloc[0]
+    assert row["fastest to train"] == "a 1M tok/s (b: benchmarked bidirectional only)"
+    for r in results:
+        del r["receptive_field"]  # not measured (older results): every cell is used, as before
+    assert bucket_verdict_rows(results, bench).iloc[0]["verdict"] == \
+        "use a: tied for most accurate (with b) and fastest to train"

@@ -285,6 +285,9 @@ def _joined_verdict(q: dict, speed: dict) -> str:
     models = [m for m in q["values"] if m in speed]
     if not tied:
         return f"no benchmark cell for {', '.join(q['tied'])}"
+    if len(models) == 1:
+        return (f"use {' or '.join(q['tied'])} for quality; no speed comparison: only {models[0]} has a benchmark "
+                f"cell in the form this task trained")
     fast = leaders({m: speed[m] for m in models}, lower=False)
     if len(fast) == len(models):
         return f"no cost difference resolved (train tok/s within timing noise): use {' or '.join(tied)} for quality"
@@ -307,14 +310,37 @@ def _joined_verdict(q: dict, speed: dict) -> str:
             f"trains {ratio:.2f}× [{lo:.2f}, {hi:.2f}] as fast)")
 
 
+def _reads_left_to_right(r: dict) -> Optional[bool]:
+    """Whether a run's model was causal, from its measured receptive field (None when not measured)."""
+    field = r.get("receptive_field") or {}
+    return None if field.get("right") is None else field["right"] == 0
+
+
+def same_form(bench: list[dict], runs: list[dict]) -> list[dict]:
+    """The benchmark entries of the task's models in the form the task trained: the sweep measures the causal
+    form where a backbone has one, and a classification trains the bidirectional one (another width, and packed
+    sequences for an RNN), so a causal cell would price a model the task never ran."""
+    trained = {r["model"]: _reads_left_to_right(r) for r in runs}
+    def matches(b: dict) -> bool:
+        causal = trained[b["model"]]
+        return causal is None or b.get("causal") is None or b["causal"] == causal
+
+    return [b for b in bench if b["model"] in trained and matches(b)]
+
+
 def bucket_verdict_rows(results: list[dict], bench: list[dict], min_examples: int = MIN_BUCKET_EXAMPLES) -> pd.DataFrame:
-    """One row per task and bucket with both quality (two or more models) and benchmark cells at its edge."""
+    """One row per task and bucket with both quality (two or more models) and benchmark cells at its edge, in
+    the form the task trained (same_form): a tied model benchmarked only in its other form reads "not benchmarked"."""
     columns = ["task", "length", "bucket", "most accurate", *[c for c, *_ in COSTS], "verdict"]
     rows = []
     results = [with_length_splits(r) for r in results]
-    bench_lengths = {c["length"] for r in bench for c in r["cells"]}
+    all_bench = bench
     for task in sorted({r["task"] for r in results}):
         mine = [r for r in results if r["task"] == task]
+        bench = same_form(all_bench, mine)
+        other_form = {b["model"]: f"benchmarked {'causal' if b.get('causal') else 'bidirectional'} only"
+                      for b in all_bench if b["model"] in {r["model"] for r in mine} and b not in bench}
+        bench_lengths = {c["length"] for r in bench for c in r["cells"]}
         edges = sorted({e for r in mine for e in r["buckets"]["edges"]})
         for n in edges:
             q = _bucket_quality(mine, n, min_examples) if n in bench_lengths else None
@@ -322,11 +348,12 @@ def bucket_verdict_rows(results: list[dict], bench: list[dict], min_examples: in
             if not q or not any(m in speed for m in q["values"]):
                 continue
             row = {"task": task, "length": n, "bucket": bucket_label(n, edges), "most accurate": _tied_cell(q)}
-            # a model without decode cells says why (e.g. "no recurrent form")
+            # a model without decode cells says why (e.g. "no recurrent form"), and so does one benchmarked only
+            # in the form this task did not train
             why = {r["model"]: str(r["decode"].get("status", "")).split(" (")[0] for r in bench}
             for column, key, lower, unit, timed in COSTS:
                 row[column] = _cost_cell(costs_at(bench, n, key, timed), q["tied"], lower, unit,
-                                         why if key == "decode_latency_ms" else None)
+                                         {**(why if key == "decode_latency_ms" else {}), **other_form})
             row["verdict"] = _joined_verdict(q, {m: v for m, v in speed.items() if m in q["values"]})
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
