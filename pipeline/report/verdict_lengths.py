@@ -234,7 +234,8 @@ def _cost_cell(costs: dict, models: list[str], lower: bool, unit: str, why: Opti
     """The cost leader among `models`: 'X 37k tok/s (1.6× [1.1, 2.3] Y)', 'X ≈ Y (within timing noise)'."""
     mine = {m: v for m, v in costs.items() if m in models}
     if not mine:
-        return "not benchmarked"
+        reasons = [f"{m}: {why[m]}" for m in models if why and why.get(m)]
+        return "not benchmarked" + (f" ({'; '.join(reasons)})" if reasons else "")
     ranked = sorted(mine, key=lambda m: (mine[m][0] if lower else -mine[m][0], m))
     best = ranked[0]
     if len(ranked) == 1:
@@ -284,7 +285,7 @@ def _joined_verdict(q: dict, speed: dict) -> str:
     tied = [m for m in q["tied"] if m in speed]
     models = [m for m in q["values"] if m in speed]
     if not tied:
-        return f"no benchmark cell for {', '.join(q['tied'])}"
+        return f"no benchmark cell for {', '.join(q['tied'])} in the form this task trained"
     if len(models) == 1:
         return (f"use {' or '.join(q['tied'])} for quality; no speed comparison: only {models[0]} has a benchmark "
                 f"cell in the form this task trained")
