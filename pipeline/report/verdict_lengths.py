@@ -322,6 +322,7 @@ def same_form(bench: list[dict], runs: list[dict]) -> list[dict]:
     form where a backbone has one, and a classification trains the bidirectional one (another width, and packed
     sequences for an RNN), so a causal cell would price a model the task never ran."""
     trained = {r["model"]: _reads_left_to_right(r) for r in runs}
+
     def matches(b: dict) -> bool:
         causal = trained[b["model"]]
         return causal is None or b.get("causal") is None or b["causal"] == causal
@@ -335,25 +336,24 @@ def bucket_verdict_rows(results: list[dict], bench: list[dict], min_examples: in
     columns = ["task", "length", "bucket", "most accurate", *[c for c, *_ in COSTS], "verdict"]
     rows = []
     results = [with_length_splits(r) for r in results]
-    all_bench = bench
     for task in sorted({r["task"] for r in results}):
         mine = [r for r in results if r["task"] == task]
-        bench = same_form(all_bench, mine)
+        priced = same_form(bench, mine)
         other_form = {b["model"]: f"benchmarked {'causal' if b.get('causal') else 'bidirectional'} only"
-                      for b in all_bench if b["model"] in {r["model"] for r in mine} and b not in bench}
-        bench_lengths = {c["length"] for r in bench for c in r["cells"]}
+                      for b in bench if b["model"] in {r["model"] for r in mine} and b not in priced}
+        bench_lengths = {c["length"] for r in priced for c in r["cells"]}
         edges = sorted({e for r in mine for e in r["buckets"]["edges"]})
         for n in edges:
             q = _bucket_quality(mine, n, min_examples) if n in bench_lengths else None
-            speed = costs_at(bench, n, "train_tokens_per_s", "train_s") if q else {}
+            speed = costs_at(priced, n, "train_tokens_per_s", "train_s") if q else {}
             if not q or not any(m in speed for m in q["values"]):
                 continue
             row = {"task": task, "length": n, "bucket": bucket_label(n, edges), "most accurate": _tied_cell(q)}
             # a model without decode cells says why (e.g. "no recurrent form"), and so does one benchmarked only
             # in the form this task did not train
-            why = {r["model"]: str(r["decode"].get("status", "")).split(" (")[0] for r in bench}
+            why = {r["model"]: str(r["decode"].get("status", "")).split(" (")[0] for r in priced}
             for column, key, lower, unit, timed in COSTS:
-                row[column] = _cost_cell(costs_at(bench, n, key, timed), q["tied"], lower, unit,
+                row[column] = _cost_cell(costs_at(priced, n, key, timed), q["tied"], lower, unit,
                                          {**(why if key == "decode_latency_ms" else {}), **other_form})
             row["verdict"] = _joined_verdict(q, {m: v for m, v in speed.items() if m in q["values"]})
             rows.append(row)
