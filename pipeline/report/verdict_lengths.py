@@ -312,9 +312,11 @@ def _joined_verdict(q: dict, speed: dict) -> str:
 
 
 def _reads_left_to_right(r: dict) -> Optional[bool]:
-    """Whether a run's model was causal, from its measured receptive field (None when not measured)."""
-    field = r.get("receptive_field") or {}
-    return None if field.get("right") is None else field["right"] == 0
+    """Whether a run's model was causal, from its measured receptive field (None when not measured, or in an older
+    eval.json whose field is a plain token count)."""
+    field = r.get("receptive_field")
+    right = field.get("right") if isinstance(field, dict) else None
+    return None if right is None else right == 0
 
 
 def same_form(bench: list[dict], runs: list[dict]) -> list[dict]:
