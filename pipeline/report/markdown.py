@@ -131,8 +131,9 @@ def _task_section(task: str, results: list[dict], tables: dict[str, pd.DataFrame
         if (extrapolation["sweep"] == "pairs").any():
             out += ["### Recall vs number of key-value pairs", "",
                     f"Test {metric} of the models trained at the column marked `train` (at that length), on splits "
-                    "of the same length generated with fewer and more key-value pairs (after Zoology, Arora et al. 2023, Fig. 2: "
-                    "a fixed-size recurrent state must hold every pair, attention looks them up). Up to the trained "
+                    "of the same length generated with fewer and more key-value pairs "
+                    "(after Zoology, Arora et al. 2023, Fig. 2: a fixed-size recurrent state must hold every pair, "
+                    "attention looks them up). Up to the trained "
                     "count this measures capacity; beyond it, transfer to longer key-value lists than any seen in "
                     "training, which attention does not get for free either (Zoology trains on a mixture of counts: "
                     "`task.synthetic.train_pairs`). The floor is measured on each split: the accuracy of answering the "

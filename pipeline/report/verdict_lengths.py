@@ -319,30 +319,36 @@ def _reads_left_to_right(r: dict) -> Optional[bool]:
     return None if right is None else right == 0
 
 
-def same_form(bench: list[dict], runs: list[dict]) -> list[dict]:
-    """The benchmark entries of the task's models in the form the task trained: the sweep measures the causal
-    form where a backbone has one, and a classification trains the bidirectional one (another width, and packed
-    sequences for an RNN), so a causal cell would price a model the task never ran."""
+def same_form(bench: list[dict], runs: list[dict]) -> tuple[list[dict], dict[str, str]]:
+    """(the benchmark entries of the task's models in the form the task trained, {model: why not} for the task's
+    models benchmarked only in the other form). The sweep measures the causal form where a backbone has one, and a
+    classification trains the bidirectional one (another width, and packed sequences for an RNN), so a causal
+    cell would price a model the task never ran."""
     trained = {r["model"]: _reads_left_to_right(r) for r in runs}
-
-    def matches(b: dict) -> bool:
+    priced, other_form = [], {}
+    for b in bench:
+        if b["model"] not in trained:
+            continue
         causal = trained[b["model"]]
-        return causal is None or b.get("causal") is None or b["causal"] == causal
-
-    return [b for b in bench if b["model"] in trained and matches(b)]
+        if causal is None or b.get("causal") is None or b["causal"] == causal:
+            priced.append(b)
+        else:
+            other_form[b["model"]] = f"benchmarked {'causal' if b['causal'] else 'bidirectional'} only"
+    return priced, other_form
 
 
 def bucket_verdict_rows(results: list[dict], bench: list[dict], min_examples: int = MIN_BUCKET_EXAMPLES) -> pd.DataFrame:
     """One row per task and bucket with both quality (two or more models) and benchmark cells at its edge, in
-    the form the task trained (same_form): a tied model benchmarked only in its other form reads "not benchmarked"."""
+    the form the task trained (same_form): a tied model benchmarked only in its other form says so."""
     columns = ["task", "length", "bucket", "most accurate", *[c for c, *_ in COSTS], "verdict"]
     rows = []
     results = [with_length_splits(r) for r in results]
     for task in sorted({r["task"] for r in results}):
         mine = [r for r in results if r["task"] == task]
-        priced = same_form(bench, mine)
-        other_form = {b["model"]: f"benchmarked {'causal' if b.get('causal') else 'bidirectional'} only"
-                      for b in bench if b["model"] in {r["model"] for r in mine} and b not in priced}
+        priced, other_form = same_form(bench, mine)
+        # a model without a cell says why: benchmarked only in the form this task did not train, or (decoding)
+        # its decode status, e.g. "no recurrent form"
+        why_decode = {**{r["model"]: str(r["decode"].get("status", "")).split(" (")[0] for r in priced}, **other_form}
         bench_lengths = {c["length"] for r in priced for c in r["cells"]}
         edges = sorted({e for r in mine for e in r["buckets"]["edges"]})
         for n in edges:
@@ -351,12 +357,9 @@ def bucket_verdict_rows(results: list[dict], bench: list[dict], min_examples: in
             if not q or not any(m in speed for m in q["values"]):
                 continue
             row = {"task": task, "length": n, "bucket": bucket_label(n, edges), "most accurate": _tied_cell(q)}
-            # a model without decode cells says why (e.g. "no recurrent form"), and so does one benchmarked only
-            # in the form this task did not train
-            why = {r["model"]: str(r["decode"].get("status", "")).split(" (")[0] for r in priced}
             for column, key, lower, unit, timed in COSTS:
                 row[column] = _cost_cell(costs_at(priced, n, key, timed), q["tied"], lower, unit,
-                                         {**(why if key == "decode_latency_ms" else {}), **other_form})
+                                         why_decode if key == "decode_latency_ms" else other_form)
             row["verdict"] = _joined_verdict(q, {m: v for m, v in speed.items() if m in q["values"]})
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
